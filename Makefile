@@ -1,0 +1,38 @@
+# nsbi: the two entry points.
+#   make run    set up .venv and run the whole workflow on the built-in demo (config/config.yaml)
+#   make test   set up .venv and run the test suite
+# Both are idempotent: the environment is rebuilt only when pyproject.toml changes, and
+# Snakemake reruns only what is out of date.
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= all
+# CPU build on machines without a GPU (a local wheel is used when pip finds one);
+# on a CUDA machine use e.g.  make run TORCH="torch"  (default PyPI build with CUDA).
+TORCH  ?= torch==2.13.*
+EXTRAS ?= test
+BIN     = $(VENV)/bin
+
+.PHONY: run test setup dryrun report clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+dryrun: setup
+	$(BIN)/snakemake -n
+
+report: setup
+	$(BIN)/snakemake --report report.html
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf results .snakemake report.html

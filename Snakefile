@@ -1,0 +1,30 @@
+# nsbi: neural simulation-based inference, from ROOT ntuples to confidence intervals.
+# Run `snakemake -n` to see the jobs, `snakemake --cores N` to run them; see README.md.
+from snakemake.utils import min_version
+
+from nsbi.config import validate
+
+min_version("9.0")
+
+
+# The demo analysis is the default. A config given with --configfile replaces it entirely
+# (no key-by-key merge with the demo, so nothing of the demo leaks into your analysis).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+# JSON-schema validation (config/schema/config.schema.yaml) with defaults filled in,
+# plus cross-reference checks; errors name the offending config key.
+config.update(validate(config))
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/prep.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,2 @@
+"""nsbi: neural simulation-based inference workflow."""
+__version__ = "0.1.0"

@@ -1,0 +1,345 @@
+"""Loading and validation of the analysis configuration.
+
+The configuration is validated against ``config/schema/config.schema.yaml`` (JSON schema,
+draft 2020-12); missing optional keys are filled with the schema defaults. On top of the
+schema, :func:`validate` checks what a schema cannot express (unique names, references
+between sections, expressions that parse, consistent binning) and raises a
+:class:`ConfigError` whose message names the offending key, e.g.
+``config key 'systematics[1].samples[0]': unknown sample 'ttZ'``.
+
+The small helpers below (:func:`variations`, :func:`prep_targets`, ...) are what the
+Snakemake rules use to expand targets; they are plain functions so that they are tested
+without Snakemake.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .expr import ExpressionError, parse
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+NOMINAL = "nominal"
+DIRECTIONS = ("up", "down")
+
+
+class ConfigError(ValueError):
+    """The analysis configuration is invalid. The message names the config key."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def load_schema(path: str | Path | None = None) -> dict[str, Any]:
+    with open(path or SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_path(path: Iterable[Any]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<root>"
+
+
+def _fill_defaults(instance: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
+    """Recursively insert schema defaults for missing object properties."""
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        node: Any = root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        _fill_defaults(instance, node, root)
+        return
+    if isinstance(instance, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in instance and "default" in sub:
+                instance[key] = copy.deepcopy(sub["default"])
+            if key in instance:
+                _fill_defaults(instance[key], sub, root)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in instance:
+                if key not in schema.get("properties", {}):
+                    _fill_defaults(instance[key], extra, root)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for item in instance:
+            _fill_defaults(item, schema["items"], root)
+
+
+def _schema_error_message(err: jsonschema.ValidationError) -> str:
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        keys = ", ".join(_key_path(path + [k]) for k in extra)
+        return f"config key(s) {keys}: unknown key (allowed: {', '.join(sorted(err.schema.get('properties', {})))})"
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"config key '{_key_path(path + [missing])}': required key is missing"
+    return f"config key '{_key_path(path)}': {err.message}"
+
+
+def validate_schema(cfg: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate against the JSON schema and fill defaults (returns a new dict)."""
+    schema = schema or load_schema()
+    cfg = copy.deepcopy(dict(cfg))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(_schema_error_message(errors[0]))
+    _fill_defaults(cfg, schema, schema)
+    return cfg
+
+
+# ------------------------------------------------------------------ semantic checks
+
+
+def _unique(items: list[dict[str, Any]], section: str) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item["name"] in seen:
+            raise ConfigError(f"config key '{section}[{i}].name': duplicate name '{item['name']}'")
+        seen[item["name"]] = i
+    return seen
+
+
+def _check_expr(text: Any, key: str, allowed: set[str] | None = None) -> None:
+    try:
+        parse(str(text), allowed_names=allowed)
+    except ExpressionError as err:
+        raise ConfigError(f"config key '{key}': {err}") from None
+
+
+def _check_semantics(cfg: dict[str, Any]) -> None:
+    samples = _unique(cfg["samples"], "samples")
+    _unique(cfg["systematics"], "systematics")
+    features = _unique(cfg["features"], "features")
+    _unique(cfg["regions"], "regions")
+
+    data = [s["name"] for s in cfg["samples"] if s["type"] == "data"]
+    if len(data) > 1:
+        raise ConfigError(f"config key 'samples': at most one sample may have type 'data', found {data}")
+    basis = [s["name"] for s in cfg["samples"] if s["type"] == "basis"]
+    if not basis:
+        raise ConfigError("config key 'samples': at least one sample must have type 'basis'")
+
+    for i, s in enumerate(cfg["samples"]):
+        _check_expr(s["weight"], f"samples[{i}].weight")
+        if "selection" in s:
+            _check_expr(s["selection"], f"samples[{i}].selection")
+    for i, f in enumerate(cfg["features"]):
+        _check_expr(f.get("expr", f["name"]), f"features[{i}].expr")
+    _check_expr(cfg["preselection"], "preselection")
+
+    for i, r in enumerate(cfg["regions"]):
+        _check_expr(r["selection"], f"regions[{i}].selection")
+        if r["type"] == "binned":
+            for key in ("observable", "binning"):
+                if key not in r:
+                    raise ConfigError(f"config key 'regions[{i}].{key}': required for a binned region")
+            _check_expr(r["observable"], f"regions[{i}].observable")
+            edges = bin_edges(r["binning"])
+            if any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ConfigError(f"config key 'regions[{i}].binning': bin edges must increase strictly")
+        else:
+            for key in ("observable", "binning"):
+                if key in r:
+                    raise ConfigError(f"config key 'regions[{i}].{key}': only allowed for binned regions")
+
+    for i, syst in enumerate(cfg["systematics"]):
+        key = f"systematics[{i}]"
+        for j, name in enumerate(syst.get("samples", [])):
+            if name not in samples:
+                raise ConfigError(f"config key '{key}.samples[{j}]': unknown sample '{name}'")
+            if cfg["samples"][samples[name]]["type"] == "data":
+                raise ConfigError(f"config key '{key}.samples[{j}]': systematics cannot apply to data")
+        dirs = [d for d in DIRECTIONS if d in syst]
+        if not dirs:
+            raise ConfigError(f"config key '{key}': needs 'up' and/or 'down'")
+        if len(dirs) == 1 and not syst["symmetrize"]:
+            raise ConfigError(f"config key '{key}': only '{dirs[0]}' given; add the other or set symmetrize: true")
+        wanted = {"weight": {"weight"}, "tree": {"files", "tree"}, "norm": {"norm"}}[syst["type"]]
+        for d in dirs:
+            given = set(syst[d])
+            if not given or not given <= wanted:
+                raise ConfigError(
+                    f"config key '{key}.{d}': a '{syst['type']}' systematic takes "
+                    f"{' and/or '.join(sorted(wanted))}, got {sorted(given) or 'nothing'}"
+                )
+            if "weight" in syst[d]:
+                _check_expr(syst[d]["weight"], f"{key}.{d}.weight")
+
+    m = cfg["morphing"]
+    lo, hi = m["poi_bounds"]
+    if not lo < hi:
+        raise ConfigError("config key 'morphing.poi_bounds': lower bound must be below upper bound")
+    for name, text in m["coefficients"].items():
+        if name not in samples or cfg["samples"][samples[name]]["type"] != "basis":
+            raise ConfigError(f"config key 'morphing.coefficients.{name}': not a basis sample")
+        _check_expr(text, f"morphing.coefficients.{name}", allowed={m["poi"]})
+
+    tr = cfg["training"]
+    for j, name in enumerate(tr.get("features", [])):
+        if name not in features:
+            raise ConfigError(f"config key 'training.features[{j}]': unknown feature '{name}'")
+    for name in tr.get("reference", {}):
+        if name not in samples or cfg["samples"][samples[name]]["type"] == "data":
+            raise ConfigError(f"config key 'training.reference.{name}': not a Monte Carlo sample")
+    if tr["members"] > 1 and tr["folds"] > tr["members"]:
+        pass  # members cycle over folds; more folds than members is allowed
+
+    hb = cfg["fit"]["histogram_baseline"]
+    if "binning" in hb:
+        edges = bin_edges(hb["binning"])
+        if any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ConfigError("config key 'fit.histogram_baseline.binning': bin edges must increase strictly")
+
+
+def validate(cfg: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate a configuration (schema + semantic checks) and return it with defaults filled."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError("config: the top level must be a mapping")
+    out = validate_schema(dict(cfg), schema)
+    _check_semantics(out)
+    return out
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config with ``yaml.safe_load`` and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    with open(path) as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file '{path}': invalid YAML: {err}") from None
+    try:
+        return validate(raw or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def bin_edges(binning: Any) -> list[float]:
+    if isinstance(binning, Mapping):
+        n, lo, hi = binning["bins"], binning["low"], binning["high"]
+        return [lo + (hi - lo) * i / n for i in range(n + 1)]
+    return [float(b) for b in binning]
+
+
+def sample(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    for s in cfg["samples"]:
+        if s["name"] == name:
+            return s
+    raise KeyError(f"unknown sample '{name}'")
+
+
+def systematic(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    for s in cfg["systematics"]:
+        if s["name"] == name:
+            return s
+    raise KeyError(f"unknown systematic '{name}'")
+
+
+def mc_samples(cfg: Mapping[str, Any]) -> list[str]:
+    return [s["name"] for s in cfg["samples"] if s["type"] != "data"]
+
+
+def basis_samples(cfg: Mapping[str, Any]) -> list[str]:
+    return [s["name"] for s in cfg["samples"] if s["type"] == "basis"]
+
+
+def data_sample(cfg: Mapping[str, Any]) -> str | None:
+    names = [s["name"] for s in cfg["samples"] if s["type"] == "data"]
+    return names[0] if names else None
+
+
+def affects(syst: Mapping[str, Any], sample_name: str, cfg: Mapping[str, Any]) -> bool:
+    if "samples" in syst:
+        return sample_name in syst["samples"]
+    return sample(cfg, sample_name)["type"] != "data"
+
+
+def shape_systematics(cfg: Mapping[str, Any], sample_name: str) -> list[str]:
+    """Systematics that need their own prepared events (weight- and tree-based)."""
+    return [
+        s["name"]
+        for s in cfg["systematics"]
+        if s["type"] in ("weight", "tree") and affects(s, sample_name, cfg)
+    ]
+
+
+def variations(cfg: Mapping[str, Any], sample_name: str) -> list[str]:
+    """Variation names prepared for a sample: 'nominal' plus '<syst>_<dir>' per direction given."""
+    out = [NOMINAL]
+    for name in shape_systematics(cfg, sample_name):
+        syst = systematic(cfg, name)
+        out += [f"{name}_{d}" for d in DIRECTIONS if d in syst]
+    return out
+
+
+def split_variation(variation: str) -> tuple[str | None, str | None]:
+    if variation == NOMINAL:
+        return None, None
+    name, _, direction = variation.rpartition("_")
+    if direction not in DIRECTIONS or not name:
+        raise ValueError(f"bad variation name '{variation}'")
+    return name, direction
+
+
+def _index(items: list[dict[str, Any]], name: str) -> int:
+    return next(i for i, item in enumerate(items) if item["name"] == name)
+
+
+def variation_inputs(cfg: Mapping[str, Any], sample_name: str, variation: str) -> dict[str, Any]:
+    """Files, tree and weight expression of one (sample, variation), as plain sorted data.
+
+    The ``*_key`` entries name the config key each value came from (for error messages).
+    """
+    s = sample(cfg, sample_name)
+    i = _index(cfg["samples"], sample_name)
+    spec = {
+        "files": list(s["files"]),
+        "files_key": f"samples[{i}].files",
+        "tree": s.get("tree", cfg["input"]["tree"]),
+        "tree_key": f"samples[{i}].tree" if "tree" in s else "input.tree",
+        "weight": str(s["weight"]),
+        "weight_key": f"samples[{i}].weight",
+        "selection": str(s.get("selection", "1 > 0")),
+        "selection_key": f"samples[{i}].selection",
+    }
+    name, direction = split_variation(variation)
+    if name is not None:
+        var = systematic(cfg, name)[direction]
+        key = f"systematics[{_index(cfg['systematics'], name)}].{direction}"
+        if "weight" in var:
+            spec["weight"], spec["weight_key"] = str(var["weight"]), f"{key}.weight"
+        if "files" in var:
+            spec["files"] = [f.replace("{sample}", sample_name) for f in var["files"]]
+            spec["files_key"] = f"{key}.files"
+        if "tree" in var:
+            spec["tree"], spec["tree_key"] = var["tree"], f"{key}.tree"
+    return spec
+
+
+def prep_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """All (region, process, variation) triples of the data-preparation stage."""
+    out = []
+    for region in cfg["regions"]:
+        for s in cfg["samples"]:
+            for var in variations(cfg, s["name"]):
+                out.append((region["name"], s["name"], var))
+    return out
+
+
+def results_dir(cfg: Mapping[str, Any]) -> str:
+    return f"{cfg['output_dir']}/{cfg['analysis']}"

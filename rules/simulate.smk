@@ -1,0 +1,51 @@
+# Built-in simulator: gg -> (H* ->) ZZ -> 4l with interference, and qq -> ZZ.
+# One job per simulated process (nominal + lepton-energy-scale variations), one for data.
+SIM = config["simulation"]
+
+
+rule simulate_sample:
+    output:
+        nominal=f"{SIMDIR}/{{simprocess}}.root",
+        les_up=f"{SIMDIR}/{{simprocess}}_LES_up.root",
+        les_down=f"{SIMDIR}/{{simprocess}}_LES_down.root",
+    input:
+        code=nsbi_sources("simulate"),
+    params:
+        settings=lambda w: canonical(
+            {
+                "process": w.simprocess,
+                "n_events": SIM["events_per_sample"],
+                "seed": SIM["seed"],
+                "lumi_ifb": SIM["lumi_ifb"],
+                "tree": config["input"]["tree"],
+            }
+        ),
+    log:
+        f"{RESULTS}/logs/simulate/{{simprocess}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/simulate/{{simprocess}}.tsv"
+    script:
+        "../scripts/simulate_sample.py"
+
+
+rule simulate_data:
+    output:
+        f"{SIMDIR}/data.root",
+    input:
+        code=nsbi_sources("simulate"),
+    params:
+        settings=canonical(
+            {
+                "mu": SIM["data"]["mu"],
+                "nuisances": SIM["data"]["nuisances"],
+                "seed": SIM["data"]["seed"],
+                "lumi_ifb": SIM["lumi_ifb"],
+                "tree": config["input"]["tree"],
+            }
+        ),
+    log:
+        f"{RESULTS}/logs/simulate/data.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/simulate/data.tsv"
+    script:
+        "../scripts/simulate_data.py"
