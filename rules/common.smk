@@ -7,6 +7,8 @@ from pathlib import Path
 import nsbi.config as ncfg
 
 RESULTS = ncfg.results_dir(config)
+# conda environment used with `--sdm conda` (relative to the rules/ directory)
+CONDA_ENV = "../envs/nsbi.yaml"
 SIMDIR = config["simulation"]["output_dir"]
 
 

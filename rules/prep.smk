@@ -15,6 +15,8 @@ rule prep:
         f"{RESULTS}/logs/prep/{{region}}/{{process}}/{{variation}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prep/{{region}}/{{process}}/{{variation}}.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prep.py"
 
@@ -29,5 +31,7 @@ rule prep_summary:
     log:
         f"{RESULTS}/logs/prep/summary.log",
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prep_summary.py"

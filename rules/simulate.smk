@@ -24,6 +24,8 @@ rule simulate_sample:
         f"{RESULTS}/logs/simulate/{{simprocess}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate/{{simprocess}}.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/simulate_sample.py"
 
@@ -47,5 +49,7 @@ rule simulate_data:
         f"{RESULTS}/logs/simulate/data.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate/data.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/simulate_data.py"
