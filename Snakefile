@@ -11,7 +11,7 @@ min_version("9.0")
 # (no key-by-key merge with the demo, so nothing of the demo leaks into your analysis).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 # JSON-schema validation (config/schema/config.schema.yaml) with defaults filled in,
