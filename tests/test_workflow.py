@@ -1,11 +1,6 @@
 """The Snakemake workflow: DAG shape (dry run) and an end-to-end run on config/test.yaml."""
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,29 +8,7 @@ import uproot
 
 from nsbi import config as ncfg
 from nsbi.io import read_parquet
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def snakemake(*args, cwd=ROOT, check=True):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args], cwd=cwd, capture_output=True, text=True, env=env
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines():
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
+from conftest import ROOT, job_counts, snakemake
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/test.yaml"])
@@ -64,14 +37,6 @@ def test_invalid_config_fails_before_any_job(tmp_path):
     proc = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
     assert proc.returncode != 0
     assert "config key 'training.members': 'two' is not of type 'integer'" in proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def test_run(tmp_path_factory):
-    """Run the workflow on the test config once (in a scratch working directory)."""
-    work = tmp_path_factory.mktemp("run")
-    snakemake("--cores", "2", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work))
-    return work, ncfg.load(ROOT / "config/test.yaml")
 
 
 @pytest.mark.slow

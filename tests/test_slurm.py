@@ -1,0 +1,73 @@
+"""End-to-end run of the test config on a real single-node SLURM cluster on localhost.
+
+The cluster (munged, slurmctld, slurmd from Debian's slurm-wlm) is started by
+tests/slurm/cluster.sh and stopped afterwards. Skipped, with the reason, only where SLURM
+cannot be installed (not root, or no apt).
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TEST_CONFIG, snakemake
+from nsbi import config as ncfg
+from nsbi.io import read_parquet
+
+CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
+# rules that request a GPU in profiles/slurm; the test node has no GRES
+GPU_RULES = ["train_ratio", "train_syst", "train_region", "evaluate"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if shutil.which("slurmctld") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("SLURM is not installed and cannot be installed here (needs root and apt-get)")
+        proc = subprocess.run([str(CLUSTER), "install"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"SLURM could not be installed: {proc.stderr[-500:]}")
+    state = tmp_path_factory.mktemp("slurm")
+    subprocess.run([str(CLUSTER), "start", str(state)], check=True)
+    try:
+        yield {"SLURM_CONF": str(state / "slurm.conf")}
+    finally:
+        subprocess.run([str(CLUSTER), "stop", str(state)], check=False)
+
+
+def test_slurm_run_equals_local_run(slurm, test_run, tmp_path):
+    local, cfg = test_run
+    work = tmp_path / "slurm-run"
+    proc = snakemake(
+        "--profile", str(ROOT / "profiles" / "slurm"),
+        "--configfile", str(TEST_CONFIG),
+        "--directory", str(work),
+        "--slurm-no-account",
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "1",
+        "--jobs", "4",
+        "--set-resources", *[f"{r}:gpu=0" for r in GPU_RULES],
+        env=slurm,
+    )
+    out = proc.stdout + proc.stderr
+    jobids = re.findall(r"submitted with SLURM jobid (\d+)", out)
+    assert jobids, f"no job went through sbatch:\n{out[-3000:]}"
+    sq = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, env={**os.environ, **slurm})
+    assert set(jobids) <= set(sq.stdout.split()), "job ids reported by Snakemake are unknown to SLURM"
+
+    res_local, res_slurm = local / ncfg.results_dir(cfg), work / ncfg.results_dir(cfg)
+    files = sorted(p.relative_to(res_local) for p in res_local.rglob("*") if p.suffix in (".parquet", ".json"))
+    assert files
+    for rel in files:
+        assert (res_slurm / rel).exists(), f"{rel} missing from the SLURM run"
+        if rel.suffix == ".parquet":
+            a, b = read_parquet(res_local / rel), read_parquet(res_slurm / rel)
+            assert a.keys() == b.keys()
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=str(rel))
+        else:
+            assert (res_local / rel).read_text() == (res_slurm / rel).read_text(), str(rel)
