@@ -7,6 +7,9 @@ from nsbi.config import validate
 min_version("9.0")
 
 
+report: "report/workflow.rst"
+
+
 # The demo analysis is the default. A config given with --configfile replaces it entirely
 # (no key-by-key merge with the demo, so nothing of the demo leaks into your analysis).
 if not workflow.overwrite_configfiles:
@@ -22,6 +25,7 @@ config.update(validate(config))
 include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/prep.smk"
+include: "rules/plots.smk"
 
 
 rule all:

@@ -49,5 +49,11 @@ def prep_outputs():
     ]
 
 
+def datamc_plots():
+    return [
+        f"{RESULTS}/plots/datamc/{r['name']}/{f['name']}.png" for r in config["regions"] for f in config["features"]
+    ]
+
+
 def all_targets():
-    return prep_outputs() + [f"{RESULTS}/prep/yields.json"]
+    return prep_outputs() + [f"{RESULTS}/prep/yields.json"] + datamc_plots()

@@ -76,6 +76,15 @@ def test_end_to_end_prep_yields_match_direct_computation(test_run):
 
 
 @pytest.mark.slow
+def test_datamc_plots_are_written(test_run):
+    work, cfg = test_run
+    for region in cfg["regions"]:
+        for feature in cfg["features"]:
+            png = work / ncfg.results_dir(cfg) / f"plots/datamc/{region['name']}/{feature['name']}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
 def test_second_run_is_a_no_op(test_run):
     work, _ = test_run
     proc = snakemake("-n", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work))

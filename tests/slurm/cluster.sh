@@ -48,6 +48,12 @@ NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
     export SLURM_CONF="$dir/slurm.conf"
+    # srun inside batch jobs reads the default location: link ours there unless a real
+    # configuration exists (never overwrite a site's slurm.conf)
+    if [ -L /etc/slurm/slurm.conf ] || [ ! -e /etc/slurm/slurm.conf ]; then
+        mkdir -p /etc/slurm && ln -sfn "$SLURM_CONF" /etc/slurm/slurm.conf
+        touch "$dir/conf-linked-by-us"
+    fi
     if ! pgrep -x munged >/dev/null; then
         mkdir -p /run/munge /var/log/munge /var/lib/munge
         chown munge:munge /run/munge /var/log/munge /var/lib/munge
@@ -68,6 +74,9 @@ stop)
     for d in slurmd slurmctld; do
         if [ -s "$dir/$d.pid" ]; then kill "$(cat "$dir/$d.pid")" 2>/dev/null || true; fi
     done
+    if [ -e "$dir/conf-linked-by-us" ] && [ "$(readlink /etc/slurm/slurm.conf)" = "$dir/slurm.conf" ]; then
+        rm -f /etc/slurm/slurm.conf "$dir/conf-linked-by-us"
+    fi
     if [ -e "$dir/munged.started-by-us" ] && [ -s /run/munge/munged.pid ]; then
         kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
         rm -f "$dir/munged.started-by-us"
