@@ -1,0 +1,715 @@
+"""Statistical model: binned (HistFactory/pyhf semantics) + extended unbinned NSBI channels.
+
+The objective is ``-2 ln L`` (``twice_nll``), as in pyhf, so Minuit uses ``errordef = 1``.
+
+Binned channels reproduce ``pyhf.Model.logpdf`` (continuous Poisson via ``lgamma``, Gaussian
+and Poisson constraint terms with their constants) for the modifiers ``normfactor``,
+``normsys`` (code 4), ``histosys`` (code 4p), ``staterror``, ``shapesys``, ``lumi`` and
+``shapefactor``; a sample may additionally carry a morphing coefficient ``"morphing":
+"<expression>"`` (an :mod:`nsbi.expr` expression of model parameters) that multiplies it.
+
+Unbinned channels implement
+
+    -ln L = nu_tot(theta) - sum_i w_i ln( sum_c f_c(mu) nu_c G_c(alpha) r_c(x_i) prod_k g_ck(x_i, alpha_k) )
+
+where ``r_c = p_c / p_ref`` and ``g_ck`` are the per-event shape ratios at +-1 sigma
+(interpolated per event with code 4), ``G_c`` the code-4 yield factors (``normsys``),
+``normfactor``/``lumi`` multiply ``nu_c`` as in the binned case. The term
+``-sum_i w_i ln p_ref(x_i)`` is theta-independent and dropped, so unbinned ``-2 ln L``
+values are defined up to a constant (differences are exact).
+
+The shape ratios ``g`` are assumed to describe *normalised* shape changes: the yield effect
+of a systematic belongs to its ``normsys`` (same name => same nuisance parameter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+from jax.scipy.special import gammaln, xlogy  # noqa: E402
+
+from nsbi.expr import parse  # noqa: E402
+from nsbi.interpolation import CODE4_MATRIX_INV, code4_from_logs, code4_poly_weights, code4p_delta  # noqa: E402
+
+__all__ = ["Model", "ParameterSet", "ModelError", "event_columns"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+BINNED_MODIFIERS = ("normfactor", "normsys", "histosys", "staterror", "shapesys", "lumi", "shapefactor")
+UNBINNED_MODIFIERS = ("normfactor", "normsys", "lumi", "eventsys")
+
+
+class ModelError(ValueError):
+    """Inconsistent model specification."""
+
+
+def event_columns(process: str, systematic: str | None = None) -> tuple[str, ...]:
+    """Column names in per-event files: ``logr_{process}``, ``logr_{process}__{syst}_up/_down``."""
+    if systematic is None:
+        return (f"logr_{process}",)
+    return (f"logr_{process}__{systematic}_up", f"logr_{process}__{systematic}_down")
+
+
+@dataclass
+class ParameterSet:
+    """One named (possibly vector-valued) parameter, mirroring pyhf's paramsets."""
+
+    name: str
+    n: int
+    inits: list[float]
+    bounds: list[tuple[float, float]]
+    fixed: list[bool]
+    constraint: str | None = None  # None | "normal" | "poisson"
+    auxdata: list[float] = field(default_factory=list)
+    sigmas: list[float] = field(default_factory=list)  # normal
+    factors: list[float] = field(default_factory=list)  # poisson (tau)
+    kind: str = ""  # modifier type that created it
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.name] if self.n == 1 and self.kind not in ("staterror", "shapesys", "shapefactor") else [
+            f"{self.name}[{i}]" for i in range(self.n)
+        ]
+
+
+def _defaults(kind: str, n: int) -> dict:
+    if kind in ("normsys", "histosys", "eventsys"):
+        return dict(inits=[0.0] * n, bounds=[(-5.0, 5.0)] * n, constraint="normal", auxdata=[0.0] * n, sigmas=[1.0] * n)
+    if kind in ("normfactor", "morphing"):
+        return dict(inits=[1.0] * n, bounds=[(0.0, 10.0)] * n, constraint=None)
+    if kind == "shapefactor":
+        return dict(inits=[1.0] * n, bounds=[(0.0, 10.0)] * n, constraint=None)
+    if kind in ("staterror", "shapesys"):
+        return dict(inits=[1.0] * n, bounds=[(1e-10, 10.0)] * n)
+    raise ModelError(f"unknown modifier type {kind!r}")
+
+
+class _Registry:
+    def __init__(self, measurement_params: Mapping[str, Mapping]):
+        self.sets: dict[str, ParameterSet] = {}
+        self.meas = dict(measurement_params)
+
+    def add(self, name: str, kind: str, n: int = 1, **override) -> ParameterSet:
+        shared_normal = {"normsys", "histosys", "eventsys"}
+        if name in self.sets:
+            ps = self.sets[name]
+            compatible = (
+                ps.kind == kind
+                or (ps.kind in shared_normal and kind in shared_normal)
+                or ({ps.kind, kind} <= {"normfactor", "morphing"})
+            )
+            if not compatible or ps.n != n:
+                raise ModelError(
+                    f"parameter {name!r} used as {ps.kind} (n={ps.n}) and as {kind} (n={n})"
+                )
+            return ps
+        d = _defaults(kind, n) if kind != "lumi" else {}
+        d.update(override)
+        if kind == "lumi":
+            m = self.meas.get(name)
+            if not m or "auxdata" not in m or "sigmas" not in m:
+                raise ModelError(
+                    f"lumi parameter {name!r} needs 'auxdata' and 'sigmas' in measurement.config.parameters"
+                )
+            d = dict(
+                inits=list(m.get("inits", m["auxdata"])),
+                bounds=[tuple(b) for b in m.get("bounds", [[0.0, 10.0 * m["auxdata"][0]]])],
+                constraint="normal",
+                auxdata=list(m["auxdata"]),
+                sigmas=list(m["sigmas"]),
+            )
+        ps = ParameterSet(
+            name=name,
+            n=n,
+            inits=list(d["inits"]),
+            bounds=[tuple(map(float, b)) for b in d["bounds"]],
+            fixed=list(d.get("fixed", [False] * n)),
+            constraint=d.get("constraint"),
+            auxdata=list(d.get("auxdata", [])),
+            sigmas=list(d.get("sigmas", [])),
+            factors=list(d.get("factors", [])),
+            kind=kind,
+        )
+        self.sets[name] = ps
+        return ps
+
+    def finalize(self, poi: str | None) -> None:
+        for name, m in self.meas.items():
+            if name not in self.sets:
+                continue  # pyhf ignores settings for absent parameters
+            ps = self.sets[name]
+            if "inits" in m:
+                ps.inits = [float(v) for v in m["inits"]]
+            if "bounds" in m:
+                ps.bounds = [tuple(map(float, b)) for b in m["bounds"]]
+            if "fixed" in m:
+                ps.fixed = [bool(m["fixed"])] * ps.n
+            if ps.kind != "lumi":
+                if "auxdata" in m and ps.constraint:
+                    ps.auxdata = [float(v) for v in m["auxdata"]]
+                if "sigmas" in m and ps.constraint == "normal":
+                    ps.sigmas = [float(v) for v in m["sigmas"]]
+            for lst, what in ((ps.inits, "inits"), (ps.bounds, "bounds")):
+                if len(lst) != ps.n:
+                    raise ModelError(f"measurement parameter {name!r}: {what} has length {len(lst)}, expected {ps.n}")
+        if poi is not None and poi not in self.sets:
+            raise ModelError(f"POI {poi!r} is not a parameter of the model (known: {sorted(self.sets)})")
+
+
+def _normal_logpdf(x, mu, sigma):
+    z = (x - mu) / sigma
+    return -0.5 * z * z - jnp.log(sigma) - _LOG_SQRT_2PI
+
+
+def _poisson_logpdf(n, lam):
+    return xlogy(n, lam) - lam - gammaln(n + 1.0)
+
+
+class Model:
+    """Compiled likelihood for a workspace dataset.
+
+    Parameters
+    ----------
+    spec : workspace dict (nsbi format; see :mod:`nsbi.workspace`). Binned channels follow the
+        pyhf layout; unbinned channels list samples with ``yield``.
+    observations : mapping channel -> list of counts (binned) or dict of per-event arrays
+        (unbinned: ``weight`` and ``logr_*`` columns, see :func:`event_columns`).
+    measurement : the measurement dict ``{"name", "config": {"poi", "parameters"}}``.
+    """
+
+    def __init__(self, spec: Mapping, observations: Mapping[str, Any], measurement: Mapping | None = None):
+        self.spec = spec
+        measurement = measurement or {"name": "default", "config": {"poi": None, "parameters": []}}
+        cfg = measurement.get("config", {})
+        self.measurement_name = measurement.get("name")
+        self.poi_name = cfg.get("poi")
+        reg = _Registry({p["name"]: p for p in cfg.get("parameters", [])})
+        self._reg = reg
+
+        channels = list(spec["channels"])
+        self.binned_channels = [c for c in channels if c.get("type", "binned") == "binned"]
+        self.unbinned_channels = [c for c in channels if c.get("type", "binned") == "unbinned"]
+
+        # ---- register parameters in order of appearance ----
+        self._morph_exprs: dict[str, Any] = {}
+        for ch in channels:
+            nb = len(ch["samples"][0]["data"]) if ch.get("type", "binned") == "binned" else 1
+            for s in ch["samples"]:
+                self._register_morphing(reg, s)
+                for m in s.get("modifiers", []):
+                    self._register_modifier(reg, ch, s, m, nb)
+        self._register_staterror(reg)
+        reg.finalize(self.poi_name)
+
+        # ---- flatten ----
+        self.parsets = list(reg.sets.values())
+        self.par_slices: dict[str, slice] = {}
+        i = 0
+        for ps in self.parsets:
+            self.par_slices[ps.name] = slice(i, i + ps.n)
+            i += ps.n
+        self.npars = i
+        self.par_names = [lab for ps in self.parsets for lab in ps.labels]
+        self.init = np.array([v for ps in self.parsets for v in ps.inits], dtype=float)
+        self.bounds = [tuple(b) for ps in self.parsets for b in ps.bounds]
+        self.fixed = np.array([v for ps in self.parsets for v in ps.fixed], dtype=bool)
+        self.poi_index = self.par_slices[self.poi_name].start if self.poi_name else None
+        self.constrained = np.zeros(self.npars, dtype=bool)
+        for ps in self.parsets:
+            if ps.constraint:
+                self.constrained[self.par_slices[ps.name]] = True
+
+        self._build_constraints()
+        self._build_binned(observations)
+        self._build_unbinned(observations)
+
+        # large per-event arrays are passed as arguments (never baked into the compiled
+        # function as constants: that makes XLA compilation slow and memory hungry)
+        self._data = [u.arrays for u in self._unb]
+        self._twice_nll = jax.jit(self._twice_nll_jax)
+        self._vg = jax.jit(jax.value_and_grad(self._twice_nll_jax))
+        self._hess = jax.jit(jax.hessian(lambda p, d: self._twice_nll_jax(p, d, False)))
+
+    # ------------------------------------------------------------------ registration
+    def _register_morphing(self, reg: _Registry, s: Mapping) -> None:
+        expr = s.get("morphing")
+        if expr is None:
+            return
+        e = self._morph_exprs.get(expr)
+        if e is None:
+            e = parse(str(expr))
+            self._morph_exprs[expr] = e
+        for name in sorted(e.names):
+            reg.add(name, "morphing")
+
+    def _register_modifier(self, reg, ch, s, m, nb) -> None:
+        kind, name = m["type"], m["name"]
+        unb = ch.get("type", "binned") == "unbinned"
+        allowed = UNBINNED_MODIFIERS if unb else BINNED_MODIFIERS
+        if kind not in allowed:
+            raise ModelError(
+                f"channel {ch['name']!r} sample {s['name']!r}: modifier type {kind!r} not allowed "
+                f"in {'unbinned' if unb else 'binned'} channels (allowed: {allowed})"
+            )
+        if kind in ("normfactor", "normsys", "histosys", "eventsys", "lumi"):
+            reg.add(name, kind)
+        elif kind == "shapefactor":
+            reg.add(name, kind, nb)
+        elif kind == "shapesys":
+            nom = np.asarray(s["data"], dtype=float)
+            unc = np.asarray(m["data"], dtype=float)
+            valid = (nom > 0) & (unc > 0)
+            tau = np.where(valid, nom**2 / np.where(valid, unc, 1.0) ** 2, 1.0)
+            reg.add(
+                name, kind, nb, constraint="poisson", auxdata=tau.tolist(), factors=tau.tolist(),
+                fixed=(~valid).tolist(),
+            )
+        elif kind == "staterror":
+            pass  # needs all samples of the channel: see _register_staterror
+
+    def _register_staterror(self, reg: _Registry) -> None:
+        # pyhf: per bin, sigma_b^2 = sum_s delta_sb^2 / (sum_{s with the modifier} nu_sb)^2
+        for ch in self.binned_channels:
+            nb = len(ch["samples"][0]["data"])
+            groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+            for s in ch["samples"]:
+                for m in s.get("modifiers", []):
+                    if m["type"] == "staterror":
+                        groups.setdefault(m["name"], []).append(
+                            (np.asarray(s["data"], float), np.asarray(m["data"], float))
+                        )
+            for name, items in groups.items():
+                if name in reg.sets:
+                    raise ModelError(f"staterror {name!r} is used in more than one channel; use one name per channel")
+                nomsum = np.sum([n for n, _ in items], axis=0)
+                safe = np.where(nomsum > 0, nomsum, 1.0)
+                rel2 = np.sum([np.where(nomsum > 0, (u / safe) ** 2, 0.0) for _, u in items], axis=0)
+                sig = np.sqrt(rel2)
+                fixed = sig == 0
+                sig = np.where(fixed, 1.0, sig)
+                reg.add(
+                    name, "staterror", nb, constraint="normal", auxdata=[1.0] * nb, sigmas=sig.tolist(),
+                    fixed=fixed.tolist(),
+                )
+
+    # ------------------------------------------------------------------ constraints
+    def _build_constraints(self) -> None:
+        ni, nmu, nsig, pi, paux, pfac = [], [], [], [], [], []
+        for ps in self.parsets:
+            sl = self.par_slices[ps.name]
+            idx = list(range(sl.start, sl.stop))
+            if ps.constraint == "normal":
+                ni += idx
+                nmu += list(ps.auxdata)
+                nsig += list(ps.sigmas)
+            elif ps.constraint == "poisson":
+                pi += idx
+                paux += list(ps.auxdata)
+                pfac += list(ps.factors)
+        self._c_normal = (np.array(ni, int), np.array(nmu, float), np.array(nsig, float))
+        self._c_poisson = (np.array(pi, int), np.array(paux, float), np.array(pfac, float))
+        self.auxdata = np.concatenate([self._c_normal[1], self._c_poisson[1]])
+
+    def _constraint_logpdf(self, p):
+        out = 0.0
+        idx, aux, sig = self._c_normal
+        if len(idx):
+            out = out + jnp.sum(_normal_logpdf(jnp.asarray(aux), p[idx], jnp.asarray(sig)))
+        idx, aux, fac = self._c_poisson
+        if len(idx):
+            out = out + jnp.sum(_poisson_logpdf(jnp.asarray(aux), p[idx] * jnp.asarray(fac)))
+        return out
+
+    # ------------------------------------------------------------------ morphing
+    def _morph_value(self, expr: str | None, p):
+        if expr is None:
+            return 1.0
+        e = self._morph_exprs[expr]
+        ns = {n: p[self.par_slices[n].start] for n in e.names}
+        return e.evaluate(ns, xp=jnp)
+
+    # ------------------------------------------------------------------ binned
+    def _build_binned(self, observations: Mapping[str, Any]) -> None:
+        rows = []  # (channel index, sample dict)
+        offsets, nbins_total = {}, 0
+        for ch in self.binned_channels:
+            nb = len(ch["samples"][0]["data"])
+            for s in ch["samples"]:
+                if len(s["data"]) != nb:
+                    raise ModelError(f"channel {ch['name']!r}: sample {s['name']!r} has {len(s['data'])} bins, expected {nb}")
+                rows.append((ch, s))
+            offsets[ch["name"]] = (nbins_total, nb)
+            nbins_total += nb
+        self.binned_offsets = offsets
+        self.nbins = nbins_total
+        self._rows = rows
+        R, B = len(rows), nbins_total
+        self._b_rows = R
+        if R == 0:
+            self._b_obs = np.zeros(0)
+            return
+        obs = []
+        for ch in self.binned_channels:
+            if ch["name"] not in observations:
+                raise ModelError(f"no observed data for binned channel {ch['name']!r}")
+            d = np.asarray(observations[ch["name"]], dtype=float)
+            if d.shape != (offsets[ch["name"]][1],):
+                raise ModelError(f"observed data for channel {ch['name']!r} has {d.size} bins, expected {offsets[ch['name']][1]}")
+            obs.append(d)
+        self._b_obs = np.concatenate(obs)
+
+        nominal = np.zeros((R, B))
+        mult_idx: list[list[list[int]]] = [[[] for _ in range(B)] for _ in range(R)]
+        normsys_names = [ps.name for ps in self.parsets if ps.kind in ("normsys", "histosys", "eventsys")]
+        col = {n: j for j, n in enumerate(normsys_names)}
+        P = len(normsys_names)
+        log_ku = np.zeros((R, P))
+        log_kd = np.zeros((R, P))
+        hs_up = np.zeros((R, P, B))
+        hs_dn = np.zeros((R, P, B))
+        has_hs = np.zeros(P, dtype=bool)
+        morph = []
+        for r, (ch, s) in enumerate(rows):
+            o, nb = offsets[ch["name"]]
+            nom = np.asarray(s["data"], float)
+            nominal[r, o : o + nb] = nom
+            morph.append(s.get("morphing"))
+            for m in s.get("modifiers", []):
+                k, name = m["type"], m["name"]
+                sl = self.par_slices[name]
+                if k in ("normfactor", "lumi"):
+                    for b in range(o, o + nb):
+                        mult_idx[r][b].append(sl.start)
+                elif k in ("staterror", "shapesys", "shapefactor"):
+                    for j, b in enumerate(range(o, o + nb)):
+                        mult_idx[r][b].append(sl.start + j)
+                elif k == "normsys":
+                    hi, lo = float(m["data"]["hi"]), float(m["data"]["lo"])
+                    if hi <= 0 or lo <= 0:
+                        raise ModelError(f"normsys {name!r} on sample {s['name']!r}: hi/lo must be > 0")
+                    log_ku[r, col[name]] += math.log(hi)
+                    log_kd[r, col[name]] += math.log(lo)
+                elif k == "histosys":
+                    hi = np.asarray(m["data"]["hi_data"], float)
+                    lo = np.asarray(m["data"]["lo_data"], float)
+                    hs_up[r, col[name], o : o + nb] += hi - nom
+                    hs_dn[r, col[name], o : o + nb] += nom - lo
+                    has_hs[col[name]] = True
+        maxm = max(1, max(len(x) for row in mult_idx for x in row))
+        one = self.npars  # index of an appended constant 1
+        mi = np.full((R, B, maxm), one, dtype=int)
+        for r in range(R):
+            for b in range(B):
+                mi[r, b, : len(mult_idx[r][b])] = mult_idx[r][b]
+        self._b_nominal = nominal
+        self._b_mult_idx = mi
+        self._b_normsys_par = np.array([self.par_slices[n].start for n in normsys_names], dtype=int)
+        used_ns = np.any(log_ku != 0, axis=0) | np.any(log_kd != 0, axis=0)
+        self._b_ns_cols = np.flatnonzero(used_ns)
+        self._b_log_ku, self._b_log_kd = log_ku[:, used_ns], log_kd[:, used_ns]
+        self._b_hs_cols = np.flatnonzero(has_hs)
+        self._b_hs_up, self._b_hs_dn = hs_up[:, has_hs, :], hs_dn[:, has_hs, :]
+        self._b_morph = morph
+
+    def _binned_rates(self, p):
+        """Expected counts per (row, bin) following pyhf: (nominal + sum deltas) * prod factors."""
+        nom = jnp.asarray(self._b_nominal)
+        if len(self._b_hs_cols):
+            a = p[self._b_normsys_par[self._b_hs_cols]]  # (Ph,)
+            d = code4p_delta(a[None, :, None], jnp.asarray(self._b_hs_up), jnp.asarray(self._b_hs_dn), xp=jnp)
+            nom = nom + jnp.sum(d, axis=1)
+        pext = jnp.concatenate([p, jnp.ones(1, dtype=p.dtype)])
+        fac = jnp.prod(pext[self._b_mult_idx], axis=-1)
+        if len(self._b_ns_cols):
+            a = p[self._b_normsys_par[self._b_ns_cols]][None, :]
+            g = code4_from_logs(a, jnp.asarray(self._b_log_ku), jnp.asarray(self._b_log_kd), xp=jnp)
+            fac = fac * jnp.prod(g, axis=1)[:, None]
+        morph = [self._morph_value(e, p) for e in self._b_morph]
+        if any(e is not None for e in self._b_morph):
+            fac = fac * jnp.stack([jnp.asarray(v, dtype=p.dtype) for v in morph])[:, None]
+        return nom * fac
+
+    def expected_binned(self, pars) -> dict[str, dict[str, np.ndarray]]:
+        """Expected counts per binned channel and sample at ``pars``."""
+        rates = np.asarray(self._binned_rates(jnp.asarray(pars, dtype=float))) if self._b_rows else None
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for r, (ch, s) in enumerate(self._rows):
+            o, nb = self.binned_offsets[ch["name"]]
+            out.setdefault(ch["name"], {})[s["name"]] = rates[r, o : o + nb]
+        return out
+
+    def _binned_logpdf(self, p):
+        if not self._b_rows:
+            return 0.0
+        lam = jnp.sum(self._binned_rates(p), axis=0)
+        return jnp.sum(_poisson_logpdf(jnp.asarray(self._b_obs), lam))
+
+    # ------------------------------------------------------------------ unbinned
+    def _build_unbinned(self, observations: Mapping[str, Any]) -> None:
+        self._unb = []
+        for ch in self.unbinned_channels:
+            ev = observations.get(ch["name"])
+            if ev is None:
+                raise ModelError(f"no events for unbinned channel {ch['name']!r}")
+            self._unb.append(_UnbinnedChannel(self, ch, ev))
+
+    # ------------------------------------------------------------------ objective
+    def _twice_nll_jax(self, p, data, custom_grad=True):
+        lp = self._constraint_logpdf(p) + self._binned_logpdf(p)
+        for u, d in zip(self._unb, data):
+            lp = lp + u.logl(p, d, custom_grad)
+        return -2.0 * lp
+
+    def twice_nll(self, pars) -> float:
+        """-2 ln L at ``pars`` (binned part identical to pyhf's ``-2 model.logpdf``)."""
+        return float(self._twice_nll(jnp.asarray(pars, dtype=float), self._data))
+
+    def twice_nll_and_grad(self, pars) -> tuple[float, np.ndarray]:
+        v, g = self._vg(jnp.asarray(pars, dtype=float), self._data)
+        return float(v), np.asarray(g)
+
+    def hessian(self, pars) -> np.ndarray:
+        return np.asarray(self._hess(jnp.asarray(pars, dtype=float), self._data))
+
+    def index(self, label: str) -> int:
+        try:
+            return self.par_names.index(label)
+        except ValueError:
+            raise KeyError(f"unknown parameter {label!r}; known: {self.par_names}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Model(binned={[c['name'] for c in self.binned_channels]}, "
+            f"unbinned={[c['name'] for c in self.unbinned_channels]}, npars={self.npars}, poi={self.poi_name!r})"
+        )
+
+
+def _code4_dweights(alpha):
+    """d c_j / d alpha for the code-4 polynomial weights."""
+    powers = [(i + 1) * alpha**i for i in range(6)]
+    return [sum(powers[i] * CODE4_MATRIX_INV[i, j] for i in range(6)) for j in range(6)]
+
+
+def _chunk_layout(x: np.ndarray, chunk: int, fill: float) -> np.ndarray:
+    """(..., N) -> (nchunks, ..., chunk), padding the tail with ``fill``."""
+    n = x.shape[-1]
+    nch = max(1, -(-n // chunk))
+    pad = nch * chunk - n
+    if pad:
+        x = np.concatenate([x, np.full(x.shape[:-1] + (pad,), fill, dtype=x.dtype)], axis=-1)
+    x = x.reshape(x.shape[:-1] + (nch, chunk))
+    return np.ascontiguousarray(np.moveaxis(x, -2, 0))
+
+
+def _events_kernel(y, alpha, d, want_grad: bool, general: bool):
+    """sum_i w_i ln S_i and (optionally) its gradient w.r.t. the yields y (C,) and the
+    shape parameters alpha (K,), in one pass over event chunks (``lax.scan``).
+
+    ``general=False`` assumes all |alpha_k| <= 1 (polynomial branch only: no transcendental
+    functions per event); ``general=True`` also handles the exponential branches.
+    """
+    C = d["r"].shape[1]
+    K = d["lu"].shape[1]
+    cw = [code4_poly_weights(alpha[k], jnp) for k in range(K)]
+    dw = [_code4_dweights(alpha[k]) for k in range(K)] if want_grad else None
+
+    def factor(k, lu, ld, gu, gd):
+        c = cw[k]
+        g = (1.0 - c[0] - c[1]) + gu * (c[0] + lu * (c[2] + c[4] * lu)) + gd * (c[1] + ld * (c[5] * ld - c[3]))
+        gp = None
+        if want_grad:
+            e = dw[k]
+            gp = (-e[0] - e[1]) + gu * (e[0] + lu * (e[2] + e[4] * lu)) + gd * (e[1] + ld * (e[5] * ld - e[3]))
+        if general:
+            a = alpha[k]
+            eu = jnp.exp(a * lu)
+            ed = jnp.exp(-a * ld)
+            g = jnp.where(a > 1.0, eu, jnp.where(a < -1.0, ed, g))
+            if want_grad:
+                gp = jnp.where(a > 1.0, lu * eu, jnp.where(a < -1.0, -ld * ed, gp))
+        return g, gp
+
+    def body(carry, x):
+        P, Qk = [], [0.0] * K
+        s = 0.0
+        for c in range(C):
+            t = x["r"][c]
+            gs, gps = [], []
+            for k in range(K):
+                g, gp = factor(k, x["lu"][k, c], x["ld"][k, c], x["gu"][k, c], x["gd"][k, c])
+                t = t * g
+                gs.append(g)
+                gps.append(gp)
+            s = s + y[c] * t
+            if want_grad:
+                P.append(t)
+                for k in range(K):
+                    Qk[k] = Qk[k] + (y[c] * t) * (gps[k] / gs[k])
+        val = jnp.sum(x["w"] * jnp.log(s))
+        if not want_grad:
+            return carry + val, None
+        M = jnp.stack(P + [jnp.broadcast_to(q, s.shape) for q in Qk])
+        # materialise the per-chunk intermediates once (cache resident) instead of letting
+        # XLA duplicate the elementwise chains into every reduction
+        M, s = jax.lax.optimization_barrier((M, s))
+        g = M @ (x["w"] / s)
+        v0, g0 = carry
+        return (v0 + val, g0 + g), None
+
+    if not want_grad:
+        v, _ = jax.lax.scan(body, jnp.zeros((), y.dtype), d)
+        return v
+    (v, g), _ = jax.lax.scan(body, (jnp.zeros((), y.dtype), jnp.zeros(C + K, y.dtype)), d)
+    return v, g[:C], g[C:]
+
+
+def _events_term_impl(y, alpha, d, want_grad):
+    if d["lu"].shape[1] == 0:
+        return _events_kernel(y, alpha, d, want_grad, False)
+    inside = jnp.all(jnp.abs(alpha) <= 1.0)
+    return jax.lax.cond(
+        inside,
+        lambda: _events_kernel(y, alpha, d, want_grad, False),
+        lambda: _events_kernel(y, alpha, d, want_grad, True),
+    )
+
+
+@jax.custom_vjp
+def _events_term(y, alpha, d):
+    return _events_term_impl(y, alpha, d, False)
+
+
+def _events_term_fwd(y, alpha, d):
+    v, gy, ga = _events_term_impl(y, alpha, d, True)
+    return v, (gy, ga, d)
+
+
+def _events_term_bwd(res, ct):
+    gy, ga, d = res
+    return ct * gy, ct * ga, jax.tree_util.tree_map(jnp.zeros_like, d)
+
+
+_events_term.defvjp(_events_term_fwd, _events_term_bwd)
+
+
+class _UnbinnedChannel:
+    """Stacked, theta-independent per-event arrays for one unbinned channel.
+
+    Arrays (laid out as event chunks, (nchunks, ..., chunk)): ``w``; ``r`` (C) = exp(log r);
+    per shape systematic k and process c: ``lu``/``ld`` = log g_up/down and ``gu``/``gd`` =
+    g_up/down (0 and 1 for processes without k, giving a factor of exactly 1). Inside
+    |alpha_k| <= 1 the code-4 factor is a few multiply-adds per event; the value and gradient
+    are computed together in one pass (custom VJP), see :func:`_events_kernel`.
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, model: Model, ch: Mapping, events: Mapping[str, Any]):
+        self.name = ch["name"]
+        samples = ch["samples"]
+        C = len(samples)
+        if "weight" not in events:
+            raise ModelError(f"unbinned channel {self.name!r}: events have no 'weight' column")
+        w = np.asarray(events["weight"], dtype=float)
+        N = w.shape[0]
+        self.n_events = N
+        logr = np.empty((C, N))
+        for c, s in enumerate(samples):
+            (cname,) = event_columns(s["name"])
+            if cname not in events:
+                raise ModelError(f"unbinned channel {self.name!r}: missing column {cname!r}")
+            logr[c] = np.asarray(events[cname], dtype=float)
+        shape_names: list[str] = []
+        for s in samples:
+            for m in s.get("modifiers", []):
+                if m["type"] == "eventsys" and m["name"] not in shape_names:
+                    shape_names.append(m["name"])
+        K = len(shape_names)
+        lu = np.zeros((K, C, N))
+        ld = np.zeros((K, C, N))
+        for c, s in enumerate(samples):
+            for m in s.get("modifiers", []):
+                if m["type"] != "eventsys":
+                    continue
+                k = shape_names.index(m["name"])
+                up, dn = event_columns(s["name"], m["name"])
+                data = m.get("data") or {}
+                up, dn = data.get("up", up), data.get("down", dn)
+                for arr, col in ((lu, up), (ld, dn)):
+                    if col not in events:
+                        raise ModelError(f"unbinned channel {self.name!r}: missing column {col!r}")
+                    arr[k, c] = np.asarray(events[col], dtype=float)
+        for what, arr in (("log r", logr), ("log g", lu), ("log g", ld)):
+            if not np.all(np.isfinite(arr)):
+                raise ModelError(f"unbinned channel {self.name!r}: non-finite {what} values")
+        # yields
+        nu = np.array([float(s["yield"]) for s in samples])
+        mult = [[] for _ in range(C)]
+        ns_names = [ps.name for ps in model.parsets if ps.kind in ("normsys", "histosys", "eventsys")]
+        log_ku = np.zeros((C, len(ns_names)))
+        log_kd = np.zeros((C, len(ns_names)))
+        for c, s in enumerate(samples):
+            for m in s.get("modifiers", []):
+                if m["type"] in ("normfactor", "lumi"):
+                    mult[c].append(model.par_slices[m["name"]].start)
+                elif m["type"] == "normsys":
+                    j = ns_names.index(m["name"])
+                    hi, lo = float(m["data"]["hi"]), float(m["data"]["lo"])
+                    if hi <= 0 or lo <= 0:
+                        raise ModelError(f"normsys {m['name']!r} on sample {s['name']!r}: hi/lo must be > 0")
+                    log_ku[c, j] += math.log(hi)
+                    log_kd[c, j] += math.log(lo)
+        used = np.any(log_ku != 0, axis=0) | np.any(log_kd != 0, axis=0)
+        self.ns_par = np.array([model.par_slices[n].start for n in ns_names], dtype=int)[used]
+        self.log_ku, self.log_kd = log_ku[:, used], log_kd[:, used]
+        maxm = max(1, max(len(x) for x in mult))
+        mi = np.full((C, maxm), model.npars, dtype=int)
+        for c in range(C):
+            mi[c, : len(mult[c])] = mult[c]
+        self.mult_idx = mi
+        self.nu = nu
+        self.morph = [s.get("morphing") for s in samples]
+        self.samples = [s["name"] for s in samples]
+        self.model = model
+        self.shape_par = np.array([model.par_slices[n].start for n in shape_names], dtype=int)
+        self.shape_names = shape_names
+        L = min(self.CHUNK, max(256, int(2 ** math.ceil(math.log2(max(N, 1))))))
+        self.arrays = {
+            "w": jnp.asarray(_chunk_layout(w, L, 0.0)),
+            "r": jnp.asarray(_chunk_layout(np.exp(logr), L, 1.0)),
+            "lu": jnp.asarray(_chunk_layout(lu, L, 0.0)),
+            "ld": jnp.asarray(_chunk_layout(ld, L, 0.0)),
+            "gu": jnp.asarray(_chunk_layout(np.exp(lu), L, 1.0)),
+            "gd": jnp.asarray(_chunk_layout(np.exp(ld), L, 1.0)),
+        }
+        self.sumw = float(np.sum(w))
+
+    def yields(self, p):
+        """Per-sample expected yields f_c(mu) nu_c G_c(alpha) * normfactors (C,)."""
+        pext = jnp.concatenate([p, jnp.ones(1, dtype=p.dtype)])
+        y = jnp.asarray(self.nu) * jnp.prod(pext[self.mult_idx], axis=-1)
+        if len(self.ns_par):
+            a = p[self.ns_par][None, :]
+            y = y * jnp.prod(code4_from_logs(a, jnp.asarray(self.log_ku), jnp.asarray(self.log_kd), xp=jnp), axis=1)
+        if any(e is not None for e in self.morph):
+            y = y * jnp.stack([jnp.asarray(self.model._morph_value(e, p), dtype=p.dtype) for e in self.morph])
+        return y
+
+    def logl(self, p, d=None, custom_grad: bool = True):
+        """sum_i w_i ln S_i(theta) - sum_c y_c(theta)."""
+        d = self.arrays if d is None else d
+        y = self.yields(p)
+        alpha = p[self.shape_par] if len(self.shape_par) else jnp.zeros(0, dtype=p.dtype)
+        if custom_grad:
+            ev = _events_term(y, alpha, d)
+        else:  # plain autodiff (supports forward mode, used for Hessians)
+            ev = _events_kernel(y, alpha, d, False, True)
+        return ev - jnp.sum(y)

@@ -1,0 +1,1 @@
+"""Plotting helpers (matplotlib + mplhep)."""

@@ -1,0 +1,1 @@
+"""JSON/YAML schemas shipped with nsbi."""

@@ -1,0 +1,82 @@
+"""HistFactory code 4 / code 4p interpolation against independent computations."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+
+from nsbi.interpolation import _code4_poly, code4, code4_coefficients, code4p  # noqa: E402
+
+KAPPAS = [(1.3, 0.8), (1.05, 0.97), (0.9, 1.2), (2.0, 0.3)]
+
+
+def _independent_poly(ku, kd):
+    """Solve the 6 boundary conditions directly with numpy (independent of the module)."""
+    A, b = [], []
+    lu, ld = math.log(ku), math.log(kd)
+    for x, val, d1, d2 in ((1.0, ku - 1, ku * lu, ku * lu**2), (-1.0, kd - 1, -kd * ld, kd * ld**2)):
+        A.append([x**i for i in range(1, 7)])
+        b.append(val)
+        A.append([i * x ** (i - 1) for i in range(1, 7)])
+        b.append(d1)
+        A.append([i * (i - 1) * x ** (i - 2) for i in range(1, 7)])
+        b.append(d2)
+    return np.linalg.solve(np.array(A), np.array(b))
+
+
+@pytest.mark.parametrize("ku,kd", KAPPAS)
+def test_code4_values(ku, kd):
+    a = _independent_poly(ku, kd)
+    np.testing.assert_allclose(code4_coefficients(ku, kd), a, rtol=1e-12, atol=1e-14)
+    for alpha in np.linspace(-0.99, 0.99, 11):
+        expected = 1 + sum(a[i] * alpha ** (i + 1) for i in range(6))
+        assert code4(alpha, ku, kd) == pytest.approx(expected, rel=1e-13)
+    for alpha in (1.0, 1.5, 3.0):
+        assert code4(alpha, ku, kd) == pytest.approx(ku**alpha, rel=1e-13)
+    for alpha in (-1.0, -1.5, -3.0):
+        assert code4(alpha, ku, kd) == pytest.approx(kd ** (-alpha), rel=1e-13)
+    assert code4(0.0, ku, kd) == 1.0
+
+
+@pytest.mark.parametrize("ku,kd", KAPPAS)
+def test_code4_smooth_at_boundaries(ku, kd):
+    """Value, first and second derivative (jax.grad) agree between the branches at +-1."""
+    lu, ld = math.log(ku), math.log(kd)
+
+    def poly(a):
+        return _code4_poly(a, ku, kd, lu, ld, jnp)
+
+    def hi(a):
+        return jnp.exp(a * lu)
+
+    def lo(a):
+        return jnp.exp(-a * ld)
+
+    for x, ext in ((1.0, hi), (-1.0, lo)):
+        for f1, f2 in ((poly, ext), (jax.grad(poly), jax.grad(ext)), (jax.grad(jax.grad(poly)), jax.grad(jax.grad(ext)))):
+            assert float(f1(x)) == pytest.approx(float(f2(x)), rel=1e-10, abs=1e-12)
+    # the full (branch-selecting) function: one-sided derivatives just inside/outside
+    f = jax.grad(lambda a: code4(a, jnp.asarray(ku), jnp.asarray(kd)))
+    eps = 1e-7
+    for x in (1.0, -1.0):
+        assert float(f(x - eps)) == pytest.approx(float(f(x + eps)), rel=1e-5)
+
+
+def test_code4p_formula():
+    nom, up, dn = np.array([10.0, 5.0]), np.array([13.0, 5.5]), np.array([8.5, 4.0])
+    dp, dm = up - nom, nom - dn
+    S, A = (dp + dm) / 2, (dp - dm) / 16
+    for alpha in (-2.5, -1.0, -0.4, 0.0, 0.3, 1.0, 1.7):
+        if alpha > 1:
+            exp = nom + alpha * dp
+        elif alpha < -1:
+            exp = nom + alpha * dm
+        else:
+            exp = nom + alpha * S + A * (15 * alpha**2 - 10 * alpha**4 + 3 * alpha**6)
+        np.testing.assert_allclose(code4p(alpha, nom, up, dn), exp, rtol=1e-14)
+    np.testing.assert_allclose(code4p(1.0, nom, up, dn), up, rtol=1e-14)
+    np.testing.assert_allclose(code4p(-1.0, nom, up, dn), dn, rtol=1e-14)
