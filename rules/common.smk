@@ -31,6 +31,11 @@ def canonical(obj):
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
+def config_subset(*keys, **extra):
+    """The config sections a rule depends on, as canonical params (so editing them reruns it)."""
+    return canonical({**{k: config[k] for k in keys}, **extra})
+
+
 def nsbi_sources(*modules):
     """Source files of nsbi modules a rule runs, declared as inputs so that editing one
     reruns exactly the rules that use it (Snakemake does not track imported code)."""

@@ -1,0 +1,65 @@
+"""The fit stage as one function: best fit, profile scans, pulls and impacts of a workspace.
+
+Used by the Snakemake fit rule and usable on its own::
+
+    from nsbi import workspace, analysis
+    ws = workspace.load("results/hzz4l/workspace/nsbi.json")
+    out = analysis.fit_and_scan(ws, "asimov", {"low": 0, "high": 3, "points": 31})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import fit as F
+
+__all__ = ["fit_and_scan", "write_fit_outputs", "compare_scans"]
+
+
+def fit_and_scan(ws, dataset: str, scan: Mapping[str, Any], minos: bool = False, with_impacts: bool = True) -> dict[str, Any]:
+    """Fit ``dataset`` of ``ws``; scan the POI on ``linspace(low, high, points)`` (profiled and
+    stat-only, i.e. constrained nuisance parameters fixed at their best-fit values)."""
+    model = ws.model(dataset=dataset)
+    res = F.fit(model, errors="exact", minos=minos)
+    values = np.linspace(float(scan["low"]), float(scan["high"]), int(scan["points"]))
+    prof = F.scan(model, values=values, best_fit=res)
+    stat = F.scan(model, values=values, best_fit=res, mode="stat_only")
+    out = {
+        "model": model,
+        "fit": res,
+        "pulls": F.pulls(model, res),
+        "scan": prof,
+        "scan_stat_only": stat,
+        "impacts": F.impacts(model, res) if with_impacts else [],
+    }
+    return out
+
+
+def write_fit_outputs(out: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+    """Write the JSON summaries and the plots of :func:`fit_and_scan`."""
+    from .io import write_json
+    from .plotting.fit_plots import plot_impacts, plot_pulls, plot_scan
+
+    model = out["model"]
+    write_json({**out["fit"].to_dict(), "pulls": out["pulls"]}, paths["fit"])
+    write_json(out["scan"].to_dict(), paths["scan"])
+    write_json(out["scan_stat_only"].to_dict(), paths["scan_stat"])
+    write_json(out["impacts"], paths["impacts"])
+    plot_scan([out["scan"], out["scan_stat_only"]], paths["scan_plot"], labels=["stat+syst", "stat only"])
+    plot_pulls(out["pulls"], paths["pulls_plot"])
+    plot_impacts(out["impacts"], paths["impacts_plot"], poi=model.poi_name)
+
+
+def compare_scans(scans: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Summary of several scans (name -> ScanResult.to_dict()): best value and interval widths."""
+    out = {}
+    for name, s in scans.items():
+        row = {"best": s["best"], "mode": s["mode"]}
+        for level, (lo, hi) in s["intervals"].items():
+            row[f"interval_{level}"] = [lo, hi]
+            row[f"width_{level}"] = hi - lo if np.isfinite(lo) and np.isfinite(hi) else None
+        out[name] = row
+    return out

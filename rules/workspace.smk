@@ -1,0 +1,55 @@
+# Statistical model inputs: the NSBI workspace (unbinned SR from the evaluation tables,
+# binned CRs from histograms) and the histogram-analysis baseline on the same events.
+WS_DATASETS = ["asimov"] + (["observed"] if ncfg.data_sample(config) else [])
+UNBINNED = [r["name"] for r in config["regions"] if r["type"] == "unbinned"]
+BINNED = [r["name"] for r in config["regions"] if r["type"] == "binned"]
+WS_KINDS = ["nsbi", "hist"]
+
+
+def prep_parquets(regions):
+    return [
+        f"{RESULTS}/prep/{r}/{p}/{v}.parquet"
+        for r, p, v in ncfg.prep_targets(config)
+        if r in regions
+    ]
+
+
+rule workspace_nsbi:
+    output:
+        ws=f"{RESULTS}/workspace/nsbi.json",
+        side=[f"{RESULTS}/workspace/nsbi.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
+    input:
+        tables=[f"{RESULTS}/eval/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
+        yields=[f"{RESULTS}/prep/{r}/{p}/{v}.yields.json" for r, p, v in ncfg.prep_targets(config)],
+        binned=prep_parquets(BINNED),
+        code=nsbi_sources("build", "workspace"),
+    params:
+        cfg=config_subset("analysis", "input", "samples", "systematics", "regions", "morphing"),
+        targets=[list(t) for t in ncfg.prep_targets(config)],
+        unbinned=UNBINNED,
+        datasets=WS_DATASETS,
+    log:
+        f"{RESULTS}/logs/workspace/nsbi.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/workspace_build.py"
+
+
+rule workspace_hist:
+    output:
+        ws=f"{RESULTS}/workspace/hist.json",
+    input:
+        binned=prep_parquets(UNBINNED + BINNED),
+        code=nsbi_sources("build", "workspace"),
+    params:
+        cfg=config_subset(
+            "analysis", "input", "samples", "systematics", "regions", "morphing",
+            fit={"histogram_baseline": config["fit"]["histogram_baseline"]},
+        ),
+    log:
+        f"{RESULTS}/logs/workspace/hist.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/workspace_hist.py"
