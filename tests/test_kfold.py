@@ -94,7 +94,7 @@ def test_trained_members_never_evaluate_their_training_events(tmp_path):
     den = {"x": rng.normal(0, 1, n), "weight": np.ones(n), "event_key": np.arange(n, 2 * n, dtype=np.uint64)}
     k, n_members = 3, 3
     paths, used = [], []
-    settings = dict(hidden=[4], max_epochs=1, batch_size=256, progress_bar=False)
+    settings = {"hidden": [4], "max_epochs": 1, "batch_size": 256, "progress_bar": False}
     for m in range(n_members):
         # the events the trainer uses (training + validation) for member m
         (Xtr, _, _), (Xva, _, _), _ = trainer._prepare([den, num], ["x"], m, k, 0.2, seed=m)

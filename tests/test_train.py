@@ -9,12 +9,16 @@ from scipy.stats import multivariate_normal, norm
 
 from nsbi.train import models, train_classifier, train_ratio, weight_variation_pair
 from nsbi.train.data import mixture
-from nsbi.train.models import normalise_class_weights, weighted_bce, weighted_cross_entropy
+from nsbi.train.models import (
+    normalise_class_weights,
+    weighted_bce,
+    weighted_cross_entropy,
+)
 
 torch.set_num_threads(1)
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-FAST = dict(hidden=[32, 32], batch_size=512, learning_rate=3e-3, max_epochs=30, patience=5, progress_bar=False)
+FAST = {"hidden": [32, 32], "batch_size": 512, "learning_rate": 3e-3, "max_epochs": 30, "patience": 5, "progress_bar": False}
 
 
 def _predict(module, X):
@@ -27,11 +31,19 @@ def test_weighted_bce_hand_computation():
     logits = [0.3, -1.2, 2.0, 0.0]
     y = [1, 0, 1, 0]
     w = [0.5, 2.0, -1.0, 0.25]
-    sig = lambda z: 1.0 / (1.0 + math.exp(-z))  # noqa: E731
+    sig = lambda z: 1.0 / (1.0 + math.exp(-z))
     terms = [wi * -(math.log(sig(z)) if yi == 1 else math.log(1.0 - sig(z))) for z, yi, wi in zip(logits, y, w)]
     expected = sum(terms) / 4
     got = weighted_bce(torch.tensor(logits), torch.tensor(y), torch.tensor(w)).item()
     assert got == pytest.approx(expected, rel=1e-6)
+    # the row form used in training: (w_num, w_den) = (w y, w (1 - y))
+    yt, wt = torch.tensor(y, dtype=torch.float64), torch.tensor(w, dtype=torch.float64)
+    paired = models.paired_weighted_bce(torch.tensor(logits, dtype=torch.float64), wt * yt, wt * (1 - yt)).item()
+    assert paired == pytest.approx(expected, rel=1e-12)
+    # one row holding the same event in both classes: minimum at logit = log(w_num / w_den)
+    z = torch.linspace(-2, 2, 4001, dtype=torch.float64)
+    vals = torch.stack([models.paired_weighted_bce(zi.reshape(1), torch.tensor([1.3]), torch.tensor([0.7])) for zi in z])
+    assert z[vals.argmin()].item() == pytest.approx(math.log(1.3 / 0.7), abs=1e-3)
 
 
 def test_weighted_cross_entropy_hand_computation():
@@ -79,6 +91,10 @@ def test_shapes_and_standardisation():
     assert p.shape == (7, 3) and torch.allclose(p.sum(1), torch.ones(7))
     m2 = models.build_model("mlp", n_features=2, mean=None, std=None, settings={"hidden": 5, "layers": 2})
     assert sum(isinstance(l, torch.nn.Linear) for l in m2.net) == 3
+    # default: the output layer starts at zero, i.e. log r = 0 before training
+    assert torch.all(mod(x) == 0)
+    m3 = models.build_model("mlp", n_features=2, mean=mean, std=std, settings={"hidden": [8], "zero_init_output": False})
+    assert torch.any(m3(x) != 0)
 
 
 def test_registry():
@@ -194,19 +210,46 @@ def test_negative_weights_exact_ratio():
 
 
 def test_weight_systematic_ratio():
-    """Target (b) for a weight systematic: same events, varied weights w*(1 + 0.3 tanh x);
-    exact g(x) = (1 + 0.3 tanh x) / E_den[1 + 0.3 tanh x]."""
+    """Target (b) for a weight systematic: the same events with varied weights
+    w * (1 + 0.3 tanh x); exact g(x) = (1 + 0.3 tanh x) / E_den[1 + 0.3 tanh x].  With event
+    keys the two samples are paired (one row per event carrying both weights), which makes
+    the estimate almost noise-free."""
     rng = np.random.default_rng(6)
     n = 8000
-    nominal = {"x": rng.normal(0.3, 1, n), "weight": np.ones(n)}
+    nominal = {"x": rng.normal(0.3, 1, n), "weight": np.ones(n), "event_key": np.arange(n, dtype=np.uint64)}
     num, den = weight_variation_pair(nominal, nominal["weight"] * (1 + 0.3 * np.tanh(nominal["x"])))
-    mod, _ = train_ratio(num, den, ["x"], FAST, seed=2)
+    # shuffle the numerator rows: pairing goes by event key, not by position
+    perm = rng.permutation(n)
+    num = {k: v[perm] for k, v in num.items()}
+    mod, h = train_ratio(num, den, ["x"], dict(FAST, patience=10, max_epochs=40), seed=2)
+    assert h["paired"]
     xt = rng.normal(0.3, 1, 4000)
     xt = xt[np.abs(xt - 0.3) < 2.5]
-    norm_c = np.mean(1 + 0.3 * np.tanh(rng.normal(0.3, 1, 10**6)))
+    norm_c = np.mean(1 + 0.3 * np.tanh(nominal["x"]))  # normalisation of the sample itself
     exact = np.log((1 + 0.3 * np.tanh(xt)) / norm_c)
     rms = np.sqrt(np.mean((_predict(mod, xt[:, None]) - exact) ** 2))
-    assert rms < 0.05, rms
+    assert rms < 0.01, rms
+    # without event keys (unpaired rows) it still converges, with more noise
+    unpaired = [{k: v for k, v in s.items() if k != "event_key"} for s in (num, den)]
+    mod_u, h_u = train_ratio(*unpaired, ["x"], dict(FAST, patience=10, max_epochs=40), seed=2)
+    assert not h_u["paired"]
+    assert np.sqrt(np.mean((_predict(mod_u, xt[:, None]) - exact) ** 2)) < 0.06
+
+
+def test_pairing_only_for_identical_events():
+    from nsbi.train.trainer import _prepare_binary
+
+    rng = np.random.default_rng(0)
+    n = 500
+    nom = {"x": rng.normal(0, 1, n), "weight": np.ones(n), "event_key": np.arange(n, dtype=np.uint64)}
+    shifted = dict(nom, x=nom["x"] * 1.005)  # tree systematic: same keys, different features
+    tr, va, _, paired = _prepare_binary(nom, shifted, ["x"], 0, 1, 0.2, 0)
+    assert not paired and len(tr[0]) + len(va[0]) == 2 * n
+    tr, va, _, paired = _prepare_binary(nom, dict(nom, weight=np.full(n, 2.0)), ["x"], 0, 1, 0.2, 0)
+    assert paired and len(tr[0]) + len(va[0]) == n
+    # class normalisation: both weight columns sum to N/2 in each set
+    for X, w1, w0 in (tr, va):
+        assert w1.sum() == pytest.approx(len(X) / 2) and w0.sum() == pytest.approx(len(X) / 2)
 
 
 def test_region_classifier_posterior():

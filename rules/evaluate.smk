@@ -1,0 +1,143 @@
+# Evaluation + diagnostics (DRAFT by the training helper; include after rules/train.smk).
+# Per unbinned region and dataset (asimov: all MC of the region, observed: data):
+#   eval/{region}/{dataset}/events.parquet      the events (features, weight, event_key, process)
+#   eval/{region}/{dataset}/logr/{target}.npz   all members of one target (NaN = not evaluated)
+#   eval/{region}/{dataset}.parquet             weight, process, event_key, logr_*, spread_*
+# MC (asimov) is evaluated out-of-fold; data by every member.
+EVAL_DATASETS = ["asimov"] + (["observed"] if ncfg.data_sample(config) else [])
+EVAL_AGGREGATE = config["training"].get("aggregate", "mean")
+
+
+wildcard_constraints:
+    dataset="asimov|observed",
+    target=_alternatives(ntgt.target_names(config)),
+
+
+def eval_dataset_samples(w):
+    if w.dataset == "asimov":
+        return ncfg.mc_samples(config)
+    return [ncfg.data_sample(config)]
+
+
+def eval_outputs():
+    return [f"{RESULTS}/eval/{r}/{d}.parquet" for r in ntgt.unbinned_regions(config) for d in EVAL_DATASETS]
+
+
+def diagnostics_outputs():
+    return [f"{RESULTS}/diagnostics/summary.json"]
+
+
+rule evaluate_dataset:
+    output:
+        f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
+    input:
+        samples=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in eval_dataset_samples(w)],
+        code=nsbi_sources("evaluate"),
+    params:
+        samples=eval_dataset_samples,
+        features=TRAIN_FEATURES,
+    log:
+        f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/events.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_dataset.py"
+
+
+rule evaluate_target:
+    output:
+        f"{RESULTS}/eval/{{region}}/{{dataset}}/logr/{{target}}.npz",
+    input:
+        events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
+        models=lambda w: train_members(w.region, w.target),
+        code=nsbi_sources("evaluate"),
+    params:
+        folds=N_FOLDS,
+        out_of_fold=lambda w: w.dataset == "asimov",
+        aggregate=EVAL_AGGREGATE,
+    threads: 2
+    log:
+        f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/{{target}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{region}}/{{dataset}}/{{target}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_target.py"
+
+
+rule evaluate_table:
+    output:
+        f"{RESULTS}/eval/{{region}}/{{dataset}}.parquet",
+    input:
+        events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
+        targets=lambda w: [f"{RESULTS}/eval/{w.region}/{w.dataset}/logr/{t}.npz" for t in ntgt.target_names(config)],
+        code=nsbi_sources("evaluate"),
+    params:
+        targets=ntgt.target_names(config),
+        keep_features=[],
+    log:
+        f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/table.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_table.py"
+
+
+def _diag_inputs(w):
+    proc, syst, direction = ntgt.parse_target(w.target)
+    prep = f"{RESULTS}/prep/{w.region}"
+    if syst is None:
+        return {"num": f"{prep}/{proc}/nominal.parquet",
+                "den": [f"{prep}/{k}/nominal.parquet" for k in TRAIN_REFERENCE]}
+    return {"num": f"{prep}/{proc}/{syst}_{direction}.parquet", "den": [f"{prep}/{proc}/nominal.parquet"]}
+
+
+def _diag_oracle(w):
+    if not config.get("simulation", {}).get("enabled", False):
+        return {}
+    proc, syst, direction = ntgt.parse_target(w.target)
+    if syst is None:
+        return {"kind": "ratio", "process": proc}
+    return {"kind": "syst", "process": proc, "systematic": syst, "direction": direction}
+
+
+rule evaluate_diagnostics:
+    output:
+        summary=f"{RESULTS}/diagnostics/{{region}}/{{target}}/summary.json",
+    input:
+        unpack(_diag_inputs),
+        models=lambda w: train_members(w.region, w.target),
+        histories=lambda w: train_histories(w.region, w.target),
+        code=nsbi_sources("evaluate", "plotting"),
+    params:
+        target=lambda w: w.target,
+        components=lambda w: list(TRAIN_REFERENCE) if ntgt.parse_target(w.target)[1] is None else [ntgt.parse_target(w.target)[0]],
+        coefficients=lambda w: canonical(TRAIN_REFERENCE) if ntgt.parse_target(w.target)[1] is None else None,
+        features=TRAIN_FEATURES,
+        folds=N_FOLDS,
+        aggregate=EVAL_AGGREGATE,
+        feature_labels=canonical({f["name"]: f.get("label", f["name"]) for f in config["features"]}),
+        oracle=_diag_oracle,
+    log:
+        f"{RESULTS}/logs/diagnostics/{{region}}/{{target}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_diagnostics.py"
+
+
+rule evaluate_diagnostics_summary:
+    output:
+        f"{RESULTS}/diagnostics/summary.json",
+    input:
+        [f"{RESULTS}/diagnostics/{r}/{t}/summary.json" for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config)],
+    params:
+        summary_keys=[f"{r}/{t}" for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config)],
+    log:
+        f"{RESULTS}/logs/diagnostics/summary.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_diagnostics_summary.py"
