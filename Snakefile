@@ -26,6 +26,8 @@ include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/prep.smk"
 include: "rules/plots.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
 include: "rules/workspace.smk"
 include: "rules/fit.smk"
 

@@ -9,9 +9,10 @@ region from histograms of its observable (normsys + histosys split, staterror fr
 the unbinned regions binned in ``fit.histogram_baseline.observable`` with the same
 systematics (histosys/normsys), plus the same binned control regions.
 
-Datasets: ``observed`` (the data sample) and ``asimov``. The Asimov dataset is the MC
-prediction at the nominal POI (``morphing.poi_init``) with all nuisance parameters at their
-nominal values: each MC event (or bin) enters with weight ``f_c(poi_init) · w``.
+Datasets: ``observed`` (the data sample) and ``asimov``, the expectation at the nominal POI
+(``morphing.poi_init``) with all nuisance parameters at their nominal values: in binned
+regions the MC prediction Σ_c f_c ν_c, in unbinned regions the reference events reweighted
+by the model itself (see :func:`asimov_events`).
 
 ``norm``-type systematics (e.g. luminosity) become normsys modifiers on the samples they
 affect, in every region.
@@ -29,7 +30,7 @@ from . import config as ncfg
 from .expr import parse
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
-__all__ = ["build_nsbi_workspace", "build_histogram_workspace", "morphing_at", "parameters", "pyhf_comparable"]
+__all__ = ["asimov_events", "normalise_ratios", "reference_weights", "build_nsbi_workspace", "build_histogram_workspace", "morphing_at", "parameters", "pyhf_comparable"]
 
 
 def morphing_at(cfg: Mapping[str, Any], value: float | None = None) -> dict[str, float]:
@@ -118,16 +119,75 @@ def _binned_region(cfg, name: str, observable: str, edges: np.ndarray, prep: Map
     return channel, asimov, observed
 
 
-def _asimov_events(cfg, table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Asimov events: MC events weighted by f_c(poi_init)·w; zero-coefficient events dropped."""
-    coeff = morphing_at(cfg)
+def reference_weights(process: np.ndarray, weight: np.ndarray, reference: Mapping[str, float]) -> np.ndarray:
+    """Per-event weights u_i of the reference density p_ref = Σ_j a_j p_j / Σ_j a_j.
+
+    Each component's weights are normalised to unit sum (as in training), so Σ_i u_i = 1 and
+    Σ_i u_i h(x_i) estimates ∫ p_ref h. Events of other processes get u = 0.
+    """
+    process = np.asarray(process).astype(str)
+    weight = np.asarray(weight, float)
+    u = np.zeros(len(weight))
+    total = float(sum(reference.values()))
+    for name, a in reference.items():
+        sel = process == name
+        wsum = weight[sel].sum()
+        if not sel.any() or not wsum > 0:
+            raise ValueError(f"reference component '{name}' has no events with positive total weight")
+        u[sel] = (a / total) * weight[sel] / wsum
+    return u
+
+
+def normalise_ratios(table: Mapping[str, np.ndarray], reference: Mapping[str, float], processes, shape_systs) -> dict[str, float]:
+    """Log normalisation constants that make the learned ratios integrate to one on the MC.
+
+    r̃_c = r_c / Σ_i u_i r_c(x_i) (so ∫ r̃_c p_ref = 1 on the reference events), and for each
+    per-event systematic g̃_ck = g_ck / Σ_i u_i r̃_c(x_i) g_ck(x_i) (so ∫ g̃_ck p_c = 1). With
+    exact ratios the constants are 0 up to MC noise; their size is a diagnostic of the
+    learned ratios (written to the workspace metadata).
+    """
+    u = reference_weights(table["process"], table["weight"], reference)
+    out = {}
+    for c in processes:
+        logr = np.asarray(table[f"logr_{c}"], float)
+        n_c = float(np.sum(u * np.exp(logr)))
+        out[f"logr_{c}"] = float(np.log(n_c))
+        rt = np.exp(logr - out[f"logr_{c}"])
+        for syst in shape_systs.get(c, []):
+            for d in ncfg.DIRECTIONS:
+                col = f"logr_{c}__{syst}_{d}"
+                if col in table:
+                    out[col] = float(np.log(np.sum(u * rt * np.exp(np.asarray(table[col], float)))))
+    return out
+
+
+def _numeric(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in table.items() if np.asarray(v).dtype.kind in "fiu"}
+
+
+def asimov_events(
+    cfg: Mapping[str, Any], table: Mapping[str, np.ndarray], reference: Mapping[str, float], value: float | None = None
+) -> dict[str, np.ndarray]:
+    """Asimov events at POI = ``value`` (default ``poi_init``), nuisance parameters nominal:
+    the reference events reweighted by the model itself,
+    A_i = u_i · Σ_c f_c(POI) ν_c r̃_c(x_i)  (= ν(POI) p(x_i|POI)/p_ref(x_i) · u_i).
+
+    ``table`` holds normalised log-ratios (see :func:`normalise_ratios`) and a ``process``
+    column; ν_c are the nominal yields Σ_{i∈c} w_i. Σ_i A_i = ν(POI) exactly, so an Asimov
+    fit returns POI = ``value`` for any ratios.
+    """
     proc = np.asarray(table["process"]).astype(str)
-    factor = np.zeros(len(proc))
-    for name, c in coeff.items():
-        factor[proc == name] = c
-    keep = factor != 0
-    out = {k: np.asarray(v)[keep] for k, v in table.items() if k != "process" and np.asarray(v).dtype.kind in "fiu"}
-    out["weight"] = np.asarray(table["weight"], float)[keep] * factor[keep]
+    w = np.asarray(table["weight"], float)
+    u = reference_weights(proc, w, reference)
+    coeff = morphing_at(cfg, value)
+    density = np.zeros(len(w))
+    for c, f in coeff.items():
+        if f != 0.0:
+            nu_c = w[proc == c].sum()
+            density += f * nu_c * np.exp(np.asarray(table[f"logr_{c}"], float))
+    keep = u > 0
+    out = {k: v[keep] for k, v in _numeric(table).items()}
+    out["weight"] = u[keep] * density[keep]
     return out
 
 
@@ -151,23 +211,42 @@ def build_nsbi_workspace(
     yields: Mapping[tuple[str, str, str], float],
     tables: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
     prep: Mapping[str, Mapping[tuple[str, str], Mapping[str, np.ndarray]]],
+    reference: Mapping[str, float] | None = None,
 ) -> Workspace:
     """NSBI workspace.
 
     ``yields[(region, process, variation)]`` = Σw from the prep summaries;
     ``tables[region][dataset]`` = evaluation table columns (``weight``, ``process``,
-    ``logr_*``) for the unbinned regions, datasets ``asimov`` (all MC events, unscaled) and
-    ``observed``; ``prep[region][(process, variation)]`` = prepared columns of the binned regions.
+    ``logr_*``) for the unbinned regions, datasets ``asimov`` (all MC events of the region,
+    unscaled) and ``observed``; ``prep[region][(process, variation)]`` = prepared columns of
+    the binned regions; ``reference`` = the training reference mixture (default: all basis
+    samples with coefficient 1).
+
+    The learned ratios are normalised on the MC (:func:`normalise_ratios`); the Asimov
+    dataset of an unbinned region is the reference events reweighted by the model at the
+    nominal POI (:func:`asimov_events`); the Asimov dataset of a binned region is the MC
+    prediction at the nominal POI.
     """
+    reference = dict(reference or {s: 1.0 for s in ncfg.basis_samples(cfg)})
     unbinned, binned, datasets = {}, [], {"asimov": {}, "observed": {}}
     data = ncfg.data_sample(cfg)
+    corrections = {}
+    mc = ncfg.mc_samples(cfg)
+    shape = {c: ncfg.shape_systematics(cfg, c) for c in mc}
     for r in cfg["regions"]:
         name = r["name"]
         if r["type"] == "unbinned":
             unbinned[name] = _yields(cfg, name, yields)
-            datasets["asimov"][name] = _asimov_events(cfg, tables[name]["asimov"])
+            mc_table = dict(tables[name]["asimov"])
+            corr = normalise_ratios(mc_table, reference, mc, shape)
+            corrections[name] = corr
+            for col, logn in corr.items():
+                mc_table[col] = np.asarray(mc_table[col], float) - logn
+            datasets["asimov"][name] = asimov_events(cfg, mc_table, reference)
             if data is not None:
-                obs = {k: np.asarray(v) for k, v in tables[name]["observed"].items() if np.asarray(v).dtype.kind in "fiu"}
+                obs = _numeric(tables[name]["observed"])
+                for col, logn in corr.items():
+                    obs[col] = np.asarray(obs[col], float) - logn
                 datasets["observed"][name] = obs
         else:
             edges = np.asarray(ncfg.bin_edges(r["binning"]), float)
@@ -185,7 +264,7 @@ def build_nsbi_workspace(
         poi=cfg["morphing"]["poi"],
         parameters=parameters(cfg),
         measurement="NSBI",
-        metadata={"analysis": cfg["analysis"], "kind": "nsbi"},
+        metadata={"analysis": cfg["analysis"], "kind": "nsbi", "log_normalisation": corrections, "reference": reference},
     )
 
 

@@ -137,13 +137,30 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         _check_expr(f.get("expr", f["name"]), f"features[{i}].expr")
     _check_expr(cfg["preselection"], "preselection")
 
+    rc = cfg.get("region_classifier")
+    scores = set()
+    if rc:
+        seen: dict[str, str] = {}
+        for cls, members in rc["classes"].items():
+            scores.add(f"score_{cls}")
+            for j, name in enumerate(members):
+                key = f"region_classifier.classes.{cls}[{j}]"
+                if name not in samples or cfg["samples"][samples[name]]["type"] == "data":
+                    raise ConfigError(f"config key '{key}': not a Monte Carlo sample: '{name}'")
+                if name in seen:
+                    raise ConfigError(f"config key '{key}': sample '{name}' is already in class '{seen[name]}'")
+                seen[name] = cls
+        for j, name in enumerate(rc.get("features", [])):
+            if name not in features:
+                raise ConfigError(f"config key 'region_classifier.features[{j}]': unknown feature '{name}'")
+    region_names = set(features) | scores
     for i, r in enumerate(cfg["regions"]):
-        _check_expr(r["selection"], f"regions[{i}].selection")
+        _check_expr(r["selection"], f"regions[{i}].selection", allowed=region_names)
         if r["type"] == "binned":
             for key in ("observable", "binning"):
                 if key not in r:
                     raise ConfigError(f"config key 'regions[{i}].{key}': required for a binned region")
-            _check_expr(r["observable"], f"regions[{i}].observable")
+            _check_expr(r["observable"], f"regions[{i}].observable", allowed=set(features))
             edges = bin_edges(r["binning"])
             if any(b <= a for a, b in zip(edges, edges[1:])):
                 raise ConfigError(f"config key 'regions[{i}].binning': bin edges must increase strictly")
@@ -195,6 +212,7 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         pass  # members cycle over folds; more folds than members is allowed
 
     hb = cfg["fit"]["histogram_baseline"]
+    _check_expr(hb["observable"], "fit.histogram_baseline.observable", allowed=set(features))
     if "binning" in hb:
         edges = bin_edges(hb["binning"])
         if any(b <= a for a, b in zip(edges, edges[1:])):
@@ -339,6 +357,11 @@ def prep_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             for var in variations(cfg, s["name"]):
                 out.append((region["name"], s["name"], var))
     return out
+
+
+def select_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """All (process, variation) pairs of the selection stage (before the region split)."""
+    return [(s["name"], var) for s in cfg["samples"] for var in variations(cfg, s["name"])]
 
 
 def results_dir(cfg: Mapping[str, Any]) -> str:

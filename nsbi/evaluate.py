@@ -34,6 +34,7 @@ __all__ = [
     "assign_regions",
     "build_dataset",
     "check_files",
+    "classifier_scores",
     "column_names",
     "evaluate_classifier",
     "evaluate_ensemble",
@@ -410,6 +411,18 @@ def run_region_table(events_path: str | Path, target_paths: Mapping[str, str | P
             raise ValueError(f"{p}: {z['logr'].shape[0]} events, dataset {events_path} has {n}")
         preds[target] = (z["logr"], z["spread"])
     return write_region_table(out_path, events, preds, extra_columns=list(keep_features))
+
+
+def classifier_scores(model_paths: Sequence[str | Path], sample: Mapping[str, np.ndarray], n_folds: int,
+                      out_of_fold: bool, intra_op_threads: int = 1) -> dict[str, np.ndarray]:
+    """``{"score_<class>": probability}`` per event from the region-classifier members
+    (class names from the ONNX metadata; out-of-fold for MC, every member for data)."""
+    paths = check_files(model_paths, "region-classifier member")
+    classes = OnnxModel(paths[0], 1, ["CPUExecutionProvider"]).metadata.get("classes")
+    if not classes:
+        raise ValueError(f"{paths[0]}: no class names in the ONNX metadata")
+    probs = evaluate_classifier(paths, sample, n_folds, out_of_fold, intra_op_threads=intra_op_threads)
+    return {f"score_{c}": probs[:, i] for i, c in enumerate(classes)}
 
 
 def run_evaluate_classifier(model_paths: Sequence[str | Path], sample_path: str | Path, out_path: str | Path,

@@ -1,10 +1,14 @@
-"""Data preparation: preselection, region assignment, features and weights.
+"""Data preparation: preselection, features and weights, then the split into regions.
 
-For one (region, process, variation) the inputs are read chunk by chunk, the preselection,
-the sample's own cut and the region selection are applied, the configured features and the
-(varied) event weight are computed, and the result is written as a columnar parquet file
-with one float64 column per feature, ``weight`` and ``event_key`` (uint64), next to a
+Stage 1 (:func:`prepare`, one job per (process, variation)): the inputs are read chunk by
+chunk, the preselection and the sample's own cut are applied, the configured features and
+the (varied) event weight are computed, and the result is written as a columnar parquet
+file with one float64 column per feature, ``weight`` and ``event_key`` (uint64), next to a
 JSON summary of the yields.
+
+Stage 2 (:func:`split_region`, one job per (region, process, variation)): the region
+selection, a cut on the features and, when configured, on the region classifier's scores
+``score_<class>``, picks the events of each region.
 
 Negative weights (e.g. interference samples) are legitimate and pass through unchanged;
 the summary counts them. Features that evaluate to NaN/inf, an empty selection, all-zero
@@ -23,7 +27,7 @@ from . import config as nconfig
 from .expr import ExpressionError, parse
 from .io import InputError, check_inputs, iterate_chunks, write_json, write_parquet
 
-__all__ = ["PrepError", "prepare", "prepare_from_config", "yields_summary", "write_prepared"]
+__all__ = ["PrepError", "prepare", "prepare_from_config", "prep_spec", "region_spec", "split_region", "yields_summary", "write_prepared"]
 
 
 class PrepError(RuntimeError):
@@ -174,15 +178,13 @@ def prepare(
     return result
 
 
-def prep_spec(cfg: Mapping[str, Any], region: str, process: str, variation: str) -> dict[str, Any]:
-    """The plain-data description of one prep job (passed as Snakemake params)."""
+def prep_spec(cfg: Mapping[str, Any], process: str, variation: str) -> dict[str, Any]:
+    """The plain-data description of one selection job (passed as Snakemake params)."""
     inputs = nconfig.variation_inputs(cfg, process, variation)
-    r_index = next(i for i, r in enumerate(cfg["regions"]) if r["name"] == region)
     features = {f["name"]: str(f.get("expr", f["name"])) for f in cfg["features"]}
     selections = {
         "preselection": str(cfg["preselection"]),
         inputs["selection_key"]: inputs["selection"],
-        f"regions[{r_index}].selection": str(cfg["regions"][r_index]["selection"]),
     }
     return {
         "files": inputs["files"],
@@ -200,8 +202,38 @@ def prep_spec(cfg: Mapping[str, Any], region: str, process: str, variation: str)
             "features": "features",
             "event_key": "input.event_key",
         },
-        "label": f"region '{region}', sample '{process}', variation '{variation}'",
+        "label": f"sample '{process}', variation '{variation}'",
     }
+
+
+def region_spec(cfg: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """Plain-data description of a region split (selection and its config key)."""
+    i = next(i for i, r in enumerate(cfg["regions"]) if r["name"] == region)
+    return {"selection": str(cfg["regions"][i]["selection"]), "key": f"regions[{i}].selection", "region": region}
+
+
+def split_region(
+    columns: Mapping[str, np.ndarray],
+    selection: str,
+    key: str = "selection",
+    scores: Mapping[str, np.ndarray] | None = None,
+    label: str = "",
+) -> dict[str, np.ndarray]:
+    """Events of one region: ``selection`` evaluated on the prepared columns and, when a
+    region classifier is configured, its per-event class probabilities ``score_<class>``
+    (which are kept as columns)."""
+    ns = dict(columns)
+    ns.update(dict(scores or {}))
+    try:
+        mask = _mask(parse(selection).evaluate(ns), len(columns["weight"]), key, label)
+    except ExpressionError as err:
+        raise PrepError(f"config key '{key}': {err}") from None
+    out = {k: np.asarray(v)[mask] for k, v in ns.items()}
+    if len(out["weight"]) == 0:
+        raise PrepError(f"config key '{key}': region selection {selection!r} selects no event ({label})")
+    if not np.any(out["weight"] != 0):
+        raise PrepError(f"config key '{key}': all event weights are zero after the region selection ({label})")
+    return out
 
 
 def write_prepared(result: Mapping[str, np.ndarray], parquet: str, yields: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -212,6 +244,6 @@ def write_prepared(result: Mapping[str, np.ndarray], parquet: str, yields: str, 
     return summary
 
 
-def prepare_from_config(cfg: Mapping[str, Any], region: str, process: str, variation: str) -> dict[str, np.ndarray]:
-    """Convenience wrapper: run :func:`prepare` for one (region, process, variation)."""
-    return prepare(**prep_spec(cfg, region, process, variation))
+def prepare_from_config(cfg: Mapping[str, Any], process: str, variation: str) -> dict[str, np.ndarray]:
+    """Convenience wrapper: run :func:`prepare` for one (process, variation)."""
+    return prepare(**prep_spec(cfg, process, variation))

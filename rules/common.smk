@@ -61,4 +61,12 @@ def datamc_plots():
 
 
 def all_targets():
-    return prep_outputs() + [f"{RESULTS}/prep/yields.json"] + datamc_plots()
+    # functions defined by the stage rule files included after this one
+    return (
+        prep_outputs()
+        + [f"{RESULTS}/prep/yields.json"]
+        + datamc_plots()
+        + eval_outputs()
+        + diagnostics_outputs()
+        + fit_outputs()
+    )

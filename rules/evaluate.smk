@@ -55,7 +55,7 @@ rule evaluate_target:
         folds=N_FOLDS,
         out_of_fold=lambda w: w.dataset == "asimov",
         aggregate=EVAL_AGGREGATE,
-    threads: 2
+    threads: 1
     log:
         f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/{{target}}.log",
     benchmark:

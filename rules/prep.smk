@@ -1,5 +1,35 @@
-# Data preparation: one job per (region, process, variation).
-from nsbi.prep import prep_spec
+# Data preparation in two steps:
+#   select: one job per (process, variation): preselection, features, weights
+#   prep:   one job per (region, process, variation): region selection on the features and,
+#           when configured, on the region classifier's scores score_<class>
+# plus the optional multi-class region classifier (one member per fold).
+from nsbi.prep import prep_spec, region_spec
+from nsbi.train import targets as ntgt
+
+REGION_CLF = config.get("region_classifier")
+RC_FOLDS = int(REGION_CLF["folds"]) if REGION_CLF else 0
+# one class order for the params and the input list (canonical() sorts the class names)
+RC_CLASSES = canonical(REGION_CLF["classes"]) if REGION_CLF else {}
+RC_MODELS = [f"{RESULTS}/train/region_classifier/{m}/model.onnx" for m in range(RC_FOLDS)]
+
+
+rule select:
+    output:
+        parquet=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
+        yields=f"{RESULTS}/select/{{process}}/{{variation}}.yields.json",
+    input:
+        files=lambda w: ncfg.variation_inputs(config, w.process, w.variation)["files"],
+        code=nsbi_sources("prep", "io", "expr"),
+    params:
+        spec=lambda w: canonical(prep_spec(config, w.process, w.variation)),
+    log:
+        f"{RESULTS}/logs/select/{{process}}/{{variation}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/select/{{process}}/{{variation}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/select.py"
 
 
 rule prep:
@@ -7,10 +37,14 @@ rule prep:
         parquet=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.parquet",
         yields=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.yields.json",
     input:
-        files=lambda w: ncfg.variation_inputs(config, w.process, w.variation)["files"],
-        code=nsbi_sources("prep", "io", "expr"),
+        sample=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
+        classifier=RC_MODELS,
+        code=nsbi_sources("prep", "evaluate", "expr"),
     params:
-        spec=lambda w: canonical(prep_spec(config, w.region, w.process, w.variation)),
+        region=lambda w: region_spec(config, w.region),
+        folds=RC_FOLDS,
+        # MC events are scored by the classifier member that did not train on them
+        out_of_fold=lambda w: w.process != ncfg.data_sample(config),
     log:
         f"{RESULTS}/logs/prep/{{region}}/{{process}}/{{variation}}.log",
     benchmark:
@@ -19,6 +53,33 @@ rule prep:
         CONDA_ENV
     script:
         "../scripts/prep.py"
+
+
+if REGION_CLF:
+
+    rule train_region:
+        output:
+            onnx=f"{RESULTS}/train/region_classifier/{{member}}/model.onnx",
+            history=f"{RESULTS}/train/region_classifier/{{member}}/history.json",
+        input:
+            samples=[f"{RESULTS}/select/{p}/nominal.parquet" for procs in RC_CLASSES.values() for p in procs],
+            code=nsbi_sources("train", "onnx_export"),
+        params:
+            classes=RC_CLASSES,
+            member=lambda w: int(w.member),
+            features=REGION_CLF.get("features") or [f["name"] for f in config["features"]],
+            settings=canonical({k: v for k, v in REGION_CLF.items() if k not in ("classes", "features", "folds", "seed")}),
+            folds=RC_FOLDS,
+            seed=REGION_CLF["seed"],
+        threads: 1
+        log:
+            f"{RESULTS}/logs/train/region_classifier/{{member}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/region_classifier/{{member}}.tsv"
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/train_region.py"
 
 
 rule prep_summary:

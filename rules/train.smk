@@ -1,7 +1,6 @@
 # Training (DRAFT by the training helper; the lead wires it into the Snakefile).
 # One job per ensemble member: ratio models log p_c/p_ref and systematic models log g_ck,
 # per unbinned region. Member m holds out k-fold fold m % folds; its seed is seed + m.
-from nsbi.train import targets as ntgt
 
 TRAIN_FEATURES = ntgt.training_features(config)
 TRAIN_SETTINGS = canonical(ntgt.training_settings(config))
@@ -48,7 +47,7 @@ rule train_ratio:
         settings=TRAIN_SETTINGS,
         folds=N_FOLDS,
         seed=TRAIN_SEED,
-    threads: 2
+    threads: 1
     log:
         f"{RESULTS}/logs/train/{{region}}/ratio/{{process}}/{{member}}.log",
     benchmark:
@@ -77,7 +76,7 @@ rule train_syst:
         settings=TRAIN_SETTINGS,
         folds=N_FOLDS,
         seed=TRAIN_SEED,
-    threads: 2
+    threads: 1
     log:
         f"{RESULTS}/logs/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}.log",
     benchmark:
@@ -86,53 +85,3 @@ rule train_syst:
         CONDA_ENV
     script:
         "../scripts/train_ratio.py"
-
-
-# Region classifier (optional; needs a `training.region_classifier` schema entry, e.g.
-#   region_classifier: {region: SR, classes: {ggF: [S, SBI, B], qqZZ: [qqZZ]}}
-# trained on the nominal prepared samples of `region`, one member per fold; scores for
-# any prepared sample are written by `evaluate_region` (event_key, score_<class>, region).
-REGION_CLF = config["training"].get("region_classifier")
-if REGION_CLF:
-    # one order for the params and the input list (canonical() sorts the class names)
-    REGION_CLASSES = canonical(REGION_CLF["classes"])
-
-    rule train_region:
-        output:
-            onnx=f"{RESULTS}/train/region_classifier/{{member}}/model.onnx",
-            history=f"{RESULTS}/train/region_classifier/{{member}}/history.json",
-        input:
-            samples=[f"{RESULTS}/prep/{REGION_CLF['region']}/{p}/nominal.parquet"
-                     for procs in REGION_CLASSES.values() for p in procs],
-            code=TRAIN_CODE,
-        params:
-            classes=REGION_CLASSES,
-            member=lambda w: int(w.member),
-            features=TRAIN_FEATURES,
-            settings=TRAIN_SETTINGS,
-            folds=N_FOLDS,
-            seed=TRAIN_SEED,
-        threads: 2
-        log:
-            f"{RESULTS}/logs/train/region_classifier/{{member}}.log",
-        conda:
-            CONDA_ENV
-        script:
-            "../scripts/train_region.py"
-
-    rule evaluate_region:
-        output:
-            f"{RESULTS}/regions/{{region}}/{{process}}/{{variation}}.scores.parquet",
-        input:
-            sample=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.parquet",
-            models=[f"{RESULTS}/train/region_classifier/{m}/model.onnx" for m in range(N_FOLDS)],
-            code=nsbi_sources("evaluate"),
-        params:
-            folds=N_FOLDS,
-            out_of_fold=lambda w: w.process != ncfg.data_sample(config),
-        log:
-            f"{RESULTS}/logs/regions/{{region}}/{{process}}/{{variation}}.log",
-        conda:
-            CONDA_ENV
-        script:
-            "../scripts/evaluate_region.py"

@@ -25,6 +25,7 @@ rule workspace_nsbi:
         code=nsbi_sources("build", "workspace"),
     params:
         cfg=config_subset("analysis", "input", "samples", "systematics", "regions", "morphing"),
+        reference=canonical(ntgt.reference(config)),
         targets=[list(t) for t in ncfg.prep_targets(config)],
         unbinned=UNBINNED,
         datasets=WS_DATASETS,

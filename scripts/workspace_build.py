@@ -20,6 +20,8 @@ with job_logging(snakemake, "nsbi.workspace") as log:  # noqa: F821
     for path in sm.input.binned:
         region, process, variation = path.split("/")[-3], path.split("/")[-2], path.split("/")[-1][: -len(".parquet")]
         prep.setdefault(region, {})[(process, variation)] = read_parquet(path)
-    ws = build_nsbi_workspace(sm.params.cfg, yields, tables, prep)
+    ws = build_nsbi_workspace(sm.params.cfg, yields, tables, prep, reference=sm.params.reference)
+    for region, corr in ws.spec['metadata']['log_normalisation'].items():
+        log.info('%s: log normalisation of the learned ratios %s', region, corr)
     W.save(ws, sm.output.ws)
     log.info("wrote %s: %r", sm.output.ws, ws)

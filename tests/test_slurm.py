@@ -18,7 +18,9 @@ from nsbi.io import read_parquet
 
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 # rules that request a GPU in profiles/slurm; the test node has no GRES
-GPU_RULES = ["train_ratio", "train_syst", "train_region", "evaluate"]
+GPU_RULES = ["train_ratio", "train_syst", "train_region", "evaluate_target"]
+# the single test node has 2 cores and ~23 GB: shrink the per-rule requests of the profile
+SMALL = [f"{r}:{k}={v}" for r in GPU_RULES + ["select", "fit"] for k, v in (("mem_mb", 2000), ("cpus_per_task", 1))]
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +52,8 @@ def test_slurm_run_equals_local_run(slurm, test_run, tmp_path):
         "--slurm-status-command", "squeue",
         "--slurm-init-seconds-before-status-checks", "1",
         "--jobs", "4",
-        "--set-resources", *[f"{r}:gpu=0" for r in GPU_RULES],
+        "--set-resources", *[f"{r}:gpu=0" for r in GPU_RULES], *SMALL,
+        "--default-resources", "mem_mb=2000",
         env=slurm,
     )
     out = proc.stdout + proc.stderr

@@ -24,6 +24,21 @@ def test_dry_run_has_one_prep_job_per_region_process_variation(configfile, tmp_p
     assert counts["simulate_sample"] == len(cfg["simulation"]["processes"])
     jobs = set(re.findall(r"prep/(\w+)/(\w+)/(\w+)\.parquet", out))
     assert jobs == expected
+    # selection: one job per (process, variation); region classifier: one per fold
+    assert counts["select"] == len({(p, v) for _, p, v in expected}) == 21
+    assert counts["train_region"] == cfg["region_classifier"]["folds"]
+    # training: one job per (process, member) and per (process, systematic, direction, member)
+    members = cfg["training"]["members"]
+    basis = ncfg.basis_samples(cfg)
+    syst = [(p, s, d) for p in basis for s in ncfg.shape_systematics(cfg, p) for d in ("up", "down")]
+    assert counts["train_ratio"] == len(basis) * members
+    assert counts["train_syst"] == len(syst) * members
+    ratio_jobs = set(re.findall(r"train/SR/ratio/(\w+)/(\d+)/model\.onnx", out))
+    assert ratio_jobs == {(p, str(m)) for p in basis for m in range(members)}
+    syst_jobs = set(re.findall(r"train/SR/syst/(\w+)/(\w+)_(up|down)/(\d+)/model\.onnx", out))
+    assert syst_jobs == {(p, s, d, str(m)) for p, s, d in syst for m in range(members)}
+    # the statistical model: both workspaces fitted on both datasets, both pyhf-checked
+    assert counts["fit"] == 4 and counts["pyhf_check"] == 2
 
 
 def test_default_config_is_the_demo(tmp_path):
@@ -46,9 +61,10 @@ def test_end_to_end_prep_yields_match_direct_computation(test_run):
     table = json.loads((res / "prep/yields.json").read_text())
     for region, process, variation in ncfg.prep_targets(cfg):
         cols = read_parquet(res / f"prep/{region}/{process}/{variation}.parquet")
-        assert set(cols) == {f["name"] for f in cfg["features"]} | {"weight", "event_key"}
+        assert set(cols) == {f["name"] for f in cfg["features"]} | {"weight", "event_key", "score_ggF", "score_qqZZ"}
         assert table[region][process][variation]["n_events"] == len(cols["weight"]) > 0
-    # independent check with plain numpy on the ROOT file: S nominal, both regions together
+    # independent check with plain numpy on the ROOT file: the preselected S nominal yield,
+    # and the regions (score_ggF >= 0.5 / < 0.5) partition it
     with uproot.open(work / cfg["samples"][0]["files"][0]) as fh:
         ev = fh["events"].arrays(library="np")
     lep_pt = ev["lep_pt"]
@@ -57,11 +73,16 @@ def test_end_to_end_prep_yields_match_direct_computation(test_run):
         & (ev["mZ1"] > 77) & (ev["mZ1"] < 105) & (ev["mZ2"] > 77) & (ev["mZ2"] < 105)
         & np.array([len(p) == 4 and p.min() > 5 for p in lep_pt])
     )
-    sr = presel & (np.abs(ev["y4l"]) < 1.2)
-    cr = presel & (np.abs(ev["y4l"]) >= 1.2)
-    assert table["SR"]["S"]["nominal"]["sumw"] == pytest.approx(ev["weight"][sr].sum(), rel=1e-12)
-    assert table["CRqq"]["S"]["nominal"]["sumw"] == pytest.approx(ev["weight"][cr].sum(), rel=1e-12)
-    assert table["SR"]["S"]["kfactor_up"]["sumw"] == pytest.approx(ev["weight_kfactor_up"][sr].sum(), rel=1e-12)
+    selected = json.loads((res / "select/S/nominal.yields.json").read_text())
+    assert selected["sumw"] == pytest.approx(ev["weight"][presel].sum(), rel=1e-12)
+    assert selected["n_events"] == presel.sum()
+    for var, branch in (("nominal", "weight"), ("kfactor_up", "weight_kfactor_up")):
+        total = table["SR"]["S"][var]["sumw"] + table["CRqq"]["S"][var]["sumw"]
+        assert total == pytest.approx(ev[branch][presel].sum(), rel=1e-12)
+    sr = read_parquet(res / "prep/SR/S/nominal.parquet")
+    cr = read_parquet(res / "prep/CRqq/S/nominal.parquet")
+    assert np.all(sr["score_ggF"] >= 0.5) and np.all(cr["score_ggF"] < 0.5)
+    assert len(np.intersect1d(sr["event_key"], cr["event_key"])) == 0
     # weight systematics keep the events, tree systematics change them
     nom = read_parquet(res / "prep/SR/B/nominal.parquet")
     kup = read_parquet(res / "prep/SR/B/kfactor_up.parquet")
