@@ -70,3 +70,75 @@ def all_targets():
         + diagnostics_outputs()
         + fit_outputs()
     )
+
+
+# --- helpers of the stage rule files (they use constants those files define)
+
+
+# rules/train.smk
+def train_members(region, target):
+    return [f"{ntgt.member_dir(RESULTS, region, target, m)}/model.onnx" for m in range(N_MEMBERS)]
+
+
+# rules/train.smk
+def train_histories(region, target):
+    return [f"{ntgt.member_dir(RESULTS, region, target, m)}/history.json" for m in range(N_MEMBERS)]
+
+
+# rules/train.smk
+def train_outputs():
+    return [p for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config) for p in train_members(r, t)]
+
+
+# rules/evaluate.smk
+def eval_dataset_samples(w):
+    if w.dataset == "asimov":
+        return ncfg.mc_samples(config)
+    return [ncfg.data_sample(config)]
+
+
+# rules/evaluate.smk
+def eval_outputs():
+    return [f"{RESULTS}/eval/{r}/{d}.parquet" for r in ntgt.unbinned_regions(config) for d in EVAL_DATASETS]
+
+
+# rules/evaluate.smk
+def diagnostics_outputs():
+    return [f"{RESULTS}/diagnostics/summary.json"]
+
+
+# rules/evaluate.smk
+def _diag_inputs(w):
+    proc, syst, direction = ntgt.parse_target(w.target)
+    prep = f"{RESULTS}/prep/{w.region}"
+    if syst is None:
+        return {"num": f"{prep}/{proc}/nominal.parquet",
+                "den": [f"{prep}/{k}/nominal.parquet" for k in TRAIN_REFERENCE]}
+    return {"num": f"{prep}/{proc}/{syst}_{direction}.parquet", "den": [f"{prep}/{proc}/nominal.parquet"]}
+
+
+# rules/evaluate.smk
+def _diag_oracle(w):
+    if not config.get("simulation", {}).get("enabled", False):
+        return {}
+    proc, syst, direction = ntgt.parse_target(w.target)
+    if syst is None:
+        return {"kind": "ratio", "process": proc}
+    return {"kind": "syst", "process": proc, "systematic": syst, "direction": direction}
+
+
+# rules/workspace.smk
+def prep_parquets(regions):
+    return [
+        f"{RESULTS}/prep/{r}/{p}/{v}.parquet"
+        for r, p, v in ncfg.prep_targets(config)
+        if r in regions
+    ]
+
+
+# rules/fit.smk
+def fit_outputs():
+    out = [f"{RESULTS}/fit/{k}/{d}/fit.json" for k in WS_KINDS for d in WS_DATASETS]
+    out += [f"{RESULTS}/fit/compare_{d}.json" for d in WS_DATASETS]
+    out += [f"{RESULTS}/fit/pyhf_check_{k}.json" for k in WS_KINDS]
+    return out

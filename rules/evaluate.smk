@@ -13,20 +13,6 @@ wildcard_constraints:
     target=_alternatives(ntgt.target_names(config)),
 
 
-def eval_dataset_samples(w):
-    if w.dataset == "asimov":
-        return ncfg.mc_samples(config)
-    return [ncfg.data_sample(config)]
-
-
-def eval_outputs():
-    return [f"{RESULTS}/eval/{r}/{d}.parquet" for r in ntgt.unbinned_regions(config) for d in EVAL_DATASETS]
-
-
-def diagnostics_outputs():
-    return [f"{RESULTS}/diagnostics/summary.json"]
-
-
 rule evaluate_dataset:
     output:
         f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
@@ -84,27 +70,18 @@ rule evaluate_table:
         "../scripts/evaluate_table.py"
 
 
-def _diag_inputs(w):
-    proc, syst, direction = ntgt.parse_target(w.target)
-    prep = f"{RESULTS}/prep/{w.region}"
-    if syst is None:
-        return {"num": f"{prep}/{proc}/nominal.parquet",
-                "den": [f"{prep}/{k}/nominal.parquet" for k in TRAIN_REFERENCE]}
-    return {"num": f"{prep}/{proc}/{syst}_{direction}.parquet", "den": [f"{prep}/{proc}/nominal.parquet"]}
-
-
-def _diag_oracle(w):
-    if not config.get("simulation", {}).get("enabled", False):
-        return {}
-    proc, syst, direction = ntgt.parse_target(w.target)
-    if syst is None:
-        return {"kind": "ratio", "process": proc}
-    return {"kind": "syst", "process": proc, "systematic": syst, "direction": direction}
+DIAG_PLOTS = ["loss", "calibration", "spread"] + [f"closure_{f}" for f in TRAIN_FEATURES]
+DIAG_PLOTS += ["oracle"] if config["simulation"]["enabled"] else []
 
 
 rule evaluate_diagnostics:
     output:
         summary=f"{RESULTS}/diagnostics/{{region}}/{{target}}/summary.json",
+        plots=report(
+            [f"{RESULTS}/diagnostics/{{region}}/{{target}}/{p}.png" for p in DIAG_PLOTS],
+            category="Density ratios",
+            subcategory="{region} {target}",
+        ),
     input:
         unpack(_diag_inputs),
         models=lambda w: train_members(w.region, w.target),

@@ -2,13 +2,6 @@
 # their comparison, and the pyhf cross-check of every binned channel (fails on disagreement).
 
 
-def fit_outputs():
-    out = [f"{RESULTS}/fit/{k}/{d}/fit.json" for k in WS_KINDS for d in WS_DATASETS]
-    out += [f"{RESULTS}/fit/compare_{d}.json" for d in WS_DATASETS]
-    out += [f"{RESULTS}/fit/pyhf_check_{k}.json" for k in WS_KINDS]
-    return out
-
-
 wildcard_constraints:
     kind="|".join(WS_KINDS),
 

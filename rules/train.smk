@@ -17,18 +17,6 @@ wildcard_constraints:
     systematic=_alternatives(s["name"] for s in config["systematics"]) if config.get("systematics") else "NO_SYSTEMATICS",
 
 
-def train_members(region, target):
-    return [f"{ntgt.member_dir(RESULTS, region, target, m)}/model.onnx" for m in range(N_MEMBERS)]
-
-
-def train_histories(region, target):
-    return [f"{ntgt.member_dir(RESULTS, region, target, m)}/history.json" for m in range(N_MEMBERS)]
-
-
-def train_outputs():
-    return [p for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config) for p in train_members(r, t)]
-
-
 rule train_ratio:
     output:
         onnx=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/model.onnx",

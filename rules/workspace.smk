@@ -6,14 +6,6 @@ BINNED = [r["name"] for r in config["regions"] if r["type"] == "binned"]
 WS_KINDS = ["nsbi", "hist"]
 
 
-def prep_parquets(regions):
-    return [
-        f"{RESULTS}/prep/{r}/{p}/{v}.parquet"
-        for r, p, v in ncfg.prep_targets(config)
-        if r in regions
-    ]
-
-
 rule workspace_nsbi:
     output:
         ws=f"{RESULTS}/workspace/nsbi.json",

@@ -110,3 +110,16 @@ def test_second_run_is_a_no_op(test_run):
     work, _ = test_run
     proc = snakemake("-n", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_report_collects_plots_by_stage(test_run, tmp_path):
+    work, _ = test_run
+    report = tmp_path / "report.zip"
+    snakemake("--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work), "--report", str(report))
+    import zipfile
+
+    names = zipfile.ZipFile(report).namelist()
+    assert any(n.endswith("m4l.png") for n in names)  # data vs MC
+    assert any("closure_m4l" in n for n in names)  # density-ratio diagnostics
+    assert any(n.endswith("scan.png") for n in names)  # fits

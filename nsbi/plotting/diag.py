@@ -251,25 +251,25 @@ def ratio_diagnostics(out_dir, target: str, features: Sequence[str], ref: Mappin
     labels = dict(feature_labels or {})
     summary: dict[str, Any] = {"target": target}
     if histories:
-        plot_loss_curves(histories, out / "loss.pdf", title=target)
+        plot_loss_curves(histories, out / "loss.png", title=target)
     logit = np.concatenate([np.asarray(logr_ref), np.asarray(logr_c)])
     y = np.concatenate([np.zeros(len(logr_ref), int), np.ones(len(logr_c), int)])
     w = np.concatenate([ref["weight"], c["weight"]])
-    plot_calibration(calibration_curve(logit, y, w), out / "calibration.pdf", title=target)
+    plot_calibration(calibration_curve(logit, y, w), out / "calibration.png", title=target)
     closure = {}
     for f in features:
         h = closure_histograms(ref[f], ref["weight"], logr_ref, c[f], c["weight"], bins=bins)
-        plot_closure(h, out / f"closure_{f}.pdf", labels.get(f, f))
+        plot_closure(h, out / f"closure_{f}.png", labels.get(f, f))
         closure[f] = {"chi2": h["chi2"], "ndf": h["ndf"], "chi2_ndf": h["chi2_ndf"]}
     summary["closure"] = closure
     summary["normalisation"] = normalisation_check(ref["weight"], logr_ref, c["weight"])
     if spread_ref is not None:
-        plot_spread(logr_ref, spread_ref, out / "spread.pdf", title=target)
+        plot_spread(logr_ref, spread_ref, out / "spread.png", title=target)
         rel = np.asarray(spread_ref) / np.exp(np.asarray(logr_ref))
         summary["spread"] = {"median_relative": float(np.median(rel)), "q90_relative": float(np.quantile(rel, 0.9))}
     if exact_log_ratio is not None:
         exact = np.asarray(exact_log_ratio(ref), np.float64)
-        plot_oracle(logr_ref, exact, out / "oracle.pdf", title=target)
+        plot_oracle(logr_ref, exact, out / "oracle.png", title=target)
         summary["oracle"] = oracle_rms(logr_ref, exact, ref["weight"])
     write_summary(out / "summary.json", summary)
     return summary
