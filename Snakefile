@@ -30,6 +30,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/workspace.smk"
 include: "rules/fit.smk"
+include: "rules/validate.smk"
 
 
 rule all:

@@ -63,3 +63,45 @@ def compare_scans(scans: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             row[f"width_{level}"] = hi - lo if np.isfinite(lo) and np.isfinite(hi) else None
         out[name] = row
     return out
+
+
+def scan_from_dict(s: Mapping[str, Any]) -> F.ScanResult:
+    """Inverse of ``ScanResult.to_dict``."""
+    return F.ScanResult(
+        poi=s["poi"], values=np.array(s["values"]), twice_nll=np.array(s["twice_nll"], dtype=float),
+        delta=np.array(s["delta_twice_nll"], dtype=float), best=s["best"], best_twice_nll=s["best_twice_nll"],
+        intervals={k: tuple(v) for k, v in s["intervals"].items()}, mode=s["mode"],
+    )
+
+
+def expected_significance(scan: Mapping[str, Any], value: float = 0.0) -> float | None:
+    """sqrt(Δ(−2 ln L)) at POI = ``value`` from an Asimov scan (the expected significance to
+    exclude it), interpolated linearly between scan points; None outside the scan."""
+    x = np.asarray(scan["values"], float)
+    d = np.asarray(scan["delta_twice_nll"], float)
+    ok = np.isfinite(d)
+    if not (x[ok].min() <= value <= x[ok].max()):
+        return None
+    return float(np.sqrt(max(np.interp(value, x[ok], d[ok]), 0.0)))
+
+
+def closure_report(scans: Mapping[tuple[str, str], Mapping[str, Any]], target_ratio: float = 1.05) -> dict[str, Any]:
+    """Side-by-side intervals (68 %, 95 %), widths and the expected significance to exclude
+    POI = 0 for each (kind, mode) scan, and the NSBI/oracle 68 % width ratio vs ``target_ratio``."""
+    rows = {}
+    for (kind, mode), s in scans.items():
+        row = {"best": s["best"]}
+        for level, (lo, hi) in s["intervals"].items():
+            row[f"interval_{level}"] = [lo, hi]
+            row[f"width_{level}"] = hi - lo if np.isfinite(lo) and np.isfinite(hi) else None
+        row["expected_significance_poi0"] = expected_significance(s, 0.0)
+        rows[f"{kind}_{'stat_syst' if mode == 'scan' else 'stat_only'}"] = row
+    out: dict[str, Any] = {"scans": rows}
+    for mode in ("stat_syst", "stat_only"):
+        n, o = rows.get(f"nsbi_{mode}", {}), rows.get(f"oracle_{mode}", {})
+        if n.get("width_68") and o.get("width_68"):
+            ratio = n["width_68"] / o["width_68"]
+            out[f"nsbi_over_oracle_width_68_{mode}"] = ratio
+            out[f"within_target_{mode}"] = bool(ratio <= target_ratio)
+    out["target_ratio"] = target_ratio
+    return out

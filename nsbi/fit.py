@@ -194,7 +194,7 @@ def fit(
         err = errors_
     elif errors != "hesse":
         raise ValueError(f"errors must be 'hesse' or 'exact', got {errors!r}")
-    d = np.sqrt(np.diag(cov))
+    d = np.sqrt(np.clip(np.diag(cov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.where(np.outer(d, d) > 0, cov / np.outer(d, d), 0.0)
     np.fill_diagonal(corr, np.where(d > 0, 1.0, 0.0))

@@ -40,7 +40,7 @@ rule compare_scans:
         code=nsbi_sources("analysis", "plotting/fit_plots"),
     params:
         names=[f"{k}_{s}" for k in WS_KINDS for s in ("scan", "scan_stat_only")],
-        labels=[f"{lab} {s}" for lab in ("NSBI", "histogram") for s in ("stat+syst", "stat only")],
+        labels=[f"{lab} {s}" for lab in WS_KINDS for s in ("stat+syst", "stat only")],
     log:
         f"{RESULTS}/logs/fit/compare_{{dataset}}.log",
     conda:

@@ -3,7 +3,8 @@
 WS_DATASETS = ["asimov"] + (["observed"] if ncfg.data_sample(config) else [])
 UNBINNED = [r["name"] for r in config["regions"] if r["type"] == "unbinned"]
 BINNED = [r["name"] for r in config["regions"] if r["type"] == "binned"]
-WS_KINDS = ["nsbi", "hist"]
+# the oracle workspace (exact ratios) exists for the built-in simulator only
+WS_KINDS = ["nsbi", "hist"] + (["oracle"] if config["simulation"]["enabled"] else [])
 
 
 rule workspace_nsbi:

@@ -1,10 +1,7 @@
 """Snakemake script: NSBI vs histogram profile scans (stat+syst and stat-only) on one plot."""
 import json
 
-import numpy as np
-
-from nsbi.analysis import compare_scans
-from nsbi.fit import ScanResult
+from nsbi.analysis import compare_scans, scan_from_dict
 from nsbi.io import write_json
 from nsbi.plotting.fit_plots import plot_scan
 from nsbi.workflow import job_logging
@@ -13,12 +10,7 @@ with job_logging(snakemake, "nsbi.fit") as log:  # noqa: F821
     sm = snakemake  # noqa: F821
     raw = {n: json.load(open(p)) for n, p in zip(sm.params.names, sm.input.scans)}
     summary = compare_scans(raw)
-    scans = [
-        ScanResult(poi=s["poi"], values=np.array(s["values"]), twice_nll=np.array(s["twice_nll"]),
-                   delta=np.array(s["delta_twice_nll"], dtype=float), best=s["best"], best_twice_nll=s["best_twice_nll"],
-                   intervals={k: tuple(v) for k, v in s["intervals"].items()}, mode=s["mode"])
-        for s in raw.values()
-    ]
+    scans = [scan_from_dict(s) for s in raw.values()]
     plot_scan(scans, sm.output.plot, labels=sm.params.labels)
     write_json(summary, sm.output.summary)
     for name, row in summary.items():

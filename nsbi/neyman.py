@@ -1,0 +1,476 @@
+"""Toy-based (Neyman) confidence intervals, coverage and bias/linearity checks.
+
+Test statistic (profile likelihood ratio, POI ``mu``)::
+
+    t_mu = -2 ln lambda(mu) = [-2 ln L(mu, theta_hat_hat)] - [-2 ln L(mu_hat, theta_hat)]
+
+with ``mu_hat`` bounded by the POI bounds of the model (so ``t_mu >= 0``). ``kind="q"`` is the
+one-sided variant used for upper limits (``q~_mu``: ``t_mu`` if ``mu_hat <= mu`` else 0; the
+``mu_hat >= 0`` condition of q~ comes from a POI lower bound of 0).
+
+Neyman construction on a grid of ``mu``: at each grid point, pseudo-experiments are generated at
+``theta_mu`` (the POI at ``mu``; nuisance parameters nominal, or profiled on the observed data
+— the LHC "profile construction" — via :func:`theta_at`), ``t_mu`` is computed for each toy, and
+the critical value ``c_CL(mu)`` is the CL quantile of its distribution. The interval at CL is
+``{mu : t_mu(observed) <= c_CL(mu)}`` (end points by linear interpolation of
+``t_obs - c`` between grid points). It is compared with the asymptotic (Wilks) interval, with
+``c = chi2_1 quantile`` (``kind="t"``) or the half-chi2 quantile (``kind="q"``).
+
+Splitting: :func:`compute_chunk` does one (mu grid point, toy batch) job and returns a small
+JSON-able dict (written with :func:`write_chunk`, JSON or npz, no pickle); :func:`gather`
+merges any set of chunks (+ the observed and Asimov ``t_mu`` from :func:`observed_t`) into the
+belt and the intervals. Seeds: chunk ``(seed, mu_index, batch)`` uses
+``SeedSequence([seed, mu_index, batch])`` — independent streams; use another base seed for
+coverage toys than for the belt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from nsbi import batchfit
+from nsbi.toys import ToyGenerator, ToySet, param_vector
+
+__all__ = [
+    "acceptance_interval",
+    "asymptotic_critical",
+    "compute_chunk",
+    "coverage",
+    "coverage_from_chunks",
+    "gather",
+    "linearity",
+    "observed_t",
+    "read_chunk",
+    "theta_at",
+    "toy_t",
+    "write_chunk",
+    "write_json",
+]
+
+CHUNK_FORMAT = "nsbi-neyman-chunk-1"
+DEFAULT_CLS = (0.68, 0.95)
+
+
+def _clean(x):
+    """JSON-safe: numpy -> python, nan/inf -> None."""
+    if isinstance(x, Mapping):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _f(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def write_json(obj, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(obj), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _cl_key(cl: float) -> str:
+    return f"{cl:g}"
+
+
+def asymptotic_critical(cl: float, kind: str = "t") -> float:
+    """Wilks: chi2_1 quantile (two-sided t_mu); half-chi2 mixture for q~_mu (one-sided)."""
+    if kind == "t":
+        return float(stats.chi2.ppf(cl, 1))
+    if kind == "q":
+        return float(stats.chi2.ppf(2 * cl - 1, 1)) if cl > 0.5 else 0.0
+    raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
+
+
+def _poi(model) -> int:
+    if model.poi_index is None:
+        raise ValueError("the measurement defines no POI")
+    return int(model.poi_index)
+
+
+def theta_at(gen: ToyGenerator, mu: float, nuisances: str | Mapping[str, float] | None = "nominal",
+             observed_model=None, tolerance: float = 1e-6) -> np.ndarray:
+    """Generation point for POI = ``mu``: ``"nominal"`` (model inits), a mapping of values,
+    or ``"profiled"`` (conditional MLE on ``observed_model``, default ``gen.model``)."""
+    model = gen.model
+    ip = _poi(model)
+    if nuisances in (None, "nominal"):
+        x = param_vector(model)
+    elif nuisances == "profiled":
+        from nsbi import fit as F
+
+        om = observed_model or model
+        x = np.array(F.fit(om, fixed={model.poi_name: float(mu)}, tolerance=tolerance, hesse=False).values)
+    elif isinstance(nuisances, Mapping):
+        x = param_vector(model, nuisances)
+    else:
+        raise ValueError(f"unknown nuisances {nuisances!r}")
+    x[ip] = float(mu)
+    return x
+
+
+def toy_t(gen: ToyGenerator, toys: ToySet, mu: float, kind: str = "t", batch_size: int | None = None,
+          progress: bool = False, tol: float = 1e-10) -> dict[str, Any]:
+    """t_mu of every toy: batched free fit (POI within its bounds) and conditional fit (POI = mu),
+    both started at the generation point."""
+    model = gen.model
+    ip = _poi(model)
+    free = ~np.asarray(model.fixed, bool)
+    data = toys.data()
+    x0 = np.array(toys.theta, float)
+    kw = {"shared": (gen.mc_arrays,), "batch_size": batch_size, "progress": progress, "tol": tol}
+    rf = batchfit.minimize(gen.twice_nll, data, x0, model.bounds, free, **kw)
+    xc = x0.copy()
+    xc[ip] = float(mu)
+    fc = free.copy()
+    fc[ip] = False
+    rc = batchfit.minimize(gen.twice_nll, data, xc, model.bounds, fc, **kw)
+    t = rc.twice_nll - rf.twice_nll
+    n_neg = int(np.sum(t < -1e-6))  # free fit worse than the conditional one: free fit failed
+    t = np.maximum(t, 0.0)
+    mu_hat = rf.values[:, ip]
+    if kind == "q":
+        t = np.where(mu_hat > mu, 0.0, t)
+    elif kind != "t":
+        raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
+    return {
+        "t": t,
+        "mu_hat": mu_hat,
+        "twice_nll_free": rf.twice_nll,
+        "twice_nll_cond": rc.twice_nll,
+        "converged": rf.converged & rc.converged,
+        "n_fallback": rf.n_fallback + rc.n_fallback,
+        "n_failed": rf.n_failed + rc.n_failed,
+        "n_negative_t": n_neg,
+    }
+
+
+def observed_t(model, mu_values: Sequence[float], kind: str = "t", tolerance: float = 1e-6) -> dict[str, Any]:
+    """t_mu of one dataset (the model's own data, e.g. observed or an Asimov
+    :meth:`ToyGenerator.model_for`) on a grid, with iminuit (:func:`nsbi.fit.fit`)."""
+    from nsbi import fit as F
+
+    ip = _poi(model)
+    best = F.fit(model, tolerance=tolerance, strategy=2, hesse=False)
+    mu_values = np.asarray(mu_values, float)
+    cond = np.empty(len(mu_values))
+    for j, mu in enumerate(mu_values):
+        x0 = best.values.copy()
+        x0[ip] = mu
+        r = F.fit(model, init=x0, fixed={model.poi_name: float(mu)}, tolerance=tolerance, strategy=2, hesse=False)
+        cond[j] = r.twice_nll
+    ref = min(best.twice_nll, float(np.min(cond)))
+    t = np.maximum(cond - ref, 0.0)
+    mu_hat = float(best.values[ip])
+    if kind == "q":
+        t = np.where(mu_hat > mu_values, 0.0, t)
+    return {"poi": model.poi_name, "kind": kind, "mu": mu_values.tolist(), "t": t.tolist(), "mu_hat": mu_hat,
+            "twice_nll_free": float(best.twice_nll), "twice_nll_cond": cond.tolist()}
+
+
+# ---------------------------------------------------------------------------- chunks
+def compute_chunk(gen: ToyGenerator, mu: float, n_toys: int, seed: int, *, mu_index: int = 0, batch: int = 0,
+                  kind: str = "t", theta=None, batch_size: int | None = None, progress: bool = False) -> dict:
+    """One (mu grid point, toy batch) job: ``n_toys`` toys at ``theta`` (default
+    :func:`theta_at` nominal) with seed ``(seed, mu_index, batch)``; returns a JSON-able dict."""
+    t0 = time.perf_counter()
+    theta = theta_at(gen, mu) if theta is None else param_vector(gen.model, theta)
+    ip = _poi(gen.model)
+    if not np.isclose(theta[ip], mu):
+        raise ValueError(f"theta has POI {theta[ip]} but mu = {mu}")
+    toys = gen.generate(theta, n_toys, seed=(int(seed), int(mu_index), int(batch)))
+    t1 = time.perf_counter()
+    res = toy_t(gen, toys, mu, kind=kind, batch_size=batch_size, progress=progress)
+    t2 = time.perf_counter()
+    return {
+        "format": CHUNK_FORMAT,
+        "poi": gen.model.poi_name,
+        "kind": kind,
+        "mu": float(mu),
+        "mu_index": int(mu_index),
+        "batch": int(batch),
+        "seed": [int(seed), int(mu_index), int(batch)],
+        "n_toys": int(n_toys),
+        "par_names": list(gen.model.par_names),
+        "theta": np.asarray(theta, float).tolist(),
+        "t": res["t"].tolist(),
+        "mu_hat": res["mu_hat"].tolist(),
+        "converged": res["converged"].tolist(),
+        "n_fallback": int(res["n_fallback"]),
+        "n_failed": int(res["n_failed"]),
+        "n_negative_t": int(res["n_negative_t"]),
+        "repeat_fraction": toys.meta.get("repeat_fraction", []),
+        "seconds": {"generate": t1 - t0, "fit": t2 - t1},
+    }
+
+
+def write_chunk(chunk: Mapping, path) -> Path:
+    """``.json`` (default) or ``.npz`` (arrays + a JSON header; no pickle)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.asarray(chunk[k]) for k in ("t", "mu_hat", "converged", "theta")}
+        header = {k: v for k, v in chunk.items() if k not in arrays}
+        np.savez_compressed(path, header=np.array(json.dumps(_clean(header))), **arrays)
+        return path
+    return write_json(chunk, path)
+
+
+def read_chunk(path) -> dict:
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            out = json.loads(str(z["header"]))
+            for k in ("t", "mu_hat", "converged", "theta"):
+                out[k] = z[k].tolist()
+    else:
+        out = json.loads(path.read_text())
+    if out.get("format") != CHUNK_FORMAT:
+        raise ValueError(f"{path}: not a {CHUNK_FORMAT} file")
+    return out
+
+
+# ---------------------------------------------------------------------------- belt
+def acceptance_interval(mu: Sequence[float], d: Sequence[float]) -> dict[str, Any]:
+    """Interval where ``d(mu) <= 0`` (d = t_obs - critical value), end points by linear
+    interpolation between grid points; ``open_lo``/``open_hi`` when accepted at a grid edge
+    (the end point is then the edge), ``connected`` False when the accepted set has holes."""
+    mu = np.asarray(mu, float)
+    d = np.asarray(d, float)
+    o = np.argsort(mu)
+    mu, d = mu[o], d[o]
+    acc = np.isfinite(d) & (d <= 0)
+    if not acc.any():
+        return {"lo": None, "hi": None, "open_lo": False, "open_hi": False, "connected": True, "empty": True}
+    i0, i1 = int(np.flatnonzero(acc)[0]), int(np.flatnonzero(acc)[-1])
+
+    def cross(a, b):
+        return float(mu[a] + (mu[b] - mu[a]) * d[a] / (d[a] - d[b]))
+
+    lo = float(mu[0]) if i0 == 0 else cross(i0 - 1, i0)
+    hi = float(mu[-1]) if i1 == len(mu) - 1 else cross(i1, i1 + 1)
+    return {"lo": lo, "hi": hi, "open_lo": i0 == 0, "open_hi": i1 == len(mu) - 1,
+            "connected": bool(acc[i0 : i1 + 1].all()), "empty": False}
+
+
+def _quantile_with_error(t: np.ndarray, cl: float) -> tuple[float, float, float]:
+    """CL quantile and a +-1 sigma band from binomial order statistics."""
+    t = np.sort(np.asarray(t, float))
+    n = len(t)
+    q = float(np.quantile(t, cl))
+    s = math.sqrt(n * cl * (1 - cl))
+    lo = t[int(np.clip(math.floor(n * cl - s), 0, n - 1))]
+    hi = t[int(np.clip(math.ceil(n * cl + s), 0, n - 1))]
+    return q, float(lo), float(hi)
+
+
+def gather(chunks: Iterable[Mapping | str | Path], observed: Mapping | None = None, asimov: Mapping | None = None,
+           cls: Sequence[float] = DEFAULT_CLS) -> dict[str, Any]:
+    """Merge chunks into the belt: per mu, the toy critical values (with +-1 sigma bands)
+    and the asymptotic ones; intervals for the ``observed`` / ``asimov`` t_mu curves
+    (:func:`observed_t` outputs; interpolated onto the belt grid if needed)."""
+    chunks = [read_chunk(c) if isinstance(c, (str, Path)) else c for c in chunks]
+    if not chunks:
+        raise ValueError("no chunks to gather")
+    kinds = {c["kind"] for c in chunks}
+    if len(kinds) != 1:
+        raise ValueError(f"chunks mix test statistics {sorted(kinds)}")
+    kind = kinds.pop()
+    seen = set()
+    by_mu: dict[float, list] = {}
+    for c in chunks:
+        key = (tuple(c["seed"]))
+        if key in seen:
+            raise ValueError(f"duplicate chunk seed {key} (same toys counted twice)")
+        seen.add(key)
+        by_mu.setdefault(float(c["mu"]), []).append(c)
+    mus = np.array(sorted(by_mu))
+    crit: dict[str, dict[str, list]] = {_cl_key(cl): {"value": [], "lo": [], "hi": []} for cl in cls}
+    n_toys, n_fb, n_fail, n_neg, tmean = [], [], [], [], []
+    for mu in mus:
+        t = np.concatenate([np.asarray(c["t"], float) for c in by_mu[mu]])
+        n_toys.append(len(t))
+        n_fb.append(sum(int(c["n_fallback"]) for c in by_mu[mu]))
+        n_fail.append(sum(int(c["n_failed"]) for c in by_mu[mu]))
+        n_neg.append(sum(int(c.get("n_negative_t", 0)) for c in by_mu[mu]))
+        tmean.append(float(np.mean(t)))
+        for cl in cls:
+            q, lo, hi = _quantile_with_error(t, cl)
+            crit[_cl_key(cl)]["value"].append(q)
+            crit[_cl_key(cl)]["lo"].append(lo)
+            crit[_cl_key(cl)]["hi"].append(hi)
+    asym = {_cl_key(cl): asymptotic_critical(cl, kind) for cl in cls}
+    out: dict[str, Any] = {
+        "poi": chunks[0]["poi"],
+        "kind": kind,
+        "mu": mus.tolist(),
+        "n_toys": n_toys,
+        "n_fallback": n_fb,
+        "n_failed": n_fail,
+        "n_negative_t": n_neg,
+        "mean_t": tmean,
+        "cls": [float(c) for c in cls],
+        "critical": crit,
+        "critical_asymptotic": asym,
+        "datasets": {},
+    }
+    for name, obs in (("observed", observed), ("asimov", asimov)):
+        if obs is None:
+            continue
+        t_obs = np.interp(mus, np.asarray(obs["mu"], float), np.asarray(obs["t"], float))
+        ds = {"t": t_obs.tolist(), "mu_hat": obs.get("mu_hat"), "intervals": {}}
+        for cl in cls:
+            k = _cl_key(cl)
+            ds["intervals"][k] = {
+                "toys": acceptance_interval(mus, t_obs - np.asarray(crit[k]["value"])),
+                "asymptotic": acceptance_interval(mus, t_obs - asym[k]),
+            }
+            # asymptotic interval on the (possibly finer) grid of the t_mu curve itself
+            ds["intervals"][k]["asymptotic_fine"] = acceptance_interval(obs["mu"], np.asarray(obs["t"], float) - asym[k])
+        out["datasets"][name] = ds
+    return out
+
+
+# ---------------------------------------------------------------------------- coverage
+def _binomial(k: int, n: int, cl: float) -> dict[str, float]:
+    p = k / n if n else float("nan")
+    err = math.sqrt(max(p * (1 - p), 1.0 / n) / n) if n else float("nan")
+    a = 1 - 0.6827
+    lo = stats.beta.ppf(a / 2, k, n - k + 1) if k > 0 else 0.0
+    hi = stats.beta.ppf(1 - a / 2, k + 1, n - k) if k < n else 1.0
+    nominal_err = math.sqrt(cl * (1 - cl) / n)
+    return {"nominal": cl, "covered": int(k), "n": int(n), "fraction": p, "error": err,
+            "clopper_pearson_68": [float(lo), float(hi)], "pull": (p - cl) / nominal_err}
+
+
+def coverage_from_chunks(chunks: Iterable[Mapping | str | Path], belt: Mapping | None = None,
+                         cls: Sequence[float] = DEFAULT_CLS) -> dict[str, Any]:
+    """Coverage at each true mu of the chunks (toys generated at mu_true, t evaluated at
+    mu_true): fraction with t_mu_true <= critical value, i.e. the interval contains the truth.
+    Asymptotic critical values always; toy-based ones from ``belt`` (:func:`gather` output,
+    linearly interpolated in mu) when given. Binomial errors and Clopper-Pearson intervals;
+    ``pull`` = (fraction - CL) / sqrt(CL (1 - CL) / n)."""
+    chunks = [read_chunk(c) if isinstance(c, (str, Path)) else c for c in chunks]
+    by_mu: dict[float, list] = {}
+    for c in chunks:
+        by_mu.setdefault(float(c["mu"]), []).append(c)
+    kind = chunks[0]["kind"]
+    rows = []
+    for mu in sorted(by_mu):
+        t = np.concatenate([np.asarray(c["t"], float) for c in by_mu[mu]])
+        row: dict[str, Any] = {"mu_true": mu, "n_toys": len(t), "asymptotic": {}, "toys": {},
+                               "n_fallback": sum(int(c["n_fallback"]) for c in by_mu[mu]),
+                               "n_failed": sum(int(c["n_failed"]) for c in by_mu[mu])}
+        for cl in cls:
+            k = _cl_key(cl)
+            row["asymptotic"][k] = _binomial(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
+            if belt is not None:
+                bm = np.asarray(belt["mu"], float)
+                if not bm.min() <= mu <= bm.max():
+                    raise ValueError(f"mu_true = {mu} outside the belt grid [{bm.min()}, {bm.max()}]")
+                c_mu = float(np.interp(mu, bm, np.asarray(belt["critical"][k]["value"], float)))
+                row["toys"][k] = {**_binomial(int(np.sum(t <= c_mu)), len(t), cl), "critical": c_mu}
+        rows.append(row)
+    return {"kind": kind, "cls": [float(c) for c in cls], "points": rows}
+
+
+def coverage(gen: ToyGenerator, mu_true: Sequence[float], n_toys: int, seed: int, *, kind: str = "t",
+             belt: Mapping | None = None, cls: Sequence[float] = DEFAULT_CLS, nuisances="nominal",
+             batch_size: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Coverage check (locally, one chunk per true mu; see :func:`coverage_from_chunks`)."""
+    it = list(enumerate(mu_true))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="coverage", unit="mu")
+    chunks = [
+        compute_chunk(gen, float(mu), n_toys, seed, mu_index=i, kind=kind, batch_size=batch_size,
+                      theta=theta_at(gen, float(mu), nuisances))
+        for i, mu in it
+    ]
+    return coverage_from_chunks(chunks, belt=belt, cls=cls)
+
+
+# ---------------------------------------------------------------------------- bias / linearity
+def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=None, tol: float = 1e-12) -> dict[str, Any]:
+    """Asimov datasets at each injected point (mapping label -> value on top of the model
+    inits; MC reweighted by the model itself, :meth:`ToyGenerator.asimov`), fitted with the
+    batched minimiser from ``start`` (default model inits); errors from the exact Hessian
+    (cov = 2 H^-1 over the free parameters). Returns fitted vs injected for every parameter,
+    the POI bias and a weighted straight-line fit of fitted vs injected POI."""
+    import jax
+    import jax.numpy as jnp
+
+    model = gen.model
+    ip = _poi(model)
+    thetas = [param_vector(model, p) for p in injected]
+    sets = [gen.asimov(th) for th in thetas]
+    data = {
+        "binned": np.concatenate([s.binned for s in sets]),
+        "aux_normal": np.concatenate([s.aux_normal for s in sets]),
+        "aux_poisson": np.concatenate([s.aux_poisson for s in sets]),
+        "idx": [np.concatenate([s.idx[j] for s in sets]) for j in range(len(gen.channel_names))],
+        "k": [np.concatenate([s.k[j] for s in sets]) for j in range(len(gen.channel_names))],
+    }
+    data = jax.tree_util.tree_map(jnp.asarray, data)
+    free = ~np.asarray(model.fixed, bool)
+    x0 = param_vector(model, start)
+    r = batchfit.minimize(gen.twice_nll, data, x0, model.bounds, free, shared=(gen.mc_arrays,), tol=tol)
+    hess = jax.jit(jax.vmap(jax.hessian(gen.twice_nll), in_axes=(0, 0, None)))
+    H = np.asarray(hess(jnp.asarray(r.values), data, gen.mc_arrays))
+    points = []
+    for i, th in enumerate(thetas):
+        Hf = H[i][np.ix_(free, free)]
+        err = np.zeros(model.npars)
+        try:
+            cov = 2.0 * np.linalg.inv(Hf)
+            err[free] = np.sqrt(np.clip(np.diag(cov), 0, None))
+        except np.linalg.LinAlgError:
+            err[free] = np.nan
+        points.append({
+            "injected": dict(zip(model.par_names, th.tolist())),
+            "fitted": dict(zip(model.par_names, r.values[i].tolist())),
+            "errors": dict(zip(model.par_names, err.tolist())),
+            "poi_injected": float(th[ip]),
+            "poi_fitted": float(r.values[i][ip]),
+            "poi_error": float(err[ip]),
+            "poi_bias": float(r.values[i][ip] - th[ip]),
+            "converged": bool(r.converged[i]),
+        })
+    x = np.array([p["poi_injected"] for p in points])
+    y = np.array([p["poi_fitted"] for p in points])
+    e = np.array([p["poi_error"] for p in points])
+    line = None
+    if len(np.unique(x)) >= 2 and np.all(e > 0):
+        A = np.stack([np.ones_like(x), x], axis=1) / e[:, None]
+        coef, *_ = np.linalg.lstsq(A, y / e, rcond=None)
+        line = {"intercept": float(coef[0]), "slope": float(coef[1])}
+    return {
+        "poi": model.poi_name,
+        "points": points,
+        "max_abs_poi_bias": float(np.max(np.abs(y - x))),
+        "max_abs_poi_bias_over_error": float(np.max(np.abs(y - x) / np.where(e > 0, e, np.nan))),
+        "linear_fit": line,
+        "n_fallback": int(r.n_fallback),
+        "n_failed": int(r.n_failed),
+    }

@@ -1,0 +1,135 @@
+"""Plots of toy-based intervals: Neyman belt / critical values, coverage, bias/linearity.
+
+Inputs are the JSON-able dicts of :mod:`nsbi.neyman` (``gather``, ``coverage_from_chunks``,
+``linearity``), so the plots can be remade from the written JSON files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["plot_belt", "plot_coverage", "plot_linearity", "plot_t_distribution"]
+
+_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
+
+
+def _style():
+    try:
+        import mplhep
+
+        plt.style.use(mplhep.style.ATLAS)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - cosmetic
+        return
+
+
+def _finish(fig, path):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def _arr(v):
+    return np.array([np.nan if x is None else x for x in v], float)
+
+
+def plot_belt(belt: dict, path=None, xlabel: str | None = None):
+    """Toy critical values c_CL(mu) (+-1 sigma bands) vs mu, the asymptotic chi2 levels,
+    the observed and Asimov t_mu, and the toy-based intervals of the observed data."""
+    _style()
+    mu = np.asarray(belt["mu"], float)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for i, (k, c) in enumerate(belt["critical"].items()):
+        col = _COLORS[i % len(_COLORS)]
+        ax.fill_between(mu, _arr(c["lo"]), _arr(c["hi"]), color=col, alpha=0.25, lw=0)
+        ax.plot(mu, _arr(c["value"]), "o-", color=col, ms=3, label=f"toys, CL = {k}")
+        ax.axhline(belt["critical_asymptotic"][k], color=col, ls="--", lw=1, label=rf"$\chi^2$ quantile, CL = {k}")
+    styles = {"observed": ("k-", "observed"), "asimov": ("k:", "Asimov")}
+    for name, ds in belt.get("datasets", {}).items():
+        fmt, lab = styles.get(name, ("k-.", name))
+        ax.plot(mu, _arr(ds["t"]), fmt, lw=1.5, label=rf"$t_\mu$ {lab}")
+    obs = belt.get("datasets", {}).get("observed") or belt.get("datasets", {}).get("asimov")
+    if obs:
+        for i, (k, iv) in enumerate(obs["intervals"].items()):
+            t = iv["toys"]
+            if not t.get("empty"):
+                for x in (t["lo"], t["hi"]):
+                    ax.axvline(x, color=_COLORS[i % len(_COLORS)], lw=0.8, alpha=0.7)
+    ymax = np.nanmax([np.nanmax(_arr(c["hi"])) for c in belt["critical"].values()])
+    ax.set_ylim(0, max(1.6 * ymax, 1.0))
+    ax.set_xlabel(xlabel or belt.get("poi") or r"$\mu$")
+    ax.set_ylabel(r"$t_\mu = -2\ln\lambda(\mu)$" if belt.get("kind") == "t" else r"$\tilde q_\mu$")
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    return _finish(fig, path)
+
+
+def plot_coverage(cov: dict, path=None, xlabel: str | None = None):
+    """Coverage vs true mu (asymptotic and toy-based critical values) with binomial errors."""
+    _style()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    mu = np.array([p["mu_true"] for p in cov["points"]], float)
+    for i, cl in enumerate(cov["cls"]):
+        k = f"{cl:g}"
+        col = _COLORS[i % len(_COLORS)]
+        ax.axhline(cl, color=col, lw=1, ls="--")
+        for src, mk, dx in (("asymptotic", "s", -0.005), ("toys", "o", 0.005)):
+            rows = [p[src].get(k) for p in cov["points"]]
+            if any(r is None for r in rows):
+                continue
+            span = (mu.max() - mu.min()) or 1.0
+            ax.errorbar(mu + dx * span, [r["fraction"] for r in rows], yerr=[r["error"] for r in rows], fmt=mk,
+                        color=col, mfc="none" if src == "asymptotic" else col, label=f"CL {k}, {src}")
+    ax.set_xlabel(xlabel or r"true $\mu$")
+    ax.set_ylabel("coverage")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_linearity(lin: dict, path=None, xlabel: str | None = None):
+    """Fitted vs injected POI on Asimov datasets (with errors), and fitted - injected."""
+    _style()
+    x = np.array([p["poi_injected"] for p in lin["points"]])
+    y = np.array([p["poi_fitted"] for p in lin["points"]])
+    e = np.array([p["poi_error"] for p in lin["points"]])
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    lim = [min(x.min(), y.min()), max(x.max(), y.max())]
+    ax.plot(lim, lim, "k--", lw=1, label="fitted = injected")
+    ax.errorbar(x, y, yerr=e, fmt="o", label="Asimov fit")
+    if lin.get("linear_fit"):
+        lf = lin["linear_fit"]
+        ax.plot(lim, [lf["intercept"] + lf["slope"] * v for v in lim], "r-", lw=1,
+                label=f"slope {lf['slope']:.4f}, intercept {lf['intercept']:.2g}")
+    ax.set_ylabel(f"fitted {lin.get('poi') or 'POI'}")
+    ax.legend(fontsize=8)
+    ax2.axhline(0, color="k", lw=1)
+    ax2.errorbar(x, y - x, yerr=e, fmt="o")
+    ax2.set_ylabel("fitted - injected")
+    ax2.set_xlabel(xlabel or f"injected {lin.get('poi') or 'POI'}")
+    return _finish(fig, path)
+
+
+def plot_t_distribution(t, path=None, kind: str = "t", mu: float | None = None, bins: int = 40):
+    """Histogram of toy t_mu values with the asymptotic chi2_1 (or half-chi2) density."""
+    from scipy import stats
+
+    _style()
+    t = np.asarray(t, float)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    top = max(np.quantile(t, 0.995), 6.0)
+    edges = np.linspace(0, top, bins + 1)
+    ax.hist(t, edges, density=True, histtype="step", label=f"toys (N = {len(t)})")
+    xs = np.linspace(edges[1] / 4, top, 300)
+    pdf = stats.chi2.pdf(xs, 1) * (0.5 if kind == "q" else 1.0)
+    ax.plot(xs, pdf, "r--", label=r"$\chi^2_1$" if kind == "t" else r"$\frac{1}{2}\chi^2_1$")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$t_\mu$" + (f" ($\\mu$ = {mu:g})" if mu is not None else ""))
+    ax.set_ylabel("density")
+    ax.legend()
+    return _finish(fig, path)

@@ -1,0 +1,171 @@
+"""Neyman construction: toy critical values vs chi2 quantiles in the asymptotic regime, chunked
+belt + gather + intervals vs the analytic counting-experiment interval, coverage, Asimov
+bias/linearity, plots."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from nsbi import neyman as N
+from nsbi.model import Model
+from nsbi.plotting.intervals import (
+    plot_belt,
+    plot_coverage,
+    plot_linearity,
+    plot_t_distribution,
+)
+from nsbi.toys import ToyGenerator
+
+
+def counting(s, b, n_obs, normsys=None, bounds=(0.0, 5.0)):
+    mods = [] if normsys is None else [{"name": "a", "type": "normsys", "data": {"hi": 1 + normsys, "lo": 1 - normsys}}]
+    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
+        {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+        {"name": "b", "data": [b], "modifiers": mods}]}]}
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [list(bounds)]}]}}
+    return Model(spec, {"c": [n_obs]}, meas)
+
+
+def test_critical_values_approach_chi2_quantiles(tmp_path):
+    # large counts: s = 100, b = 1000, 2% normsys on b -> Wilks regime
+    m = counting(100.0, 1000.0, 1100, normsys=0.02)
+    gen = ToyGenerator(m)
+    n = 2000
+    chunks = [N.compute_chunk(gen, 1.0, n // 2, seed=5, mu_index=0, batch=b) for b in range(2)]
+    belt = N.gather(chunks)
+    assert belt["n_toys"] == [n] and belt["n_failed"] == [0]
+    for cl in (0.68, 0.95):
+        q = stats.chi2.ppf(cl, 1)
+        # standard error of a sample quantile: sqrt(cl (1 - cl) / n) / density
+        se = math.sqrt(cl * (1 - cl) / n) / stats.chi2.pdf(q, 1)
+        c = belt["critical"][f"{cl:g}"]["value"][0]
+        assert abs(c - q) < 3 * se, (cl, c, q, se)
+        assert belt["critical_asymptotic"][f"{cl:g}"] == pytest.approx(q)
+        assert belt["critical"][f"{cl:g}"]["lo"][0] <= c <= belt["critical"][f"{cl:g}"]["hi"][0]
+    assert abs(belt["mean_t"][0] - 1.0) < 3 * math.sqrt(2 / n)
+    t = np.concatenate([c["t"] for c in chunks])
+    plot_t_distribution(t, tmp_path / "t.png", mu=1.0)
+    assert (tmp_path / "t.png").stat().st_size > 0
+    assert N.asymptotic_critical(0.95, "q") == pytest.approx(stats.chi2.ppf(0.90, 1))
+
+
+def _t_counting(mu, s, b, n):
+    lam, lam_hat = s * mu + b, max(n, b)  # mu_hat >= 0 bound: lam_hat = max(n, b)
+    return 2 * ((lam - lam_hat) - n * math.log(lam / lam_hat))
+
+
+def test_belt_from_chunks_and_intervals(tmp_path):
+    s, b, n_obs = 20.0, 50.0, 80
+    m = counting(s, b, n_obs)
+    gen = ToyGenerator(m)
+    grid = np.linspace(0.0, 3.5, 15)
+    paths = []
+    for i, mu in enumerate(grid):
+        for batch in range(2):
+            c = N.compute_chunk(gen, float(mu), 100, seed=11, mu_index=i, batch=batch)
+            paths.append(N.write_chunk(c, tmp_path / f"chunk_{i}_{batch}.{'json' if batch == 0 else 'npz'}"))
+    fine = np.linspace(0.0, 3.5, 141)
+    obs = N.observed_t(m, fine)
+    # analytic t_mu of the one-bin counting experiment
+    np.testing.assert_allclose(obs["t"], [_t_counting(x, s, b, n_obs) for x in fine], atol=1e-6)
+    asimov = N.observed_t(gen.model_for(gen.asimov({"mu": 1.0})), fine)
+    belt = N.gather(paths, observed=obs, asimov=asimov)
+    N.write_json(belt, tmp_path / "belt.json")
+    assert belt["mu"] == pytest.approx(grid.tolist())
+    assert belt["n_toys"] == [200] * len(grid)
+    iv = belt["datasets"]["observed"]["intervals"]
+    for cl in (0.68, 0.95):
+        k = f"{cl:g}"
+        level = stats.chi2.ppf(cl, 1)
+        def f(x, level=level):
+            return _t_counting(x, s, b, n_obs) - level
+
+        lo, hi = optimize.brentq(f, 0.0, 1.5), optimize.brentq(f, 1.5, 3.5)
+        assert iv[k]["asymptotic_fine"]["lo"] == pytest.approx(lo, abs=2e-3)
+        assert iv[k]["asymptotic_fine"]["hi"] == pytest.approx(hi, abs=2e-3)
+        # near-asymptotic regime: the toy interval is close to Wilks' (critical values from
+        # 200 toys: ~0.1 in t_mu, i.e. a few 0.01 in mu, plus the 0.25 grid interpolation)
+        assert iv[k]["toys"]["lo"] == pytest.approx(lo, abs=0.12)
+        assert iv[k]["toys"]["hi"] == pytest.approx(hi, abs=0.12)
+        assert iv[k]["toys"]["connected"] and not iv[k]["toys"]["open_hi"]
+    ai = belt["datasets"]["asimov"]["intervals"]["0.68"]["asymptotic_fine"]
+    assert 0.5 * (ai["lo"] + ai["hi"]) == pytest.approx(1.0, abs=0.05)
+    plot_belt(belt, tmp_path / "belt.png")
+    assert (tmp_path / "belt.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="duplicate"):
+        N.gather(paths + paths[:1])
+
+
+# ------------------------------------------------------------------ unbinned model (exact ratios)
+LAM, M0, SW, HI = 0.3, 5.0, 0.5, 10.0
+ZB = 1 - math.exp(-LAM * HI)
+ZS = stats.norm.cdf(HI, M0, SW) - stats.norm.cdf(0.0, M0, SW)
+
+
+def unbinned(n_mc=20000, seed=1, with_binned=False):
+    rng = np.random.default_rng(seed)
+    x = -np.log(1 - rng.uniform(size=n_mc) * ZB) / LAM
+    lr = np.log(stats.norm.pdf(x, M0, SW) / ZS) - np.log(LAM * np.exp(-LAM * x) / ZB)
+    lr -= np.log(np.mean(np.exp(lr)))  # ratio normalised on the MC (as the NSBI workspace does)
+    ev = {"weight": np.ones(n_mc), "logr_S": lr, "logr_B": np.zeros(n_mc)}
+    chans = [{"name": "u", "type": "unbinned", "samples": [
+        {"name": "S", "yield": 50.0, "morphing": "mu", "modifiers": []},
+        {"name": "B", "yield": 200.0, "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]}]}]
+    obs = {"u": {k: v[:200] for k, v in ev.items()}}
+    if with_binned:
+        chans.append({"name": "c", "type": "binned", "samples": [
+            {"name": "b", "data": [30.0, 20.0], "modifiers": [
+                {"name": "sh", "type": "shapesys", "data": [3.0, 4.0]},
+                {"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]},
+            {"name": "s", "data": [5.0, 8.0], "morphing": "mu", "modifiers": []}]})
+        obs["c"] = [33, 25]
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-1.0, 5.0]]}]}}
+    m = Model({"channels": chans}, obs, meas)
+    return m, ToyGenerator(m, {"u": ev})
+
+
+def test_coverage_unbinned(tmp_path):
+    _, gen = unbinned()
+    gen.pad_to = [384]  # one compiled shape for all parameter points
+    mus, n_belt, n_cov = [0.5, 1.5], 600, 300
+    belt = N.gather([N.compute_chunk(gen, mu, n_belt, seed=1, mu_index=i, batch_size=150) for i, mu in enumerate(mus)])
+    cov = N.coverage_from_chunks(
+        [N.compute_chunk(gen, mu, n_cov, seed=2, mu_index=i, batch_size=150) for i, mu in enumerate(mus)], belt=belt)
+    N.write_json(cov, tmp_path / "coverage.json")
+    for row in cov["points"]:
+        assert row["n_failed"] == 0
+        for cl in (0.68, 0.95):
+            k = f"{cl:g}"
+            # toy critical values: binomial error of the coverage toys and of the belt quantile
+            sig_t = math.sqrt(cl * (1 - cl) * (1 / n_cov + 1 / n_belt))
+            assert abs(row["toys"][k]["fraction"] - cl) < 3 * sig_t, (row["mu_true"], k, row["toys"][k])
+            sig_a = math.sqrt(cl * (1 - cl) / n_cov)
+            assert abs(row["asymptotic"][k]["fraction"] - cl) < 3 * sig_a, (row["mu_true"], k, row["asymptotic"][k])
+            a, b_ = row["asymptotic"][k]["clopper_pearson_68"]
+            assert a <= row["asymptotic"][k]["fraction"] <= b_
+    plot_coverage(cov, tmp_path / "coverage.png")
+    assert (tmp_path / "coverage.png").stat().st_size > 0
+
+
+def test_linearity_on_asimov(tmp_path):
+    _, gen = unbinned(n_mc=5000, with_binned=True)
+    points = [{"mu": 0.5}, {"mu": 1.0}, {"mu": 2.0}, {"mu": 1.0, "n1": 0.5}, {"mu": 1.5, "n1": -1.3, "sh[1]": 1.1}]
+    lin = N.linearity(gen, points)
+    N.write_json(lin, tmp_path / "linearity.json")
+    assert lin["n_failed"] == 0
+    for p, inj in zip(lin["points"], points):
+        assert p["poi_fitted"] == pytest.approx(inj["mu"], abs=1e-3)
+        for name, v in inj.items():
+            assert p["fitted"][name] == pytest.approx(v, abs=1e-3)
+        assert p["poi_error"] > 0
+    assert lin["max_abs_poi_bias"] < 1e-3
+    assert lin["linear_fit"]["slope"] == pytest.approx(1.0, abs=1e-3)
+    # errors: Asimov mu error vs the one from nsbi.fit (exact Hessian) on the same Asimov Model
+    from nsbi import fit as F
+
+    r = F.fit(gen.model_for(gen.asimov({"mu": 1.0})), errors="exact", hesse=False)
+    assert lin["points"][1]["poi_error"] == pytest.approx(r.error("mu"), rel=1e-3)
+    plot_linearity(lin, tmp_path / "lin.png")
+    assert (tmp_path / "lin.png").stat().st_size > 0
