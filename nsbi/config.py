@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import yaml
 
 from .expr import ExpressionError, parse
@@ -210,6 +211,16 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"config key 'training.reference.{name}': not a Monte Carlo sample")
     if tr["members"] > 1 and tr["folds"] > tr["members"]:
         pass  # members cycle over folds; more folds than members is allowed
+
+    v = cfg["validation"]
+    grid = np.linspace(v["grid"]["low"], v["grid"]["high"], v["grid"]["points"])
+    for j, mu in enumerate(v["coverage"]["mu_true"]):
+        if not np.any(np.isclose(grid, mu, atol=1e-9)):
+            raise ConfigError(
+                f"config key 'validation.coverage.mu_true[{j}]': {mu} is not a point of validation.grid {grid.round(6).tolist()}"
+            )
+    if v["workspace"] == "oracle" and not cfg["simulation"]["enabled"]:
+        raise ConfigError("config key 'validation.workspace': the oracle workspace needs the built-in simulator")
 
     hb = cfg["fit"]["histogram_baseline"]
     _check_expr(hb["observable"], "fit.histogram_baseline.observable", allowed=set(features))

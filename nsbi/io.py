@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import numpy as np
 import uproot
 
 __all__ = ["InputError", "check_inputs", "iterate_chunks", "atomic_path", "write_json", "write_parquet"]
@@ -149,8 +150,14 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 def write_parquet(columns: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write equal-length columns (numeric, or strings/objects stored as strings) to parquet."""
+    cols = {}
+    for k, v in columns.items():
+        if isinstance(v, np.ndarray) and v.dtype.kind == "O":
+            v = v.astype(str)
+        cols[k] = v
     with atomic_path(path) as tmp:
-        ak.to_parquet(ak.zip(dict(columns), depth_limit=1), tmp)
+        ak.to_parquet(ak.zip(cols, depth_limit=1), tmp)
 
 
 def read_parquet(path: str | os.PathLike[str]) -> dict[str, Any]:

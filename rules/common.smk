@@ -69,6 +69,7 @@ def all_targets():
         + eval_outputs()
         + diagnostics_outputs()
         + fit_outputs()
+        + validation_outputs()
     )
 
 
@@ -144,3 +145,7 @@ def fit_outputs():
     if "oracle" in WS_KINDS:
         out.append(f"{RESULTS}/validation/closure.json")
     return out
+
+
+def validation_outputs():
+    return [f"{RESULTS}/validation/{n}.json" for n in ("neyman/belt", "coverage", "linearity")]

@@ -1,3 +1,5 @@
+import numpy as np
+
 # Validation on the built-in simulator: the oracle workspace (every learned ratio replaced by
 # the exact one) fitted by the same code, and the NSBI / oracle / histogram comparison.
 
@@ -60,3 +62,126 @@ rule closure_summary:
         CONDA_ENV
     script:
         "../scripts/closure_summary.py"
+
+
+# --- Neyman construction with pseudo-experiments: one job per (POI grid point, toy batch)
+VAL = config["validation"]
+VAL_WS = f"{RESULTS}/workspace/{VAL['workspace']}.json"
+VAL_DATASET = "observed" if ncfg.data_sample(config) else "asimov"
+VAL_GRID = [float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["grid"]["points"])]
+VAL_CODE = nsbi_sources("validation", "toys", "batchfit", "neyman", "model", "workspace", "plotting/intervals")
+
+
+wildcard_constraints:
+    imu=r"\d+",
+    batch=r"\d+",
+
+
+rule neyman_chunk:
+    output:
+        f"{RESULTS}/validation/neyman/chunks/mu{{imu}}_b{{batch}}.json",
+    input:
+        ws=VAL_WS,
+        code=VAL_CODE,
+    params:
+        mu=lambda w: VAL_GRID[int(w.imu)],
+        n=VAL["toys"]["per_batch"],
+        seed=VAL["toys"]["seed"],
+        kind=VAL["kind"],
+        nuisances=VAL["nuisances"],
+        dataset=VAL_DATASET,
+    log:
+        f"{RESULTS}/logs/validation/neyman/mu{{imu}}_b{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/neyman/mu{{imu}}_b{{batch}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/neyman_chunk.py"
+
+
+rule coverage_chunk:
+    output:
+        f"{RESULTS}/validation/coverage/chunks/mu{{imu}}_b{{batch}}.json",
+    input:
+        ws=VAL_WS,
+        code=VAL_CODE,
+    params:
+        mu=lambda w: float(VAL["coverage"]["mu_true"][int(w.imu)]),
+        n=VAL["coverage"]["per_batch"],
+        seed=VAL["coverage"]["seed"],
+        kind=VAL["kind"],
+        nuisances=VAL["nuisances"],
+        dataset=VAL_DATASET,
+    log:
+        f"{RESULTS}/logs/validation/coverage/mu{{imu}}_b{{batch}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/neyman_chunk.py"
+
+
+rule neyman_gather:
+    output:
+        belt=f"{RESULTS}/validation/neyman/belt.json",
+        plot=report(f"{RESULTS}/validation/neyman/belt.png", category="Validation", subcategory="Neyman construction"),
+    input:
+        chunks=[
+            f"{RESULTS}/validation/neyman/chunks/mu{i}_b{b}.json"
+            for i in range(len(VAL_GRID))
+            for b in range(VAL["toys"]["batches"])
+        ],
+        ws=VAL_WS,
+        code=VAL_CODE,
+    params:
+        grid=VAL_GRID,
+        fine=[float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["observed_points"])],
+        cls=VAL["cls"],
+        kind=VAL["kind"],
+        dataset=VAL_DATASET,
+    log:
+        f"{RESULTS}/logs/validation/neyman_gather.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/neyman_gather.py"
+
+
+rule coverage:
+    output:
+        summary=f"{RESULTS}/validation/coverage.json",
+        plot=report(f"{RESULTS}/validation/coverage.png", category="Validation", subcategory="coverage"),
+    input:
+        chunks=[
+            f"{RESULTS}/validation/coverage/chunks/mu{i}_b{b}.json"
+            for i in range(len(VAL["coverage"]["mu_true"]))
+            for b in range(VAL["coverage"]["batches"])
+        ],
+        belt=f"{RESULTS}/validation/neyman/belt.json",
+        code=VAL_CODE,
+    params:
+        cls=VAL["cls"],
+    log:
+        f"{RESULTS}/logs/validation/coverage.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/coverage.py"
+
+
+rule linearity:
+    output:
+        summary=f"{RESULTS}/validation/linearity.json",
+        plot=report(f"{RESULTS}/validation/linearity.png", category="Validation", subcategory="bias and linearity"),
+    input:
+        ws=VAL_WS,
+        code=VAL_CODE,
+    params:
+        injected=VAL["linearity"],
+        dataset=VAL_DATASET,
+    log:
+        f"{RESULTS}/logs/validation/linearity.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/linearity.py"

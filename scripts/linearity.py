@@ -1,0 +1,15 @@
+"""Snakemake script: Asimov bias and linearity at several injected POI values."""
+import json
+
+from nsbi.neyman import linearity, write_json
+from nsbi.plotting.intervals import plot_linearity
+from nsbi.validation import linearity_points, toy_generator
+from nsbi.workflow import job_logging
+
+with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
+    sm = snakemake  # noqa: F821
+    model, gen = toy_generator(sm.input.ws, sm.params.dataset)
+    lin = linearity(gen, linearity_points(model.poi_name, sm.params.injected))
+    write_json(lin, sm.output.summary)
+    plot_linearity(lin, sm.output.plot)
+    log.info("%s", json.dumps(lin)[:2000])
