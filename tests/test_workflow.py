@@ -123,3 +123,26 @@ def test_report_collects_plots_by_stage(test_run, tmp_path):
     assert any(n.endswith("m4l.png") for n in names)  # data vs MC
     assert any("closure_m4l" in n for n in names)  # density-ratio diagnostics
     assert any(n.endswith("scan.png") for n in names)  # fits
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake("--lint", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(tmp_path))
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_validation_outputs(test_run):
+    work, cfg = test_run
+    res = work / ncfg.results_dir(cfg)
+    lin = json.loads((res / "validation/linearity.json").read_text())
+    # Asimov datasets built by reweighting the MC with the model: the fit returns the injection
+    for point in lin["points"]:
+        assert point["fitted"]["mu"] == pytest.approx(point["injected"]["mu"], abs=1e-3)
+    belt = json.loads((res / "validation/neyman/belt.json").read_text())
+    assert len(belt["mu"]) == cfg["validation"]["grid"]["points"]
+    cov = json.loads((res / "validation/coverage.json").read_text())
+    assert cov["points"][0]["n_toys"] == cfg["validation"]["coverage"]["per_batch"]
+    closure = json.loads((res / "validation/closure.json").read_text())
+    assert {"nsbi_stat_syst", "oracle_stat_syst", "hist_stat_syst"} <= set(closure["scans"])
+    # the oracle (exact ratios) recovers the nominal POI on its Asimov dataset
+    assert closure["scans"]["oracle_stat_syst"]["best"] == pytest.approx(cfg["morphing"]["poi_init"], abs=1e-3)
