@@ -37,8 +37,11 @@ def test_dry_run_has_one_prep_job_per_region_process_variation(configfile, tmp_p
     assert ratio_jobs == {(p, str(m)) for p in basis for m in range(members)}
     syst_jobs = set(re.findall(r"train/SR/syst/(\w+)/(\w+)_(up|down)/(\d+)/model\.onnx", out))
     assert syst_jobs == {(p, s, d, str(m)) for p, s, d in syst for m in range(members)}
-    # the statistical model: both workspaces fitted on both datasets, both pyhf-checked
-    assert counts["fit"] == 4 and counts["pyhf_check"] == 2
+    # the statistical model: NSBI, histogram and oracle workspaces fitted on both datasets
+    # and pyhf-checked; toys: one job per (POI grid point, batch)
+    assert counts["fit"] == 6 and counts["pyhf_check"] == 3
+    v = cfg["validation"]
+    assert counts["neyman_chunk"] == v["grid"]["points"] * v["toys"]["batches"]
 
 
 def test_default_config_is_the_demo(tmp_path):
