@@ -48,6 +48,8 @@ def _without_timings(obj):
         return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
     if isinstance(obj, list):
         return [_without_timings(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return "nan"  # NaN != NaN, but two NaNs are the same result here
     return obj
 
 
