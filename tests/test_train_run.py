@@ -97,7 +97,7 @@ def test_diagnostics_driver(tmp_path, prep):
     summary = run_ratio_diagnostics(tmp_path / "diag", "S", prep["S"], {"B": prep["B"]}, paths, FEATURES, 2,
                                     history_paths=hists)
     assert set(summary["closure"]) == set(FEATURES)
-    assert (tmp_path / "diag" / "summary.json").is_file() and (tmp_path / "diag" / "loss.pdf").is_file()
+    assert (tmp_path / "diag" / "summary.json").is_file() and (tmp_path / "diag" / "loss.png").is_file()
     assert np.isfinite(summary["normalisation"]["residual"])
 
 

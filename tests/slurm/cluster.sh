@@ -41,7 +41,7 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=600
+MinJobAge=7200
 ReturnToService=2
 SchedulerType=sched/backfill
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
