@@ -212,6 +212,16 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     if tr["members"] > 1 and tr["folds"] > tr["members"]:
         pass  # members cycle over folds; more folds than members is allowed
 
+    sens = cfg["plots"]["sensitivity"]
+    train_features = tr.get("features") or list(features)
+    for key in ("x", "y"):
+        if key in sens and sens[key] not in train_features:
+            raise ConfigError(f"config key 'plots.sensitivity.{key}': '{sens[key]}' is not a training feature")
+    for j, value in enumerate(sens["poi_values"]):
+        lo, hi = m["poi_bounds"]
+        if not lo <= value <= hi:
+            raise ConfigError(f"config key 'plots.sensitivity.poi_values[{j}]': {value} is outside morphing.poi_bounds")
+
     v = cfg["validation"]
     grid = np.linspace(v["grid"]["low"], v["grid"]["high"], v["grid"]["points"])
     for j, mu in enumerate(v["coverage"]["mu_true"]):

@@ -54,10 +54,9 @@ def prep_outputs():
     ]
 
 
+# rules/plots.smk
 def datamc_plots():
-    return [
-        f"{RESULTS}/plots/datamc/{r['name']}/{f['name']}.png" for r in config["regions"] for f in config["features"]
-    ]
+    return [f"{RESULTS}/plots/datamc/{r['name']}/{f}.png" for r in config["regions"] for f in FEATURES + SCORES]
 
 
 def all_targets():
@@ -105,7 +104,9 @@ def eval_outputs():
 
 # rules/evaluate.smk
 def diagnostics_outputs():
-    return [f"{RESULTS}/diagnostics/summary.json"]
+    return [f"{RESULTS}/diagnostics/summary.json"] + [
+        f"{RESULTS}/plots/network/{r}/summary.json" for r in ntgt.unbinned_regions(config)
+    ]
 
 
 # rules/evaluate.smk

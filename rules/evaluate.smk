@@ -1,4 +1,4 @@
-# Evaluation + diagnostics (DRAFT by the training helper; include after rules/train.smk).
+# Evaluation + diagnostics (included after rules/train.smk).
 # Per unbinned region and dataset (asimov: all MC of the region, observed: data):
 #   eval/{region}/{dataset}/events.parquet      the events (features, weight, event_key, process)
 #   eval/{region}/{dataset}/logr/{target}.npz   all members of one target (NaN = not evaluated)
@@ -86,7 +86,7 @@ rule evaluate_diagnostics:
         unpack(_diag_inputs),
         models=lambda w: train_members(w.region, w.target),
         histories=lambda w: train_histories(w.region, w.target),
-        code=nsbi_sources("evaluate", "plotting"),
+        code=nsbi_sources("evaluate", "plotting/diag", "train/data", "simulate"),
     params:
         target=lambda w: w.target,
         components=lambda w: list(TRAIN_REFERENCE) if ntgt.parse_target(w.target)[1] is None else [ntgt.parse_target(w.target)[0]],
@@ -118,3 +118,51 @@ rule evaluate_diagnostics_summary:
         CONDA_ENV
     script:
         "../scripts/evaluate_diagnostics_summary.py"
+
+
+# data vs MC of the network outputs and the per-event sensitivity map of each unbinned region
+SENSITIVITY = config["plots"]["sensitivity"]
+SENS_X = SENSITIVITY.get("x", TRAIN_FEATURES[0])
+SENS_Y = SENSITIVITY.get("y", TRAIN_FEATURES[1 % len(TRAIN_FEATURES)])
+POI = config["morphing"]["poi"]
+
+
+rule plot_network:
+    output:
+        logr=report(
+            [f"{RESULTS}/plots/network/{{region}}/logr_{c}.png" for c in ntgt.ratio_processes(config)],
+            category="Network outputs",
+            subcategory="{region}",
+            caption="../report/network.rst",
+        ),
+        sensitivity=report(
+            [f"{RESULTS}/plots/network/{{region}}/sensitivity_{POI}_{v:g}.png" for v in SENSITIVITY["poi_values"]],
+            category="Network outputs",
+            subcategory="{region}",
+            caption="../report/network.rst",
+        ),
+        summary=f"{RESULTS}/plots/network/{{region}}/summary.json",
+    input:
+        events=f"{RESULTS}/eval/{{region}}/asimov/events.parquet",
+        table=f"{RESULTS}/eval/{{region}}/asimov.parquet",
+        data=[f"{RESULTS}/eval/{{region}}/observed.parquet"] if "observed" in EVAL_DATASETS else [],
+        code=nsbi_sources("plotting/network", "plotting/datamc", "build", "expr"),
+    params:
+        processes=ntgt.ratio_processes(config),
+        coefficients=canonical(config["morphing"]["coefficients"]),
+        poi=POI,
+        poi_ref=config["morphing"]["poi_init"],
+        poi_values=SENSITIVITY["poi_values"],
+        reference=canonical(TRAIN_REFERENCE),
+        x=SENS_X,
+        y=SENS_Y,
+        bins=SENSITIVITY["bins"],
+        labels=canonical({f["name"]: f.get("label", f["name"]) for f in config["features"]}),
+        sample_labels=canonical({s["name"]: s.get("label", s["name"]) for s in config["samples"]}),
+        region_label=lambda w: next(r.get("label", r["name"]) for r in config["regions"] if r["name"] == w.region),
+    log:
+        f"{RESULTS}/logs/plots/network_{{region}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_network.py"

@@ -1,11 +1,15 @@
-# Control plots of the prepared samples: data vs MC per region and feature.
+# Control plots of the prepared samples: data vs MC per region, for each feature and each
+# region-classifier output (score_<class>).
 FEATURES = [f["name"] for f in config["features"]]
+SCORES = [f"score_{c}" for c in config["region_classifier"]["classes"]] if config.get("region_classifier") else []
+PLOT_LABELS = {f["name"]: f.get("label", f["name"]) for f in config["features"]}
+PLOT_LABELS.update({s: f"region classifier: $p$({s[len('score_'):]})" for s in SCORES})
 
 
 rule plot_datamc:
     output:
         report(
-            expand(f"{RESULTS}/plots/datamc/{{{{region}}}}/{{feature}}.png", feature=FEATURES),
+            expand(f"{RESULTS}/plots/datamc/{{{{region}}}}/{{feature}}.png", feature=FEATURES + SCORES),
             category="Data preparation",
             subcategory="{region}",
             caption="../report/datamc.rst",
@@ -17,8 +21,8 @@ rule plot_datamc:
     params:
         mc_samples=ncfg.mc_samples(config),
         data_sample=ncfg.data_sample(config),
-        features=FEATURES,
-        labels={f["name"]: f.get("label", f["name"]) for f in config["features"]},
+        features=FEATURES + SCORES,
+        labels=canonical(PLOT_LABELS),
         sample_labels={s["name"]: s.get("label", s["name"]) for s in config["samples"]},
         coefficients=canonical(config["morphing"]["coefficients"]),
         poi=config["morphing"]["poi"],
