@@ -264,8 +264,10 @@ def ratio_diagnostics(out_dir, target: str, features: Sequence[str], ref: Mappin
     summary["closure"] = closure
     summary["normalisation"] = normalisation_check(ref["weight"], logr_ref, c["weight"])
     if spread_ref is not None:
-        plot_spread(logr_ref, spread_ref, out / "spread.png", title=target)
-        rel = np.asarray(spread_ref) / np.exp(np.asarray(logr_ref))
+        # (log r, spread) of the members' ratios; a bare spread refers to logr_ref
+        lr_sp, spread = spread_ref if isinstance(spread_ref, tuple) else (logr_ref, spread_ref)
+        plot_spread(lr_sp, spread, out / "spread.png", title=target)
+        rel = np.asarray(spread) / np.exp(np.asarray(lr_sp))
         summary["spread"] = {"median_relative": float(np.median(rel)), "q90_relative": float(np.quantile(rel, 0.9))}
     if exact_log_ratio is not None:
         exact = np.asarray(exact_log_ratio(ref), np.float64)
@@ -333,7 +335,10 @@ def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str
     den = mixture(comps, coefficients) if len(comps) > 1 else next(iter(comps.values()))
     num, den = sub(num), sub(den)
     lr_num, _, _ = aggregate(evaluate_ensemble(model_paths, num, n_folds, True, list(features)), aggregation)
-    lr_den, sp_den, _ = aggregate(evaluate_ensemble(model_paths, den, n_folds, True, list(features)), aggregation)
+    lr_den, _, _ = aggregate(evaluate_ensemble(model_paths, den, n_folds, True, list(features)), aggregation)
+    # the spread between members: every member on every event (out of fold, an MC event is
+    # seen by the members of one fold only, so its own spread can vanish)
+    lr_all, sp_den, _ = aggregate(evaluate_ensemble(model_paths, den, n_folds, False, list(features)), aggregation)
     histories = {f"member {i}": p for i, p in enumerate(history_paths or [])}
     exact_fn = None
     if oracle_spec:
@@ -352,5 +357,5 @@ def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str
             def exact_fn(ev):
                 lr = oracle.log_ratio(oracle_spec["process"], den_mix, ev, norm=False)
                 return renormalise_log_ratio(lr, ev["weight"])
-    return ratio_diagnostics(out_dir, target, features, den, lr_den, num, lr_num, spread_ref=sp_den,
+    return ratio_diagnostics(out_dir, target, features, den, lr_den, num, lr_num, spread_ref=(lr_all, sp_den),
                              histories=histories, feature_labels=feature_labels, exact_log_ratio=exact_fn)
