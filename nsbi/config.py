@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from .expr import ExpressionError, parse
+from .morphing import MorphingError, coefficients_from_points
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 NOMINAL = "nominal"
@@ -197,6 +198,22 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     lo, hi = m["poi_bounds"]
     if not lo < hi:
         raise ConfigError("config key 'morphing.poi_bounds': lower bound must be below upper bound")
+    if "coefficients" not in m and "basis" not in m:
+        raise ConfigError("config key 'morphing': give either 'coefficients' or 'basis'")
+    if "basis" in m:
+        for j, text in enumerate(m["basis"]["functions"]):
+            _check_expr(text, f"morphing.basis.functions[{j}]", allowed={m["poi"]})
+        for name in m["basis"]["points"]:
+            if name not in samples or cfg["samples"][samples[name]]["type"] != "basis":
+                raise ConfigError(f"config key 'morphing.basis.points.{name}': not a basis sample")
+        try:
+            derived = coefficients_from_points(m["basis"]["functions"], m["basis"]["points"], m["poi"])
+        except MorphingError as err:
+            raise ConfigError(f"config key 'morphing.basis': {err}") from None
+        # a validated config carries both (validation is idempotent); a user gives one
+        if m.get("coefficients", derived) != derived:
+            raise ConfigError("config key 'morphing': give either 'coefficients' or 'basis', not both")
+        m["coefficients"] = derived
     for name, text in m["coefficients"].items():
         if name not in samples or cfg["samples"][samples[name]]["type"] != "basis":
             raise ConfigError(f"config key 'morphing.coefficients.{name}': not a basis sample")

@@ -95,3 +95,45 @@ def test_load_errors_name_the_file(tmp_path):
     unsafe.write_text("analysis: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ncfg.ConfigError, match="invalid YAML"):
         ncfg.load(unsafe)
+
+
+def test_morphing_basis_derives_the_coefficients(raw):
+    """Polynomial morphing in sqrt(mu) from samples at mu = 0, 1, 4 (SBI-like samples named S,
+    SBI and B here): the derived f_j reproduce sigma(mu) = Σ_j f_j(mu) sigma(mu_j) for any
+    sigma(mu) = a mu + b sqrt(mu) + c, and validation is idempotent."""
+    from nsbi.expr import parse
+
+    points = {"B": 0.0, "SBI": 1.0, "S": 4.0}
+    raw["morphing"] = {"poi": "mu", "basis": {"functions": ["mu", "sqrt(mu)", "1"], "points": points}}
+    cfg = ncfg.validate(raw)
+    assert ncfg.validate(cfg)["morphing"]["coefficients"] == cfg["morphing"]["coefficients"]
+    a, b, c = 2.0, -3.0, 5.0
+    sigma = lambda mu: a * mu + b * mu**0.5 + c  # noqa: E731
+    for mu in (0.0, 0.3, 1.0, 2.5, 9.0):
+        f = {k: float(parse(v).evaluate({"mu": mu})) for k, v in cfg["morphing"]["coefficients"].items()}
+        assert sum(f[k] * sigma(p) for k, p in points.items()) == pytest.approx(sigma(mu), rel=1e-12)
+        assert sum(f.values()) == pytest.approx(1.0)  # the constant term
+    # qqZZ is not a point: coefficient 1 (not listed)
+    assert "qqZZ" not in cfg["morphing"]["coefficients"]
+
+
+@pytest.mark.parametrize("basis, message", [
+    ({"functions": ["mu", "sqrt(mu)", "1"], "points": {"B": 0.0, "SBI": 1.0}}, r"3 basis function\(s\) need as many"),
+    ({"functions": ["mu", "1"], "points": {"B": 1.0, "SBI": 1.0}}, r"do not determine the basis"),
+    ({"functions": ["mu", "k"], "points": {"B": 0.0, "SBI": 1.0}}, r"'morphing\.basis\.functions\[1\]': unknown name"),
+    ({"functions": ["mu", "1"], "points": {"B": 0.0, "data": 1.0}}, r"'morphing\.basis\.points\.data': not a basis sample"),
+])
+def test_morphing_basis_errors(raw, basis, message):
+    raw["morphing"] = {"poi": "mu", "basis": basis}
+    with pytest.raises(ncfg.ConfigError, match=message):
+        ncfg.validate(raw)
+
+
+def test_morphing_needs_coefficients_or_basis(raw):
+    raw["morphing"] = {"poi": "mu"}
+    with pytest.raises(ncfg.ConfigError, match="either 'coefficients' or 'basis'"):
+        ncfg.validate(raw)
+    raw["morphing"] = {"poi": "mu", "coefficients": {"S": "mu"},
+                       "basis": {"functions": ["mu", "1"], "points": {"B": 0.0, "SBI": 1.0}}}
+    with pytest.raises(ncfg.ConfigError, match="not both"):
+        ncfg.validate(raw)
