@@ -246,6 +246,11 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             raise ConfigError(
                 f"config key 'validation.coverage.mu_true[{j}]': {mu} is not a point of validation.grid {grid.round(6).tolist()}"
             )
+    syst_names = {s["name"] for s in cfg["systematics"]}
+    for j, point in enumerate(v["linearity_nuisances"]):
+        for name in point:
+            if name not in syst_names:
+                raise ConfigError(f"config key 'validation.linearity_nuisances[{j}].{name}': not a systematic")
     if v["workspace"] == "oracle" and not cfg["simulation"]["enabled"]:
         raise ConfigError("config key 'validation.workspace': the oracle workspace needs the built-in simulator")
 

@@ -417,7 +417,8 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     inits; MC reweighted by the model itself, :meth:`ToyGenerator.asimov`), fitted with the
     batched minimiser from ``start`` (default model inits); errors from the exact Hessian
     (cov = 2 H^-1 over the free parameters). Returns fitted vs injected for every parameter,
-    the POI bias and a weighted straight-line fit of fitted vs injected POI."""
+    the POI bias and a weighted straight-line fit of fitted vs injected POI (over the points
+    that shift no parameter but the POI; the others are listed with ``shifted``)."""
     import jax
     import jax.numpy as jnp
 
@@ -455,15 +456,19 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
             "poi_fitted": float(r.values[i][ip]),
             "poi_error": float(err[ip]),
             "poi_bias": float(r.values[i][ip] - th[ip]),
+            "shifted": sorted(k for k in injected[i] if k != model.poi_name),
             "converged": bool(r.converged[i]),
         })
     x = np.array([p["poi_injected"] for p in points])
     y = np.array([p["poi_fitted"] for p in points])
     e = np.array([p["poi_error"] for p in points])
     line = None
-    if len(np.unique(x)) >= 2 and np.all(e > 0):
-        A = np.stack([np.ones_like(x), x], axis=1) / e[:, None]
-        coef, *_ = np.linalg.lstsq(A, y / e, rcond=None)
+    # the straight line through the points at nominal nuisance parameters
+    nominal = np.array([not p["shifted"] for p in points])
+    xl, yl, el = x[nominal], y[nominal], e[nominal]
+    if len(np.unique(xl)) >= 2 and np.all(el > 0):
+        A = np.stack([np.ones_like(xl), xl], axis=1) / el[:, None]
+        coef, *_ = np.linalg.lstsq(A, yl / el, rcond=None)
         line = {"intercept": float(coef[0]), "slope": float(coef[1])}
     return {
         "poi": model.poi_name,

@@ -29,5 +29,9 @@ def toy_generator(ws_path: str, dataset: str = "observed", mc_dataset: str = "as
     return model, gen
 
 
-def linearity_points(poi: str, values) -> list[dict[str, float]]:
-    return [{poi: float(v)} for v in values]
+def linearity_points(poi: str, values, nuisances=(), poi_init: float = 1.0) -> list[dict[str, float]]:
+    """Injected points of the Asimov bias test: each POI value at nominal nuisance
+    parameters, then each mapping of ``nuisances`` at ``poi_init``."""
+    points = [{poi: float(v)} for v in values]
+    points += [{poi: float(poi_init), **{k: float(x) for k, x in n.items()}} for n in nuisances]
+    return points

@@ -178,6 +178,8 @@ rule linearity:
         code=VAL_CODE,
     params:
         injected=VAL["linearity"],
+        nuisances=VAL["linearity_nuisances"],
+        poi_init=config["morphing"]["poi_init"],
         dataset=VAL_DATASET,
     log:
         f"{RESULTS}/logs/validation/linearity.log",

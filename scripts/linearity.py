@@ -9,7 +9,7 @@ from nsbi.workflow import job_logging
 with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
     sm = snakemake  # noqa: F821
     model, gen = toy_generator(sm.input.ws, sm.params.dataset)
-    lin = linearity(gen, linearity_points(model.poi_name, sm.params.injected))
+    lin = linearity(gen, linearity_points(model.poi_name, sm.params.injected, sm.params.nuisances, sm.params.poi_init))
     write_json(lin, sm.output.summary)
     plot_linearity(lin, sm.output.plot)
     log.info("%s", json.dumps(lin)[:2000])

@@ -75,6 +75,7 @@ def _mutate(raw, fn):
         (lambda r: r["training"].update(features=["mjj"]), r"'training\.features\[0\]': unknown feature 'mjj'"),
         (lambda r: r["samples"][0].update(name="S/1"), r"'samples\[0\]\.name': 'S/1' does not match"),
         (lambda r: r["simulation"].update(processes=["ttbar"]), r"'simulation\.processes\[0\]': 'ttbar' is not one of"),
+        (lambda r: r["validation"].update(linearity_nuisances=[{"JES": 1.0}]), r"'validation\.linearity_nuisances\[0\]\.JES': not a systematic"),
         (lambda r: r.update(plots={"sensitivity": {"x": "mjj"}}), r"'plots\.sensitivity\.x': 'mjj' is not a training feature"),
         (lambda r: r.update(plots={"sensitivity": {"poi_values": [-1.0]}}), r"'plots\.sensitivity\.poi_values\[0\]': -1\.0 is outside"),
     ],

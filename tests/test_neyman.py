@@ -162,6 +162,7 @@ def test_linearity_on_asimov(tmp_path):
         assert p["poi_error"] > 0
     assert lin["max_abs_poi_bias"] < 1e-3
     assert lin["linear_fit"]["slope"] == pytest.approx(1.0, abs=1e-3)
+    assert [p["shifted"] for p in lin["points"]] == [[], [], [], ["n1"], ["n1", "sh[1]"]]
     # errors: Asimov mu error vs the one from nsbi.fit (exact Hessian) on the same Asimov Model
     from nsbi import fit as F
 

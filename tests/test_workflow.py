@@ -150,8 +150,12 @@ def test_validation_outputs(test_run):
     res = work / ncfg.results_dir(cfg)
     lin = json.loads((res / "validation/linearity.json").read_text())
     # Asimov datasets built by reweighting the MC with the model: the fit returns the injection
-    for point in lin["points"]:
+    v = cfg["validation"]
+    assert len(lin["points"]) == len(v["linearity"]) + len(v["linearity_nuisances"]) and v["linearity_nuisances"]
+    for point in lin["points"]:  # the POI, and any shifted nuisance parameter to 1 % of its error
         assert point["fitted"]["mu"] == pytest.approx(point["injected"]["mu"], abs=1e-3)
+        for name in point["shifted"]:
+            assert abs(point["fitted"][name] - point["injected"][name]) < 0.01 * point["errors"][name], name
     belt = json.loads((res / "validation/neyman/belt.json").read_text())
     assert len(belt["mu"]) == cfg["validation"]["grid"]["points"]
     cov = json.loads((res / "validation/coverage.json").read_text())

@@ -101,7 +101,13 @@ def plot_linearity(lin: dict, path=None, xlabel: str | None = None):
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     lim = [min(x.min(), y.min()), max(x.max(), y.max())]
     ax.plot(lim, lim, "k--", lw=1, label="fitted = injected")
-    ax.errorbar(x, y, yerr=e, fmt="o", label="Asimov fit")
+    shifted = [bool(p.get("shifted")) for p in lin["points"]]
+    nom = ~np.array(shifted, bool)
+    ax.errorbar(x[nom], y[nom], yerr=e[nom], fmt="o", label="Asimov fit")
+    for i, p in enumerate(lin["points"]):
+        if shifted[i]:
+            text = ", ".join(f"{k} = {p['injected'][k]:g}" for k in p["shifted"])
+            ax.errorbar(x[i], y[i], yerr=e[i], fmt="s", mfc="none", label=f"Asimov fit, {text}")
     if lin.get("linear_fit"):
         lf = lin["linear_fit"]
         ax.plot(lim, [lf["intercept"] + lf["slope"] * v for v in lim], "r-", lw=1,
