@@ -44,8 +44,10 @@ def unbinned(n: int, repeat: int, seed: int) -> list[dict]:
     res = {}
     p0 = m.init.copy()
     rows = []
-    for label, kw in (("MIGRAD + HESSE", {}), ("MIGRAD + exact JAX Hessian", {"errors": "exact"}),
-                      ("MIGRAD only", {"hesse": False})):
+    for label, kw in (("MIGRAD + HESSE (exact Hessian given to Minuit)", {"use_hessian": True}),
+                      ("MIGRAD + HESSE, numerical (no Hessian)", {"use_hessian": False}),
+                      ("MIGRAD + errors from the exact Hessian", {"errors": "exact", "use_hessian": True}),
+                      ("MIGRAD only", {"hesse": False, "use_hessian": True})):
         calls["n"] = 0
         r = F.fit(m, **kw)
         ncalls = calls["n"]
