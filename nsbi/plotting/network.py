@@ -25,7 +25,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = ["log_density_ratio", "sensitivity_histograms", "sensitivity_figure", "run_network_plots"]
