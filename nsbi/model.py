@@ -633,8 +633,8 @@ def _events_kernel(y, alpha, d, want_grad: bool, general: bool):
 
 def _code4_d2weights(alpha):
     """d^2 c_j / d alpha^2 for the code-4 polynomial weights."""
-    powers = [(i + 1) * i * alpha ** (i - 1) if i > 0 else 0.0 * alpha for i in range(6)]
-    return [sum(powers[i] * CODE4_MATRIX_INV[i, j] for i in range(1, 6)) for j in range(6)]
+    powers = {i: (i + 1) * i * alpha ** (i - 1) for i in range(1, 6)}  # d2/da2 of alpha^(i+1)
+    return [sum(powers[i] * CODE4_MATRIX_INV[i, j] for i in powers) for j in range(6)]
 
 
 def _events_hessian_kernel(y, alpha, d, general: bool):

@@ -316,7 +316,7 @@ def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str
     ``{"kind": "ratio", "process": c}`` or ``{"kind": "syst", "process": c,
     "systematic": k, "direction": "up"}``; the exact log-ratio is renormalised on the
     denominator sample (:func:`renormalise_log_ratio`)."""
-    from ..evaluate import aggregate, evaluate_ensemble
+    from ..evaluate import aggregate, evaluate_ensemble, member_mask
     from ..train.data import mixture, read_sample
 
     cols = list(features) + ["weight", "event_key"]
@@ -335,10 +335,15 @@ def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str
     den = mixture(comps, coefficients) if len(comps) > 1 else next(iter(comps.values()))
     num, den = sub(num), sub(den)
     lr_num, _, _ = aggregate(evaluate_ensemble(model_paths, num, n_folds, True, list(features)), aggregation)
-    lr_den, _, _ = aggregate(evaluate_ensemble(model_paths, den, n_folds, True, list(features)), aggregation)
-    # the spread between members: every member on every event (out of fold, an MC event is
-    # seen by the members of one fold only, so its own spread can vanish)
-    lr_all, sp_den, _ = aggregate(evaluate_ensemble(model_paths, den, n_folds, False, list(features)), aggregation)
+    # every member on every reference event once: the spread between members uses all of
+    # them (out of fold, an MC event is seen by the members of one fold only, so its own
+    # spread can vanish); the out-of-fold ratio masks the members that trained on the event
+    all_den = evaluate_ensemble(model_paths, den, n_folds, False, list(features))
+    lr_all, sp_den, _ = aggregate(all_den, aggregation)
+    oof_den = all_den.copy()
+    for m in range(len(oof_den)):
+        oof_den[m, ~member_mask(den["event_key"], m, n_folds, True)] = np.nan
+    lr_den, _, _ = aggregate(oof_den, aggregation)
     histories = {f"member {i}": p for i, p in enumerate(history_paths or [])}
     exact_fn = None
     if oracle_spec:
