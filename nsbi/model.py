@@ -239,6 +239,7 @@ class Model:
         self._vg = jax.jit(jax.value_and_grad(self._twice_nll_jax))
         # Hessian: autodiff for the cheap parts, the unbinned event sums from a one-pass kernel
         self._hess = jax.jit(self._hessian_jax)
+        self._vgh = jax.jit(self._value_grad_hessian_jax)
         self._hess_autodiff = jax.jit(jax.hessian(lambda p, d: self._twice_nll_jax(p, d, False)))
 
     # ------------------------------------------------------------------ registration
@@ -474,9 +475,15 @@ class Model:
         return -2.0 * lp
 
     def _hessian_jax(self, p, data):
-        """Exact Hessian of -2 ln L: autodiff of the constraint, binned and yield terms, plus
-        for each unbinned channel J^T H_u J + sum_c (dE/dy_c) d2 y_c/d theta2, where
-        E(u) = sum_i w_i ln s_i with u = (yields, shape parameters) and H_u from
+        """Exact Hessian of -2 ln L (see :meth:`_value_grad_hessian_jax`)."""
+        return self._value_grad_hessian_jax(p, data)[2]
+
+    def _value_grad_hessian_jax(self, p, data):
+        """-2 ln L, its gradient and its exact Hessian from one pass over the events.
+
+        Autodiff of the constraint, binned and yield terms, plus for each unbinned channel
+        E(u) = sum_i w_i ln s_i with u = (yields, shape parameters): value and gradient
+        J^T g_u, and Hessian J^T H_u J + sum_c (dE/dy_c) d2 y_c/d theta2, with g_u and H_u from
         :func:`_events_hessian` (one pass over the events instead of forward-over-reverse
         autodiff through the event scan)."""
 
@@ -486,6 +493,7 @@ class Model:
                 lp = lp - jnp.sum(u.yields(q))
             return lp
 
+        v, G = jax.value_and_grad(rest)(p)
         H = jax.hessian(rest)(p)
         for u, d in zip(self._unb, data):
             y = u.yields(p)
@@ -496,11 +504,13 @@ class Model:
                 return jnp.concatenate([u.yields(q), a])
 
             alpha = uvec(p)[C:]
-            _, g_u, H_u = _events_hessian(y, alpha, d)
+            v_u, g_u, H_u = _events_hessian(y, alpha, d)
             J = jax.jacfwd(uvec)(p)
             gy = jax.lax.stop_gradient(g_u[:C])
+            v = v + v_u
+            G = G + J.T @ g_u
             H = H + J.T @ H_u @ J + jax.hessian(lambda q, u=u, gy=gy: jnp.dot(gy, u.yields(q)))(p)
-        return -2.0 * H
+        return -2.0 * v, -2.0 * G, -2.0 * H
 
     def twice_nll_with(self, p, data, binned_obs=None, aux_normal=None, aux_poisson=None, custom_grad=True):
         """Pure JAX -2 ln L with replaceable observations (hook for vmapped pseudo-experiments).
@@ -526,7 +536,14 @@ class Model:
         return float(v), np.asarray(g)
 
     def hessian(self, pars) -> np.ndarray:
+        """Exact Hessian of -2 ln L at ``pars``."""
         return np.asarray(self._hess(jnp.asarray(pars, dtype=float), self._data))
+
+    def twice_nll_grad_hessian(self, pars) -> tuple[float, np.ndarray, np.ndarray]:
+        """-2 ln L, gradient and exact Hessian at ``pars`` from one pass over the events
+        (about the cost of :meth:`hessian`; used by the Newton minimiser in :mod:`nsbi.fit`)."""
+        v, g, H = self._vgh(jnp.asarray(pars, dtype=float), self._data)
+        return float(v), np.asarray(g), np.asarray(H)
 
     def index(self, label: str) -> int:
         try:
@@ -645,12 +662,19 @@ def _events_hessian_kernel(y, alpha, d, general: bool):
     d2 s/d y_c d alpha_k = T_c rho_ck, d2 s/d alpha_k d alpha_l = sum_c y_c T_c rho_ck rho_cl
     (k != l) or sum_c y_c T_c sigma_ck (k = l), and
     H = sum_i w_i [s_uv / s - s_u s_v / s^2].
+
+    Per chunk: (1) T, rho, sigma materialised once; (2) the rows
+    Z = [T (C); Q (K); T rho (C K); d2 s/d alpha d alpha (K(K+1)/2)]; (3) Z @ (w/s) gives the
+    gradient and the s_uv/s terms, D diag(w/s^2) D^T with D = [T; Q] the outer-product term
+    (two small matmuls; 1.7x faster than einsums over (C, K, chunk) arrays, measured).
     """
     C = d["r"].shape[1]
     K = d["lu"].shape[1]
+    n = C + K
     cw = [code4_poly_weights(alpha[k], jnp) for k in range(K)]
     dw = [_code4_dweights(alpha[k]) for k in range(K)]
     d2w = [_code4_d2weights(alpha[k]) for k in range(K)]
+    pairs = [(k, m) for k in range(K) for m in range(k, K)]
 
     def poly(c, lu, ld, gu, gd, const):
         return const + gu * (c[0] + lu * (c[2] + c[4] * lu)) + gd * (c[1] + ld * (c[5] * ld - c[3]))
@@ -667,51 +691,51 @@ def _events_hessian_kernel(y, alpha, d, general: bool):
             g = jnp.where(a > 1.0, eu, jnp.where(a < -1.0, ed, g))
             gp = jnp.where(a > 1.0, lu * eu, jnp.where(a < -1.0, -ld * ed, gp))
             gpp = jnp.where(a > 1.0, lu * lu * eu, jnp.where(a < -1.0, ld * ld * ed, gpp))
-        return g, gp / g, gpp / g
-
-    n = C + K
+        ig = 1.0 / g
+        return g, gp * ig, gpp * ig
 
     def body(carry, x):
-        T, rho, sig = [], [], []
+        T, R, S = [], [], []  # R, S: rows c * K + k
         for c in range(C):
             t = x["r"][c]
-            rc, sc = [], []
             for k in range(K):
                 g, r_, s_ = factor(k, x["lu"][k, c], x["ld"][k, c], x["gu"][k, c], x["gd"][k, c])
                 t = t * g
-                rc.append(r_)
-                sc.append(s_)
+                R.append(r_)
+                S.append(s_)
             T.append(t)
-            rho.append(rc)
-            sig.append(sc)
-        T = jnp.stack(T)  # (C, L)
-        s = jnp.tensordot(y, T, axes=1)
-        ws = x["w"] / s
-        val = jnp.sum(x["w"] * jnp.log(s))
         if K:
-            R = jnp.stack([jnp.stack(rc) for rc in rho])  # (C, K, L)
-            S = jnp.stack([jnp.stack(sc) for sc in sig])  # (C, K, L)
-            YT = y[:, None] * T  # (C, L)
-            Q = jnp.einsum("cl,ckl->kl", YT, R)
-            D = jnp.concatenate([T, Q])
-            TR = T[:, None, :] * R  # d2 s / d y_c d alpha_k
-            h_ya = jnp.einsum("ckl,l->ck", TR, ws)
-            h_aa = jnp.einsum("ckl,cml,l->km", y[:, None, None] * TR, R, ws)
-            diag = jnp.einsum("cl,ckl,l->k", YT, S - R * R, ws)
-            h_aa = h_aa + jnp.diag(diag)
-            Hs = jnp.zeros((n, n), y.dtype)
-            Hs = Hs.at[:C, C:].set(h_ya).at[C:, :C].set(h_ya.T).at[C:, C:].set(h_aa)
+            T, R, S = jax.lax.optimization_barrier((jnp.stack(T), jnp.stack(R), jnp.stack(S)))
         else:
-            D = T
-            Hs = jnp.zeros((n, n), y.dtype)
-        grad = D @ ws
-        H = Hs - (D * (ws / s)) @ D.T
-        v0, g0, H0 = carry
-        return (v0 + val, g0 + grad, H0 + H), None
+            T = jnp.stack(T)
+        YT = [y[c] * T[c] for c in range(C)]
+        s = sum(YT)
+        rows = [T[c] for c in range(C)]
+        rows += [sum(YT[c] * R[c * K + k] for c in range(C)) for k in range(K)]  # Q_k
+        rows += [T[c] * R[c * K + k] for c in range(C) for k in range(K)]
+        rows += [sum(YT[c] * (S[c * K + k] if k == m else R[c * K + k] * R[c * K + m]) for c in range(C))
+                 for k, m in pairs]
+        Z = jax.lax.optimization_barrier(jnp.stack(rows))
+        ws = x["w"] / s
+        lin = Z @ ws
+        D = Z[:n]
+        DD = (D * (ws / s)) @ D.T
+        val = jnp.sum(x["w"] * jnp.log(s))
+        v0, l0, dd0 = carry
+        return (v0 + val, l0 + lin, dd0 + DD), None
 
-    init = (jnp.zeros((), y.dtype), jnp.zeros(n, y.dtype), jnp.zeros((n, n), y.dtype))
-    (v, g, H), _ = jax.lax.scan(body, init, d)
-    return v, g, H
+    nz = n + C * K + len(pairs)
+    init = (jnp.zeros((), y.dtype), jnp.zeros(nz, y.dtype), jnp.zeros((n, n), y.dtype))
+    (v, lin, DD), _ = jax.lax.scan(body, init, d)
+    Hs = jnp.zeros((n, n), y.dtype)
+    if K:
+        h_ya = lin[n:n + C * K].reshape(C, K)
+        h_aa = jnp.zeros((K, K), y.dtype)
+        off = n + C * K
+        for i, (k, m) in enumerate(pairs):
+            h_aa = h_aa.at[k, m].set(lin[off + i]).at[m, k].set(lin[off + i])
+        Hs = Hs.at[:C, C:].set(h_ya).at[C:, :C].set(h_ya.T).at[C:, C:].set(h_aa)
+    return v, lin[:n], Hs - DD
 
 
 def _events_hessian(y, alpha, d):

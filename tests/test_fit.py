@@ -166,7 +166,7 @@ def test_exact_hessian_in_minuit_matches_plain_migrad_hesse():
                                                                {"name": "nb", "bounds": [[0.5, 1.5]]}]}}
     m = Model(spec, {"u": ev}, meas)
     for fixed in (None, {"nb": 1.0}):
-        a = F.fit(m, fixed=fixed, use_hessian=True)
+        a = F.fit(m, fixed=fixed, use_hessian=True, minimizer="migrad")
         b = F.fit(m, fixed=fixed, use_hessian=False, strategy=2, tolerance=1e-6)
         assert a.status["valid"] and a.twice_nll == pytest.approx(b.twice_nll, abs=1e-6)
         np.testing.assert_allclose(a.values, b.values, atol=2e-4)
@@ -176,3 +176,85 @@ def test_exact_hessian_in_minuit_matches_plain_migrad_hesse():
         np.testing.assert_allclose(a.errors, exact.errors, rtol=3e-3)
         assert a.status["nfcn"] < b.status["nfcn"]
     assert F.fit(m, fixed={"mu": 1.0, "nb": 1.0}).twice_nll == pytest.approx(m.twice_nll(np.array([1.0, 1.0])))
+
+
+def _two_param_model(seed=11, n_sig=60, mu_bounds=(-2.0, 5.0)):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([_sample_bkg(rng, 1000), rng.normal(M0, SW, n_sig)])
+    x = x[(x > LO) & (x < HI)]
+    ev = {"weight": np.ones_like(x), "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x)}
+    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
+        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+        {"name": "B", "yield": NU_B, "modifiers": [{"name": "nb", "type": "normfactor", "data": None}]}]}]}
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [list(mu_bounds)]},
+                                                               {"name": "nb", "bounds": [[0.5, 1.5]]}]}}
+    return Model(spec, {"u": ev}, meas)
+
+
+def test_newton_minimizer_matches_strict_migrad():
+    """The Newton minimiser on the exact Hessian reaches the same minimum as a strict MIGRAD
+    (tolerance 1e-6, strategy 2) in a few passes, with errors 2 H^-1 equal to
+    ``errors="exact"``; with a fixed parameter too."""
+    m = _two_param_model()
+    for fixed, init in ((None, None), ({"nb": 1.02}, None), (None, [3.0, 0.8])):
+        a = F.fit(m, fixed=fixed, init=init, minimizer="newton")
+        b = F.fit(m, fixed=fixed, init=init, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)
+        exact = F.fit(m, fixed=fixed, init=init, minimizer="migrad", errors="exact", strategy=2, tolerance=1e-6)
+        assert a.status["minimizer"] == "newton" and a.status["valid"] and a.status["edm"] < 2e-6
+        # converged means EDM < 0.002 x tolerance (2e-6 at the default 1e-3), as in MIGRAD
+        assert a.twice_nll == pytest.approx(b.twice_nll, abs=a.status["edm"] + 1e-7)
+        free = ~a.fixed
+        assert np.all(np.abs(a.values[free] - b.values[free]) < 1e-3 * b.errors[free])
+        np.testing.assert_allclose(a.errors, exact.errors, rtol=5e-4)
+        np.testing.assert_allclose(a.covariance, exact.covariance, rtol=1e-3, atol=1e-12)
+        assert a.status["nvgh"] <= 8
+        if fixed:
+            assert a.value("nb") == 1.02 and a.error("nb") == 0.0
+
+
+def test_newton_falls_back_to_migrad_at_a_bound():
+    """No signal in the data and mu >= 0: the unconstrained minimum lies outside the bounds,
+    the Newton step would leave them, and MIGRAD takes over with the same result as MIGRAD
+    alone (the fallback is reported in the status)."""
+    m = _two_param_model(n_sig=0, mu_bounds=(0.0, 5.0), seed=3)
+    free_fit = F.fit(_two_param_model(n_sig=0, mu_bounds=(-5.0, 5.0), seed=3), minimizer="newton")
+    assert free_fit.value("mu") < 0  # so that the bound is active
+    a = F.fit(m, minimizer="newton")
+    b = F.fit(m, minimizer="migrad")
+    assert a.status["minimizer"] == "migrad (newton fallback)"
+    assert a.status["newton_reason"] == "step leaves the parameter bounds"
+    assert a.value("mu") == pytest.approx(0.0, abs=1e-3)
+    assert a.twice_nll == pytest.approx(b.twice_nll, abs=1e-6)
+    with pytest.raises(ValueError, match="minimizer"):
+        F.fit(m, minimizer="bfgs")
+
+
+def test_start_where_the_hessian_is_not_positive_definite():
+    """Far from the minimum the exact Hessian can be indefinite (here: a strong per-event
+    shape systematic at alpha = -2). Newton then steps along |eigenvalues| and still
+    converges; MIGRAD with the exact Hessian (which iminuit 2.33 cannot start from) runs
+    without it and takes its errors from the exact Hessian at the minimum. Both reach the
+    minimum of plain MIGRAD."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([_sample_bkg(rng, 1000), rng.normal(M0, SW, 60)])
+    x = x[(x > LO) & (x < HI)]
+    t = (x - 5.0) / 5.0
+    ev = {"weight": np.ones_like(x), "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x),
+          "logr_B__shp_up": 0.3 * t - np.log(np.mean(np.exp(0.3 * t))),
+          "logr_B__shp_down": -0.3 * t - np.log(np.mean(np.exp(-0.3 * t)))}
+    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
+        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+        {"name": "B", "yield": NU_B, "modifiers": [{"name": "shp", "type": "eventsys"}]}]}]}
+    m = Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}]}})
+    start = [1.0, -2.0]
+    assert np.linalg.eigvalsh(m.hessian(np.array(start))).min() < 0
+    ref = F.fit(m, init=start, use_hessian=False, strategy=2, tolerance=1e-6)
+    newton = F.fit(m, init=start, minimizer="newton")
+    migrad = F.fit(m, init=start, minimizer="migrad", use_hessian=True)
+    assert newton.status["minimizer"] == "newton"
+    assert "not positive definite" in migrad.status["start_hessian"]
+    for r in (newton, migrad):
+        assert r.status["valid"]
+        assert r.twice_nll == pytest.approx(ref.twice_nll, abs=1e-5)
+        assert np.all(np.abs(r.values - ref.values) < 2e-3 * ref.errors)
+        np.testing.assert_allclose(r.errors, ref.errors, rtol=5e-3)
