@@ -220,6 +220,9 @@ def compute_chunk(gen: ToyGenerator, mu: float, n_toys: int, seed: int, *, mu_in
         "n_failed": int(res["n_failed"]),
         "n_negative_t": int(res["n_negative_t"]),
         "repeat_fraction": toys.meta.get("repeat_fraction", []),
+        # MC events where the model density is not positive at theta (expected weight 0)
+        "nonpositive_events": toys.meta.get("nonpositive_events", []),
+        "nonpositive_weight_fraction": toys.meta.get("nonpositive_weight_fraction", []),
         "seconds": {"generate": t1 - t0, "fit": t2 - t1},
     }
 
@@ -306,10 +309,11 @@ def gather(chunks: Iterable[Mapping | str | Path], observed: Mapping | None = No
         by_mu.setdefault(float(c["mu"]), []).append(c)
     mus = np.array(sorted(by_mu))
     crit: dict[str, dict[str, list]] = {_cl_key(cl): {"value": [], "lo": [], "hi": []} for cl in cls}
-    n_toys, n_fb, n_fail, n_neg, tmean = [], [], [], [], []
+    n_toys, n_fb, n_fail, n_neg, tmean, n_nonpos = [], [], [], [], [], []
     for mu in mus:
         t = np.concatenate([np.asarray(c["t"], float) for c in by_mu[mu]])
         n_toys.append(len(t))
+        n_nonpos.append(max([sum(c.get("nonpositive_events", [])) for c in by_mu[mu]] + [0]))
         n_fb.append(sum(int(c["n_fallback"]) for c in by_mu[mu]))
         n_fail.append(sum(int(c["n_failed"]) for c in by_mu[mu]))
         n_neg.append(sum(int(c.get("n_negative_t", 0)) for c in by_mu[mu]))
@@ -328,6 +332,7 @@ def gather(chunks: Iterable[Mapping | str | Path], observed: Mapping | None = No
         "n_fallback": n_fb,
         "n_failed": n_fail,
         "n_negative_t": n_neg,
+        "nonpositive_mc_events": n_nonpos,
         "mean_t": tmean,
         "cls": [float(c) for c in cls],
         "critical": crit,

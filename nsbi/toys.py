@@ -25,8 +25,13 @@ For a parameter point theta a toy consists of
   Assumptions: the MC events are re-used by all toys (toys are independent given the MC, but
   they share its finite-sample fluctuations; the MC should be much larger than the expected
   number of events so that repeated picks of one event are rare — ``repeat_fraction`` in the
-  toy metadata reports how often it happens); ``S_i(theta) > 0`` for all events (as the model
-  itself requires). Negative MC weights cannot be sampled: ``negative="raise"`` (default)
+  toy metadata reports how often it happens). ``S_i(theta) > 0`` is assumed for the events
+  (as the model itself requires); with *learned* ratios and morphing coefficients of both signs
+  (e.g. 1 - sqrt(mu) < 0 for mu > 1) the model density can come out negative at large mu for a
+  few events. Those events get expected weight 0 (they cannot be drawn) and are counted:
+  ``nonpositive_events`` / ``nonpositive_weight_fraction`` in the toy metadata (and in the
+  Neyman chunk outputs), with a warning; the toy likelihood of such a point is that of the
+  model, where these events never appear. Negative MC weights cannot be sampled: ``negative="raise"`` (default)
   refuses them, ``negative="drop"`` sets them to zero before the (re)normalisation (biased
   where negative weights matter, e.g. interference-dominated regions: prefer a positive
   reference sample with ``mc_at=None``, as the NSBI workspace's Asimov dataset does).
@@ -50,6 +55,7 @@ The toy likelihood :meth:`ToyGenerator.twice_nll` is a pure JAX function of
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +68,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
 from nsbi.model import Model
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["ToyGenerator", "ToySet", "make_rng", "param_vector"]
 
@@ -245,14 +253,31 @@ class ToyGenerator:
         p = jnp.asarray(param_vector(self.model, theta), dtype=float)
         return [_unchunk(a, n) for a, n in zip(self._logS(p), self.n_mc)]
 
-    def expected_weights(self, theta) -> list[np.ndarray]:
-        """w_i(theta) of the MC events per unbinned channel (expected events)."""
+    def expected_weights(self, theta, info: dict | None = None) -> list[np.ndarray]:
+        """w_i(theta) of the MC events per unbinned channel (expected events).
+
+        Events where the model density S_i(theta) is not positive (ln S not finite) get
+        weight 0; ``info`` (if given) receives per channel ``nonpositive_events`` and
+        ``nonpositive_weight_fraction`` (their share of the MC weight)."""
         theta = param_vector(self.model, theta)
         out = []
         logS = self.log_density(theta)
         ys = self._yields(jnp.asarray(theta)) if self.channel_names else []
+        if info is not None:
+            info.setdefault("nonpositive_events", [])
+            info.setdefault("nonpositive_weight_fraction", [])
         for j, w in enumerate(self._w):
-            wt = w * np.exp(logS[j]) / self._den[j]
+            bad = ~np.isfinite(logS[j])
+            with np.errstate(invalid="ignore", over="ignore"):
+                wt = np.where(bad, 0.0, w * np.exp(np.where(bad, 0.0, logS[j])) / self._den[j])
+            if bad.any():
+                frac = float(w[bad].sum() / w.sum()) if w.sum() > 0 else float("nan")
+                _log.warning("unbinned channel %r: model density not positive for %d of %d MC events "
+                             "(%.2g of the MC weight) at theta = %s; they get expected weight 0",
+                             self.channel_names[j], int(bad.sum()), bad.size, frac, np.round(theta, 4).tolist())
+            if info is not None:
+                info["nonpositive_events"].append(int(bad.sum()))
+                info["nonpositive_weight_fraction"].append(float(w[bad].sum() / w.sum()) if w.sum() > 0 else 0.0)
             if self.normalise:
                 nu = float(jnp.sum(ys[j]))
                 s = wt.sum()
@@ -297,7 +322,8 @@ class ToyGenerator:
         aux_p = rng.poisson(np.maximum(lam_p, 0.0), size=(T, lam_p.size)).astype(float)
         aux_p = np.where(fixed[self._p_idx], self._p_aux0, aux_p)
         idxs, ks, rep = [], [], []
-        for j, wt in enumerate(self.expected_weights(theta)):
+        info: dict = {}
+        for j, wt in enumerate(self.expected_weights(theta, info)):
             tot = float(wt.sum())
             cdf = np.cumsum(wt) / tot
             per_idx, per_k = [], []
@@ -320,7 +346,7 @@ class ToyGenerator:
             ks.append(K)
             rep.append(n_rep / max(n_tot, 1))
         return ToySet(theta, binned, aux_n, aux_p, idxs, ks, seed=seed,
-                      meta={"repeat_fraction": rep, "n_toys": T})
+                      meta={"repeat_fraction": rep, "n_toys": T, **info})
 
     def asimov(self, theta) -> ToySet:
         """Asimov dataset at ``theta`` as a one-entry ToySet: all MC events with their expected

@@ -10,4 +10,4 @@ with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
     chunk = compute_chunk(gen, p.mu, p.n, p.seed, mu_index=int(sm.wildcards.imu), batch=int(sm.wildcards.batch),
                           kind=p.kind, theta=theta)
     write_chunk(chunk, sm.output[0])
-    log.info("mu=%g: %d toys, %s", p.mu, p.n, {k: v for k, v in chunk.items() if k in ("n_fallback", "n_failed", "seconds")})
+    log.info("mu=%g: %d toys, %s", p.mu, p.n, {k: v for k, v in chunk.items() if k in ("n_fallback", "n_failed", "nonpositive_events", "seconds")})
