@@ -29,4 +29,9 @@ def test_closure_report_ratio_and_target():
     assert r["nsbi_over_oracle_width_68_stat_only"] == pytest.approx(1.2)
     assert r["within_target_stat_only"] is False
     assert r["scans"]["hist_stat_syst"]["width_68"] == pytest.approx(1.6)
+    # narrower than the physical limit by more than 5 % is outside the target too
+    scans[("nsbi", "scan")] = _scan(0.45)
+    r = closure_report(scans, target_ratio=1.05)
+    assert r["nsbi_over_oracle_width_68_stat_syst"] == pytest.approx(0.9)
+    assert r["within_target_stat_syst"] is False
     assert r["scans"]["oracle_stat_syst"]["expected_significance_poi0"] == pytest.approx(2.0, rel=1e-3)
