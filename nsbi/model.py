@@ -340,7 +340,7 @@ class Model:
             return 1.0
         e = self._morph_exprs[expr]
         ns = {n: p[self.par_slices[n].start] for n in e.names}
-        return e.evaluate(ns, xp=jnp)
+        return e.evaluate(ns, xp=_MORPH_XP)
 
     # ------------------------------------------------------------------ binned
     def _build_binned(self, observations: Mapping[str, Any]) -> None:
@@ -556,6 +556,38 @@ class Model:
             f"Model(binned={[c['name'] for c in self.binned_channels]}, "
             f"unbinned={[c['name'] for c in self.unbinned_channels]}, npars={self.npars}, poi={self.poi_name!r})"
         )
+
+
+@jax.custom_jvp
+def _sqrt(x):
+    """sqrt with a finite derivative at 0 (0.5/sqrt(1e-200) = 5e99 instead of inf).
+
+    Morphing coefficients such as mu - sqrt(mu) are not differentiable at mu = 0. With the
+    exact derivative, forward-mode autodiff (Hessians, Jacobians) multiplies inf by the zero
+    tangent of every *other* parameter and the whole Hessian becomes NaN, e.g. in a profile
+    scan at the fixed point mu = 0. The large finite slope keeps those products 0 and still
+    points the way for a free mu at its bound."""
+    return jnp.sqrt(x)
+
+
+@_sqrt.defjvp
+def _sqrt_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    safe = jnp.where(x > 1e-200, x, 1e-200)
+    # the primal through _sqrt again, so that higher derivatives use this rule as well
+    return _sqrt(x), t * (0.5 / _sqrt(safe))
+
+
+class _MorphNamespace:
+    """``jax.numpy`` for morphing expressions, with :func:`_sqrt`."""
+
+    sqrt = staticmethod(_sqrt)
+
+    def __getattr__(self, name):
+        return getattr(jnp, name)
+
+
+_MORPH_XP = _MorphNamespace()
 
 
 def _code4_dweights(alpha):

@@ -121,3 +121,52 @@ def test_one_pass_hessian_matches_autodiff(point):
         p[m.index(name)] = v
     ref = np.asarray(m._hess_autodiff(jnp.asarray(p), m._data))
     np.testing.assert_allclose(m.hessian(p), ref, rtol=1e-10, atol=1e-10 * np.max(np.abs(ref)))
+
+
+def test_sqrt_morphing_derivatives_finite_at_mu_zero():
+    """mu - sqrt(mu), sqrt(mu), 1 - sqrt(mu) are not differentiable at mu = 0. Derivatives with
+    respect to the *other* parameters must stay finite there (forward-mode autodiff would
+    otherwise give 0 x inf = NaN for the whole Hessian, e.g. at the mu = 0 point of a scan):
+    gradient and Hessian of the other parameters equal central finite differences, and a fit
+    with mu fixed at 0 converges with every minimiser to the same minimum."""
+    from nsbi import fit as F
+
+    rng = np.random.default_rng(3)
+    n = 400
+    ev = {"weight": rng.uniform(0.5, 1.5, n)}
+    for c in ("S", "SBI", "B"):
+        ev[f"logr_{c}"] = rng.normal(0, 0.3, n)
+    ev["logr_S"] = ev["logr_S"] - 1.0  # keep S(x|mu) > 0 for mu in [0, 1]
+    ev["logr_B__s1_up"] = rng.normal(0.05, 0.1, n)
+    ev["logr_B__s1_down"] = rng.normal(-0.05, 0.1, n)
+    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
+        {"name": "S", "yield": 5.0, "morphing": "mu - sqrt(mu)", "modifiers": []},
+        {"name": "SBI", "yield": 30.0, "morphing": "sqrt(mu)", "modifiers": []},
+        {"name": "B", "yield": 60.0, "morphing": "1 - sqrt(mu)",
+         "modifiers": [{"name": "s1", "type": "eventsys"}, {"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}}]}]}]}
+    m = Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}})
+    p = np.array([0.0, 0.3, -0.2])
+    assert m.par_names == ["mu", "s1", "n1"]
+    v, g = m.twice_nll_and_grad(p)
+    v2, g2, H = m.twice_nll_grad_hessian(p)
+    assert np.isfinite(v) and v2 == pytest.approx(v, rel=1e-12)
+    h = 1e-5
+    for i in (1, 2):
+        e = np.zeros(3)
+        e[i] = h
+        assert g[i] == pytest.approx((m.twice_nll(p + e) - m.twice_nll(p - e)) / (2 * h), rel=1e-6)
+        assert g2[i] == pytest.approx(g[i], rel=1e-10)
+        for j in (1, 2):
+            hh = 1e-3
+            a, b = np.zeros(3), np.zeros(3)
+            a[i], b[j] = hh, hh
+            num = (m.twice_nll(p + a + b) - m.twice_nll(p + a - b) - m.twice_nll(p - a + b)
+                   + m.twice_nll(p - a - b)) / (4 * hh * hh)
+            assert H[i, j] == pytest.approx(num, rel=1e-4, abs=1e-4)
+    assert np.all(np.isfinite(m.hessian(p)[1:, 1:]))
+    ref = F.fit(m, fixed={"mu": 0.0}, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)
+    for kw in ({"minimizer": "newton"}, {"minimizer": "migrad", "use_hessian": True}):
+        r = F.fit(m, fixed={"mu": 0.0}, **kw)
+        assert r.status["valid"], kw
+        assert r.twice_nll == pytest.approx(ref.twice_nll, abs=1e-5)
+        np.testing.assert_allclose(r.values, ref.values, atol=2e-3)
