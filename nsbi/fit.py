@@ -319,9 +319,13 @@ def fit(
                        "newton_reason": nr.reason}
         if nr.converged:
             return _newton_result(model, full(nr.x), nr, fixed_mask, newton_info)
+        if nr.iterations == 0 and not np.isfinite(nr.fval):
+            return _nonfinite_result(model, x_start, fixed_mask, newton_info)
         # fall back to MIGRAD from the best point reached
         m.values = nr.x
         newton_info["minimizer"] = "migrad (newton fallback)"
+    elif not np.isfinite(model.twice_nll(full(np.array(m.values)))):
+        return _nonfinite_result(model, full(np.array(m.values)), fixed_mask, {"minimizer": "migrad"})
     if use_grad and use_hessian:
         # iminuit 2.33 fails ("'NoneType' object is not callable") when a user Hessian is not
         # positive definite at the start: run MIGRAD without it and take the errors from the
@@ -379,6 +383,21 @@ def fit(
         minos=mres,
         poi=model.poi_name,
     )
+
+
+def _nonfinite_result(model, x, fixed_mask, info: dict) -> FitResult:
+    """-2 ln L is not finite at the start point (typically: the model density S(x|theta) <= 0
+    for some events, e.g. learned ratios with a negative morphing coefficient at large mu).
+    No minimiser can start there: the result is NaN, not valid, with the reason in the status
+    (instead of thousands of MIGRAD calls wandering through NaN)."""
+    n = model.npars
+    nan = np.full(n, np.nan)
+    status = {"valid": False, "accurate": False, "edm": float("nan"), "nfcn": 1, "ngrad": 0, "hesse_failed": True,
+              "at_limit": False, **info,
+              "reason": "-2lnL not finite at the start point (model density <= 0 for some events?)"}
+    return FitResult(names=list(model.par_names), values=np.asarray(x, float), errors=nan, covariance=np.full((n, n), np.nan),
+                     correlation=np.full((n, n), np.nan), twice_nll=float("nan"), status=status, fixed=fixed_mask,
+                     minos={}, poi=model.poi_name)
 
 
 def _newton_result(model, values, nr: _NewtonResult, fixed_mask, info: dict) -> FitResult:

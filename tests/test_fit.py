@@ -258,3 +258,20 @@ def test_start_where_the_hessian_is_not_positive_definite():
         assert r.twice_nll == pytest.approx(ref.twice_nll, abs=1e-5)
         assert np.all(np.abs(r.values - ref.values) < 2e-3 * ref.errors)
         np.testing.assert_allclose(r.errors, ref.errors, rtol=5e-3)
+
+
+def test_fit_where_the_model_density_is_negative_returns_nan_quickly():
+    """At mu = -2 the density mu nu_S r_S + nu_B is negative for events at the signal peak, so
+    -2 ln L is not finite: every minimiser returns NaN, not valid, with the reason, after a
+    single likelihood evaluation (MIGRAD used to wander through NaN for thousands of calls).
+    A scan reports NaN at such points and its intervals come from the others."""
+    m = _two_param_model(mu_bounds=(-3.0, 5.0))
+    assert not np.isfinite(m.twice_nll(np.array([-2.0, 1.0])))
+    for kw in ({"minimizer": "newton"}, {"minimizer": "migrad"}, {"minimizer": "migrad", "use_hessian": False}):
+        r = F.fit(m, fixed={"mu": -2.0}, **kw)
+        assert not r.status["valid"] and math.isnan(r.twice_nll) and "not finite" in r.status["reason"]
+        assert r.status["nfcn"] == 1
+    s = F.scan(m, values=[-2.0, 0.0, 0.5, 1.0, 1.5, 2.0])
+    assert math.isnan(s.twice_nll[0]) and not s.converged[0] and np.all(np.isfinite(s.twice_nll[1:]))
+    lo, hi = s.intervals["68"]
+    assert 0.0 < lo < s.best < hi < 2.0
