@@ -287,7 +287,8 @@ def fit(
     :func:`_newton`; the covariance is 2 H^-1 at the minimum, i.e. ``errors="exact"``;
     MIGRAD + HESSE take over from the reached point when it does not converge, e.g. at a
     parameter bound, and ``status["minimizer"]`` says which one produced the result);
-    ``"auto"`` (default): Newton when the exact Hessian is used and no MINOS is asked for.
+    ``"auto"`` (default): Newton for unbinned models (>= 50 000 events) with fewer than 30
+    parameters when the exact Hessian is used and no MINOS is asked for, else MIGRAD.
     """
     if use_hessian == "auto":
         n_events = sum(u.n_events for u in getattr(model, "_unb", []))
@@ -299,7 +300,12 @@ def fit(
     if errors not in ("hesse", "exact"):
         raise ValueError(f"errors must be 'hesse' or 'exact', got {errors!r}")
     if minimizer == "auto":
-        minimizer = "newton" if (use_hessian and use_grad and not minos) else "migrad"
+        # Newton where one value+gradient+Hessian pass costs about 1.5 value+gradient passes
+        # (unbinned events, few parameters); with many parameters the autodiff Hessian costs
+        # ~npars passes and MIGRAD seeded with one exact Hessian is faster (benchmarks/README.md)
+        n_events = sum(u.n_events for u in getattr(model, "_unb", []))
+        newton = use_hessian and use_grad and not minos and n_events >= 50_000 and model.npars < 30
+        minimizer = "newton" if newton else "migrad"
     m, fixed_mask, full = _minuit(model, init, _resolve_fixed(model, fixed), strategy, tolerance, use_grad,
                                   use_hessian)
     free = ~fixed_mask
@@ -326,22 +332,26 @@ def fit(
         newton_info["minimizer"] = "migrad (newton fallback)"
     elif not np.isfinite(model.twice_nll(full(np.array(m.values)))):
         return _nonfinite_result(model, full(np.array(m.values)), fixed_mask, {"minimizer": "migrad"})
-    if use_grad and use_hessian:
-        # iminuit 2.33 fails ("'NoneType' object is not callable") when a user Hessian is not
-        # positive definite at the start: run MIGRAD without it and take the errors from the
-        # exact Hessian at the minimum instead of HESSE
-        try:
-            np.linalg.cholesky(model.hessian(full(np.array(m.values)))[np.ix_(free, free)])
-        except np.linalg.LinAlgError:
-            m, _, _ = _minuit(model, full(np.array(m.values)), _resolve_fixed(model, fixed), strategy, tolerance,
-                              use_grad, False)
-            newton_info["start_hessian"] = "not positive definite: MIGRAD without it, errors from the exact Hessian"
-            if hesse and errors == "hesse":
-                errors = "exact"
-    m.migrad()
-    if not m.valid:  # one retry from the reached point with a stricter strategy
-        m.strategy = 2
+    x_migrad = full(np.array(m.values))
+    try:
         m.migrad()
+        if not m.valid:  # one retry from the reached point with a stricter strategy
+            m.strategy = 2
+            m.migrad()
+    except TypeError as exc:
+        # iminuit 2.33 can fail with "'NoneType' object is not callable" when the user Hessian
+        # is not positive definite far from the minimum (it then asks for a g2 callback that
+        # does not exist): restart without it; the errors come from the exact Hessian
+        if not (use_grad and use_hessian and "NoneType" in str(exc)):
+            raise
+        m, _, _ = _minuit(model, x_migrad, _resolve_fixed(model, fixed), strategy, tolerance, use_grad, False)
+        newton_info["start_hessian"] = "iminuit failed with the exact Hessian: MIGRAD without it, errors from the exact Hessian"
+        if hesse and errors == "hesse":
+            errors = "exact"
+        m.migrad()
+        if not m.valid:
+            m.strategy = 2
+            m.migrad()
     if hesse and errors == "hesse":
         m.hesse()
     values = full(np.array(m.values))
