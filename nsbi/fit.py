@@ -290,8 +290,8 @@ def fit(
     ``"auto"`` (default): Newton for unbinned models (>= 50 000 events) with fewer than 30
     parameters when the exact Hessian is used and no MINOS is asked for, else MIGRAD.
     """
+    n_events = sum(u.n_events for u in getattr(model, "_unb", []))
     if use_hessian == "auto":
-        n_events = sum(u.n_events for u in getattr(model, "_unb", []))
         use_hessian = n_events >= 50_000 or model.npars >= 30
     elif not isinstance(use_hessian, bool):
         raise ValueError(f"use_hessian must be True, False or 'auto', got {use_hessian!r}")
@@ -303,7 +303,6 @@ def fit(
         # Newton where one value+gradient+Hessian pass costs about 1.5 value+gradient passes
         # (unbinned events, few parameters); with many parameters the autodiff Hessian costs
         # ~npars passes and MIGRAD seeded with one exact Hessian is faster (benchmarks/README.md)
-        n_events = sum(u.n_events for u in getattr(model, "_unb", []))
         newton = use_hessian and use_grad and not minos and n_events >= 50_000 and model.npars < 30
         minimizer = "newton" if newton else "migrad"
     m, fixed_mask, full = _minuit(model, init, _resolve_fixed(model, fixed), strategy, tolerance, use_grad,
@@ -330,14 +329,18 @@ def fit(
         # fall back to MIGRAD from the best point reached
         m.values = nr.x
         newton_info["minimizer"] = "migrad (newton fallback)"
-    elif not np.isfinite(model.twice_nll(full(np.array(m.values)))):
-        return _nonfinite_result(model, full(np.array(m.values)), fixed_mask, {"minimizer": "migrad"})
     x_migrad = full(np.array(m.values))
-    try:
+    if minimizer == "migrad" and not np.isfinite(model.twice_nll(x_migrad)):
+        return _nonfinite_result(model, x_migrad, fixed_mask, {"minimizer": "migrad"})
+
+    def run_migrad(m):
         m.migrad()
         if not m.valid:  # one retry from the reached point with a stricter strategy
             m.strategy = 2
             m.migrad()
+
+    try:
+        run_migrad(m)
     except TypeError as exc:
         # iminuit 2.33 can fail with "'NoneType' object is not callable" when the user Hessian
         # is not positive definite far from the minimum (it then asks for a g2 callback that
@@ -348,10 +351,7 @@ def fit(
         newton_info["start_hessian"] = "iminuit failed with the exact Hessian: MIGRAD without it, errors from the exact Hessian"
         if hesse and errors == "hesse":
             errors = "exact"
-        m.migrad()
-        if not m.valid:
-            m.strategy = 2
-            m.migrad()
+        run_migrad(m)
     if hesse and errors == "hesse":
         m.hesse()
     values = full(np.array(m.values))
@@ -368,10 +368,7 @@ def fit(
         errors_ = np.zeros(n)
         errors_[free] = np.sqrt(np.clip(np.diag(cov)[free], 0, None))
         err = errors_
-    d = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.where(np.outer(d, d) > 0, cov / np.outer(d, d), 0.0)
-    np.fill_diagonal(corr, np.where(d > 0, 1.0, 0.0))
+    d, corr = _errors_and_correlation(cov)
     mres: dict[str, tuple[float, float]] = {}
     if minos:
         names = [model.poi_name] if minos is True else list(minos)
@@ -395,6 +392,15 @@ def fit(
     )
 
 
+def _errors_and_correlation(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sqrt of the diagonal and the correlation matrix (0 rows/columns for fixed parameters)."""
+    d = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(np.outer(d, d) > 0, cov / np.outer(d, d), 0.0)
+    np.fill_diagonal(corr, np.where(d > 0, 1.0, 0.0))
+    return d, corr
+
+
 def _nonfinite_result(model, x, fixed_mask, info: dict) -> FitResult:
     """-2 ln L is not finite at the start point (typically: the model density S(x|theta) <= 0
     for some events, e.g. learned ratios with a negative morphing coefficient at large mu).
@@ -415,10 +421,7 @@ def _newton_result(model, values, nr: _NewtonResult, fixed_mask, info: dict) -> 
     n = model.npars
     cov = np.zeros((n, n))  # the exact Hessian is at hand: errors whether or not HESSE was asked for
     cov[np.ix_(free, free)] = 2.0 * np.linalg.inv(nr.hess)
-    d = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.where(np.outer(d, d) > 0, cov / np.outer(d, d), 0.0)
-    np.fill_diagonal(corr, np.where(d > 0, 1.0, 0.0))
+    d, corr = _errors_and_correlation(cov)
     lo = np.array([b[0] for b in model.bounds], float)
     hi = np.array([b[1] for b in model.bounds], float)
     at_limit = bool(np.any(free & ((values - lo < 1e-8 * (1 + np.abs(lo))) | (hi - values < 1e-8 * (1 + np.abs(hi))))))

@@ -270,14 +270,14 @@ class ToyGenerator:
             bad = ~np.isfinite(logS[j])
             with np.errstate(invalid="ignore", over="ignore"):
                 wt = np.where(bad, 0.0, w * np.exp(np.where(bad, 0.0, logS[j])) / self._den[j])
+            frac = float(w[bad].sum() / w.sum()) if w.sum() > 0 else 0.0
             if bad.any():
-                frac = float(w[bad].sum() / w.sum()) if w.sum() > 0 else float("nan")
                 _log.warning("unbinned channel %r: model density not positive for %d of %d MC events "
                              "(%.2g of the MC weight) at theta = %s; they get expected weight 0",
                              self.channel_names[j], int(bad.sum()), bad.size, frac, np.round(theta, 4).tolist())
             if info is not None:
                 info["nonpositive_events"].append(int(bad.sum()))
-                info["nonpositive_weight_fraction"].append(float(w[bad].sum() / w.sum()) if w.sum() > 0 else 0.0)
+                info["nonpositive_weight_fraction"].append(frac)
             if self.normalise:
                 nu = float(jnp.sum(ys[j]))
                 s = wt.sum()
