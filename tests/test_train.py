@@ -159,6 +159,27 @@ def test_history_logging_and_early_stopping(tmp_path):
     assert np.allclose(1.0 / mod.feature_scale.numpy(), h["feature_std"], rtol=1e-6)
 
 
+def test_learning_rate_decay_on_plateau():
+    num, den = _gauss_pair(1, 1000)
+    lr0 = 3e-2
+    # patience 0: the rate halves after every epoch whose validation loss is not a new best
+    # (torch's default relative threshold 1e-4); large rate so that some epochs are not
+    s = dict(FAST, learning_rate=lr0, max_epochs=12, patience=20, lr_decay={"factor": 0.5, "patience": 0})
+    _, h = train_ratio(num, den, ["x"], s, seed=2)
+    lr, val = h["learning_rate"], h["val_loss"]
+    assert len(lr) == len(val) == 12 and lr[0] == pytest.approx(lr0)
+    expected, best = [lr0], math.inf
+    for v in val[:-1]:
+        improved = v < best * (1 - 1e-4)
+        best = min(best, v)
+        expected.append(expected[-1] * (1.0 if improved else 0.5))
+    assert lr == pytest.approx(expected, rel=1e-12)
+    assert min(lr) < lr0  # the case is not trivial: some epochs did not improve
+    # without lr_decay the rate is constant
+    _, h = train_ratio(num, den, ["x"], dict(s, lr_decay=None, max_epochs=4), seed=2)
+    assert h["learning_rate"] == pytest.approx([lr0] * 4, rel=1e-12)
+
+
 def test_gaussian_1d_ratio_vs_analytic():
     num, den = _gauss_pair(2, 5000)
     mod, _ = train_ratio(num, den, ["x"], FAST, seed=3)

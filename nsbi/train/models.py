@@ -273,7 +273,16 @@ class RatioModuleBase(L.LightningModule):
         kw = {"lr": float(s.get("learning_rate", 1e-3)), "weight_decay": float(s.get("weight_decay", 0.0))}
         if name == "sgd":
             kw["momentum"] = float(s.get("momentum", 0.9))
-        return _OPTIMISERS[name](self.parameters(), **kw)
+        opt = _OPTIMISERS[name](self.parameters(), **kw)
+        decay = s.get("lr_decay")
+        if not decay:
+            return opt
+        # halve (``factor``) the learning rate when the validation loss has not improved for
+        # ``patience`` epochs: late epochs refine log r instead of jittering around it
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=float(decay.get("factor", 0.5)), patience=int(decay.get("patience", 3)),
+            min_lr=float(decay.get("min_lr", 0.0)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
 
 
 @register_model("mlp")

@@ -70,6 +70,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_epochs": 50,
     "patience": 5,
     "min_delta": 0.0,
+    "lr_decay": None,  # {factor, patience, min_lr}: ReduceLROnPlateau on the validation loss
     "validation_fraction": 0.2,
     "progress_bar": True,
     "deterministic": True,
@@ -253,6 +254,7 @@ class _History(Callback):
         self.epoch: list[int] = []
         self.train_loss: list[float] = []
         self.val_loss: list[float] = []
+        self.learning_rate: list[float] = []
         self.best = math.inf
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -265,6 +267,9 @@ class _History(Callback):
         v = float(v) if v is not None else math.nan
         self.val_loss.append(v)
         self.epoch.append(int(trainer.current_epoch))
+        # the rate this epoch was trained with (a plateau scheduler steps after this hook)
+        self.learning_rate.append(float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers
+                                  else math.nan)
         if math.isfinite(v) and v < self.best:
             self.best, self.best_epoch = v, int(trainer.current_epoch)
             self.best_state = {k: t.detach().cpu().clone() for k, t in pl_module.state_dict().items()}
@@ -351,6 +356,7 @@ def _fit(classes, features, settings, seed, member, n_folds, log_dir, n_outputs)
         "epoch": hist.epoch,
         "train_loss": hist.train_loss[: len(hist.epoch)],
         "val_loss": hist.val_loss,
+        "learning_rate": hist.learning_rate,
         "best_epoch": hist.best_epoch,
         "best_val_loss": hist.best,
         "epochs_run": len(hist.epoch),
@@ -363,7 +369,7 @@ def _fit(classes, features, settings, seed, member, n_folds, log_dir, n_outputs)
         "paired": bool(paired),
         "feature_mean": mean.tolist(),
         "feature_std": std.tolist(),
-        "settings": {k: v for k, v in s.items() if isinstance(v, (int, float, str, bool, list, type(None)))},
+        "settings": {k: v for k, v in s.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))},
     }
     return module, history
 
