@@ -417,13 +417,21 @@ def coverage(gen: ToyGenerator, mu_true: Sequence[float], n_toys: int, seed: int
 
 
 # ---------------------------------------------------------------------------- bias / linearity
-def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=None, tol: float = 1e-12) -> dict[str, Any]:
+# Asimov fits carry every MC event (toys only the few drawn), and the batched solver's Hessian
+# holds (points x parameters x events x per-event arrays) numbers: bound the events per call.
+ASIMOV_EVENTS_PER_CALL = 400_000
+
+
+def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=None, tol: float = 1e-12,
+              batch_size: int | None = None) -> dict[str, Any]:
     """Asimov datasets at each injected point (mapping label -> value on top of the model
     inits; MC reweighted by the model itself, :meth:`ToyGenerator.asimov`), fitted with the
     batched minimiser from ``start`` (default model inits); errors from the exact Hessian
     (cov = 2 H^-1 over the free parameters). Returns fitted vs injected for every parameter,
     the POI bias and a weighted straight-line fit of fitted vs injected POI (over the points
-    that shift no parameter but the POI; the others are listed with ``shifted``)."""
+    that shift no parameter but the POI; the others are listed with ``shifted``).
+    ``batch_size``: Asimov points per vmapped call (default: as many as keep the unbinned
+    entries per call under :data:`ASIMOV_EVENTS_PER_CALL`)."""
     import jax
     import jax.numpy as jnp
 
@@ -441,9 +449,18 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     data = jax.tree_util.tree_map(jnp.asarray, data)
     free = ~np.asarray(model.fixed, bool)
     x0 = param_vector(model, start)
-    r = batchfit.minimize(gen.twice_nll, data, x0, model.bounds, free, shared=(gen.mc_arrays,), tol=tol)
+    if batch_size is None:
+        per_point = max(1, sum(len(i) for i in sets[0].idx))
+        batch_size = max(1, ASIMOV_EVENTS_PER_CALL // per_point)
+    bs = min(int(batch_size), len(sets))
+    r = batchfit.minimize(gen.twice_nll, data, x0, model.bounds, free, shared=(gen.mc_arrays,), tol=tol,
+                          batch_size=bs)
     hess = jax.jit(jax.vmap(jax.hessian(gen.twice_nll), in_axes=(0, 0, None)))
-    H = np.asarray(hess(jnp.asarray(r.values), data, gen.mc_arrays))
+    H = np.empty((len(sets), model.npars, model.npars))
+    for s in range(0, len(sets), bs):
+        idx = np.arange(s, min(s + bs, len(sets)))
+        pad = np.concatenate([idx, np.full(bs - len(idx), idx[-1])])  # one compiled shape
+        H[idx] = np.asarray(hess(jnp.asarray(r.values[pad]), batchfit.take(data, pad), gen.mc_arrays))[: len(idx)]
     points = []
     for i, th in enumerate(thetas):
         Hf = H[i][np.ix_(free, free)]

@@ -170,3 +170,8 @@ def test_linearity_on_asimov(tmp_path):
     assert lin["points"][1]["poi_error"] == pytest.approx(r.error("mu"), rel=1e-3)
     plot_linearity(lin, tmp_path / "lin.png")
     assert (tmp_path / "lin.png").stat().st_size > 0
+    # points fitted two per call (the last call padded) give the same fits and errors
+    chunked = N.linearity(gen, points, batch_size=2)
+    for a, b in zip(chunked["points"], lin["points"]):
+        assert a["fitted"] == pytest.approx(b["fitted"], abs=1e-8)
+        assert a["errors"] == pytest.approx(b["errors"], rel=1e-8)
