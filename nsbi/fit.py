@@ -166,17 +166,19 @@ class _NewtonResult:
 
 
 def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
-    """Damped Newton minimisation of -2 ln L over the free parameters on the exact Hessian.
+    """Projected damped Newton minimisation of -2 ln L over the free parameters on the exact
+    Hessian.
 
     Each iteration costs one value+gradient+Hessian pass (``Model.twice_nll_grad_hessian``,
-    about two value+gradient passes for an unbinned channel); a step that does not decrease
-    the objective enough (Armijo, c = 1e-4) is halved with value-only passes. Converged when
-    the estimated distance to the minimum EDM = g^T H^-1 g / 2 is below Minuit's criterion
-    0.002 x tolerance (errordef 1), so the Hessian and errors are those at the final point.
-    Where the Hessian is not positive definite (far from the minimum) the step uses the
-    absolute values of its eigenvalues. Gives up (``converged=False``, the caller falls back
-    to MIGRAD) when a step would leave the parameter bounds, the line search fails, or after
-    ``max_iter`` iterations.
+    about two value+gradient passes for an unbinned channel). Parameters on a bound whose
+    gradient points outwards are held there (active set); the Newton step of the others is
+    projected onto the bounds, and a step that does not decrease the objective enough
+    (Armijo, c = 1e-4) is halved with value-only passes. Converged when the estimated
+    distance to the minimum over the parameters not held, EDM = g^T H^-1 g / 2, is below
+    Minuit's criterion 0.002 x tolerance (errordef 1), so the Hessian and errors are those
+    at the final point. Where the Hessian is not positive definite (far from the minimum)
+    the step uses the absolute values of its eigenvalues. Gives up (``converged=False``, the
+    caller falls back to MIGRAD) when the line search fails or after ``max_iter`` iterations.
     """
     lo = np.array([model.bounds[i][0] for i in free], float)
     hi = np.array([model.bounds[i][1] for i in free], float)
@@ -191,54 +193,49 @@ def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
         v, g, H = model.twice_nll_grad_hessian(full(xf))
         return v, g[free], H[np.ix_(free, free)]
 
-    x = base[free].copy()
+    x = np.clip(base[free], lo, hi)
     v, g, H = vgh(x)
     nvgh, nval = 1, 0
     edm_max = 0.002 * tolerance
     edm = math.inf
-    truncated = 0
     for it in range(max_iter + 1):
         if not (np.isfinite(v) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             return _NewtonResult(x, v, H, edm, it, nvgh, nval, False, "non-finite likelihood")
+        held = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
+        act = ~held
+        ga, Ha = g[act], H[np.ix_(act, act)]
         try:
-            L = np.linalg.cholesky(H)
+            L = np.linalg.cholesky(Ha)
         except np.linalg.LinAlgError:
             L = None
+        step = np.zeros_like(x)
         if L is not None:
-            step = -np.linalg.solve(L.T, np.linalg.solve(L, g))
-            edm = -0.5 * float(g @ step)
+            step[act] = -np.linalg.solve(L.T, np.linalg.solve(L, ga))
+            edm = -0.5 * float(ga @ step[act])
             if edm < edm_max:
-                return _NewtonResult(x, v, H, edm, it, nvgh, nval, True, "converged")
+                reason = "converged" if not held.any() else f"converged ({int(held.sum())} held at a bound)"
+                return _NewtonResult(x, v, H, edm, it, nvgh, nval, True, reason)
         else:  # far from the minimum: Newton step with |eigenvalues| (a descent direction)
-            lam, V = np.linalg.eigh(H)
+            lam, V = np.linalg.eigh(Ha)
             lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, float(np.max(np.abs(lam)))))
-            step = -V @ ((V.T @ g) / lam)
+            step[act] = -V @ ((V.T @ ga) / lam)
             edm = math.inf
         if it == max_iter:
             break
-        if np.any(x + step < lo) or np.any(x + step > hi):
-            # shorten the step to stay inside (with a margin); a minimum at or beyond a bound
-            # is left to MIGRAD, which handles limits
-            with np.errstate(divide="ignore", invalid="ignore"):
-                room = np.where(step > 0, (hi - x) / step, np.where(step < 0, (lo - x) / step, np.inf))
-            t_max = float(np.min(room))
-            truncated += 1
-            if truncated > 2 or t_max < 1e-3:
-                return _NewtonResult(x, v, H, edm, it, nvgh, nval, False, "step leaves the parameter bounds")
-            step = 0.9 * t_max * step
-        slope = float(g @ step)
         t = 1.0
-        xn = x + step
+        xn = np.clip(x + step, lo, hi)  # projected onto the bounds
+        dec = float(g @ (xn - x))
         vn, gn, Hn = vgh(xn)
         nvgh += 1
-        while not (np.isfinite(vn) and vn <= v + 1e-4 * t * slope):
+        while not (np.isfinite(vn) and dec < 0 and vn <= v + 1e-4 * dec):
             t *= 0.5
-            if t < 1e-6:
+            if t < 1e-6 or not dec < 0:
                 return _NewtonResult(x, v, H, edm, it, nvgh, nval, False, "line search failed")
-            xn = x + t * step
+            xn = np.clip(x + t * step, lo, hi)
+            dec = float(g @ (xn - x))
             vn = model.twice_nll(full(xn))
             nval += 1
-            if np.isfinite(vn) and vn <= v + 1e-4 * t * slope:
+            if np.isfinite(vn) and dec < 0 and vn <= v + 1e-4 * dec:
                 vn, gn, Hn = vgh(xn)
                 nvgh += 1
         x, v, g, H = xn, vn, gn, Hn
@@ -285,8 +282,9 @@ def fit(
 
     ``minimizer``: ``"migrad"``; ``"newton"`` (damped Newton on the exact Hessian, see
     :func:`_newton`; the covariance is 2 H^-1 at the minimum, i.e. ``errors="exact"``;
-    MIGRAD + HESSE take over from the reached point when it does not converge, e.g. at a
-    parameter bound, and ``status["minimizer"]`` says which one produced the result);
+    parameters on a bound with the gradient pointing outwards are held there; MIGRAD + HESSE
+    take over from the reached point when it does not converge, and ``status["minimizer"]``
+    says which one produced the result);
     ``"auto"`` (default): Newton for unbinned models (>= 50 000 events) with fewer than 30
     parameters when the exact Hessian is used and no MINOS is asked for, else MIGRAD.
     """

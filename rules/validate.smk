@@ -180,7 +180,7 @@ rule linearity:
         plot=report(f"{RESULTS}/validation/linearity.png", category="Validation", subcategory="bias and linearity"),
     input:
         ws=VAL_WS,
-        code=VAL_CODE,
+        code=nsbi_sources("validation", "toys", "batchfit", "neyman", "fit", "model", "workspace", "plotting/intervals"),
     params:
         injected=VAL["linearity"],
         nuisances=VAL["linearity_nuisances"],

@@ -212,19 +212,24 @@ def test_newton_minimizer_matches_strict_migrad():
             assert a.value("nb") == 1.02 and a.error("nb") == 0.0
 
 
-def test_newton_falls_back_to_migrad_at_a_bound():
-    """No signal in the data and mu >= 0: the unconstrained minimum lies outside the bounds,
-    the Newton step would leave them, and MIGRAD takes over with the same result as MIGRAD
-    alone (the fallback is reported in the status)."""
+def test_newton_holds_a_parameter_at_its_bound():
+    """No signal in the data and mu >= 0: the unconstrained minimum lies outside the bounds.
+    The projected Newton holds mu at 0 (gradient pointing outwards) and minimises the rest,
+    reaching the minimum of a strict MIGRAD; a start on the bound works too."""
     m = _two_param_model(n_sig=0, mu_bounds=(0.0, 5.0), seed=3)
     free_fit = F.fit(_two_param_model(n_sig=0, mu_bounds=(-5.0, 5.0), seed=3), minimizer="newton")
     assert free_fit.value("mu") < 0  # so that the bound is active
-    a = F.fit(m, minimizer="newton")
-    b = F.fit(m, minimizer="migrad")
-    assert a.status["minimizer"] == "migrad (newton fallback)"
-    assert a.status["newton_reason"] == "step leaves the parameter bounds"
-    assert a.value("mu") == pytest.approx(0.0, abs=1e-3)
-    assert a.twice_nll == pytest.approx(b.twice_nll, abs=1e-6)
+    b = F.fit(m, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)
+    for init in (None, [0.0, 1.3]):
+        a = F.fit(m, init=init, minimizer="newton")
+        assert a.status["minimizer"] == "newton" and a.status["valid"] and a.status["at_limit"]
+        assert a.status["newton_reason"] == "converged (1 held at a bound)"
+        assert a.value("mu") == 0.0
+        assert a.twice_nll == pytest.approx(b.twice_nll, abs=1e-6)
+        assert a.value("nb") == pytest.approx(b.value("nb"), abs=1e-3 * b.error("nb"))
+        # the gradient along the held parameter points outwards, the other one vanishes
+        g = np.asarray(m.twice_nll_and_grad(a.values)[1])
+        assert g[0] > 0 and abs(g[1]) < 1e-3
     with pytest.raises(ValueError, match="minimizer"):
         F.fit(m, minimizer="bfgs")
 
