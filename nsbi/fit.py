@@ -213,6 +213,13 @@ def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
             step[act] = -np.linalg.solve(L.T, np.linalg.solve(L, ga))
             edm = -0.5 * float(ga @ step[act])
             if edm < edm_max:
+                near = np.where(np.isfinite(hi - lo), 1e-6 * (hi - lo), 0.0)
+                if np.any(((x <= lo + near) & (g < 0)) | ((x >= hi - near) & (g > 0))):
+                    # a tiny step at a bound the gradient leaves is not a minimum: sqrt(mu)
+                    # morphing near mu = 0 has a huge slope *and* a far larger curvature, so the
+                    # Newton step and the EDM vanish there (MIGRAD copes)
+                    return _NewtonResult(x, v, H, edm, it, nvgh, nval, False,
+                                         "on a bound with the gradient pointing inwards")
                 reason = "converged" if not held.any() else f"converged ({int(held.sum())} held at a bound)"
                 return _NewtonResult(x, v, H, edm, it, nvgh, nval, True, reason)
         else:  # far from the minimum: Newton step with |eigenvalues| (a descent direction)

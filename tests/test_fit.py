@@ -178,13 +178,13 @@ def test_exact_hessian_in_minuit_matches_plain_migrad_hesse():
     assert F.fit(m, fixed={"mu": 1.0, "nb": 1.0}).twice_nll == pytest.approx(m.twice_nll(np.array([1.0, 1.0])))
 
 
-def _two_param_model(seed=11, n_sig=60, mu_bounds=(-2.0, 5.0)):
+def _two_param_model(seed=11, n_sig=60, mu_bounds=(-2.0, 5.0), morphing="mu"):
     rng = np.random.default_rng(seed)
     x = np.concatenate([_sample_bkg(rng, 1000), rng.normal(M0, SW, n_sig)])
     x = x[(x > LO) & (x < HI)]
     ev = {"weight": np.ones_like(x), "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x)}
     spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+        {"name": "S", "yield": NU_S, "morphing": morphing, "modifiers": []},
         {"name": "B", "yield": NU_B, "modifiers": [{"name": "nb", "type": "normfactor", "data": None}]}]}]}
     meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [list(mu_bounds)]},
                                                                {"name": "nb", "bounds": [[0.5, 1.5]]}]}}
@@ -232,6 +232,20 @@ def test_newton_holds_a_parameter_at_its_bound():
         assert g[0] > 0 and abs(g[1]) < 1e-3
     with pytest.raises(ValueError, match="minimizer"):
         F.fit(m, minimizer="bfgs")
+
+
+def test_newton_does_not_stop_on_a_bound_the_gradient_leaves():
+    """sqrt(mu) morphing started at mu = 0 (its bound): the slope there is huge (finite by
+    construction, nsbi.model._sqrt) and points inwards, the Newton step is ~0 and so is the
+    EDM. That is not a minimum: the fit must not stop there but reach MIGRAD's minimum."""
+    m = _two_param_model(mu_bounds=(0.0, 5.0), morphing="sqrt(mu)")
+    b = F.fit(m, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)
+    assert b.value("mu") > 0.5
+    a = F.fit(m, init=[0.0, 1.0], minimizer="newton")
+    assert a.status["newton_reason"] == "on a bound with the gradient pointing inwards"
+    assert a.status["minimizer"] == "migrad (newton fallback)"
+    assert a.status["valid"] and a.value("mu") == pytest.approx(b.value("mu"), abs=1e-2 * b.error("mu"))
+    assert a.twice_nll == pytest.approx(b.twice_nll, abs=1e-5)
 
 
 def test_migrad_restarts_without_the_hessian_when_iminuit_fails(monkeypatch):
