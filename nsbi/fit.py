@@ -165,6 +165,9 @@ class _NewtonResult:
     reason: str
 
 
+_MAX_STEP_SIGMA = 5.0
+
+
 def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
     """Projected damped Newton minimisation of -2 ln L over the free parameters on the exact
     Hessian.
@@ -177,7 +180,8 @@ def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
     distance to the minimum over the parameters not held, EDM = g^T H^-1 g / 2, is below
     Minuit's criterion 0.002 x tolerance (errordef 1), so the Hessian and errors are those
     at the final point. Where the Hessian is not positive definite (far from the minimum)
-    the step uses the absolute values of its eigenvalues. Gives up (``converged=False``, the
+    the step uses the absolute values of its eigenvalues. No parameter moves by more than
+    five of its local errors per iteration. Gives up (``converged=False``, the
     caller falls back to MIGRAD) when the line search fails or after ``max_iter`` iterations.
     """
     lo = np.array([model.bounds[i][0] for i in free], float)
@@ -222,13 +226,22 @@ def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
                                          "on a bound with the gradient pointing inwards")
                 reason = "converged" if not held.any() else f"converged ({int(held.sum())} held at a bound)"
                 return _NewtonResult(x, v, H, edm, it, nvgh, nval, True, reason)
+            Li = np.linalg.inv(L)
+            sig = np.sqrt(2.0 * np.sum(Li * Li, axis=0))  # local errors sqrt(diag 2 H^-1)
         else:  # far from the minimum: Newton step with |eigenvalues| (a descent direction)
             lam, V = np.linalg.eigh(Ha)
             lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, float(np.max(np.abs(lam)))))
             step[act] = -V @ ((V.T @ ga) / lam)
+            sig = np.sqrt(2.0 * np.sum(V * V / lam, axis=1))
             edm = math.inf
         if it == max_iter:
             break
+        # trust region: no parameter moves by more than _MAX_STEP_SIGMA local errors per
+        # iteration, so a quadratic model taken far from the minimum cannot throw the fit
+        # across the likelihood (e.g. onto a bound) in one step
+        ratio = float(np.max(np.abs(step[act]) / sig)) if act.any() else 0.0
+        if ratio > _MAX_STEP_SIGMA:
+            step = step * (_MAX_STEP_SIGMA / ratio)
         t = 1.0
         xn = np.clip(x + step, lo, hi)  # projected onto the bounds
         dec = float(g @ (xn - x))
