@@ -7,8 +7,6 @@ wildcard_constraints:
 
 
 rule fit:
-    # before the long toy stage: fits and closure are the first results a user looks at
-    priority: 10
     output:
         fit=f"{RESULTS}/fit/{{kind}}/{{dataset}}/fit.json",
         scan=f"{RESULTS}/fit/{{kind}}/{{dataset}}/scan.json",
@@ -34,7 +32,6 @@ rule fit:
 
 
 rule compare_scans:
-    priority: 10
     output:
         summary=f"{RESULTS}/fit/compare_{{dataset}}.json",
         plot=report(f"{RESULTS}/fit/compare_{{dataset}}.png", category="Fit", subcategory="NSBI vs histogram"),
@@ -53,7 +50,6 @@ rule compare_scans:
 
 
 rule pyhf_check:
-    priority: 10
     output:
         f"{RESULTS}/fit/pyhf_check_{{kind}}.json",
     input:

@@ -5,7 +5,6 @@ import numpy as np
 
 
 rule oracle_table:
-    priority: 10
     output:
         f"{RESULTS}/oracle/{{region}}/{{dataset}}.parquet",
     input:
@@ -25,7 +24,6 @@ rule oracle_table:
 
 
 rule workspace_oracle:
-    priority: 10
     output:
         ws=f"{RESULTS}/workspace/oracle.json",
         side=[f"{RESULTS}/workspace/oracle.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
@@ -49,8 +47,6 @@ rule workspace_oracle:
 
 
 rule closure_summary:
-    # before the long toy stage: fits and closure are the first results a user looks at
-    priority: 10
     output:
         summary=f"{RESULTS}/validation/closure.json",
         plot=report(f"{RESULTS}/validation/closure_scans.png", category="Validation", subcategory="oracle closure"),
@@ -174,7 +170,6 @@ rule coverage:
 
 
 rule linearity:
-    priority: 10
     output:
         summary=f"{RESULTS}/validation/linearity.json",
         plot=report(f"{RESULTS}/validation/linearity.png", category="Validation", subcategory="bias and linearity"),
