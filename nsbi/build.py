@@ -28,9 +28,10 @@ import numpy as np
 
 from . import config as ncfg
 from .expr import parse
+from .interpolation import code4_mean_nodes
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
-__all__ = ["asimov_events", "normalise_ratios", "reference_weights", "build_nsbi_workspace", "build_histogram_workspace", "morphing_at", "parameters", "pyhf_comparable"]
+__all__ = ["asimov_events", "normalise_ratios", "shape_norm_nodes", "reference_weights", "build_nsbi_workspace", "build_histogram_workspace", "morphing_at", "parameters", "pyhf_comparable"]
 
 
 def morphing_at(cfg: Mapping[str, Any], value: float | None = None) -> dict[str, float]:
@@ -161,6 +162,33 @@ def normalise_ratios(table: Mapping[str, np.ndarray], reference: Mapping[str, fl
     return out
 
 
+def shape_norm_nodes(table: Mapping[str, np.ndarray], reference: Mapping[str, float], processes, shape_systs,
+                     nodes: int = 256) -> dict[str, dict[str, dict]]:
+    """Weighted nodes of ln g̃_ck up/down under p_c, for the shape normalisation of the model.
+
+    ``table`` holds normalised log-ratios (after :func:`normalise_ratios`); p_c is estimated
+    by the reference events with weights u_i r̃_c(x_i). Returns
+    ``{process: {syst: {"up": {"log": [...], "p": [...]}, "down": {...}}}}`` (the ``data.norm``
+    of the eventsys modifiers, see :func:`nsbi.interpolation.code4_mean_nodes`).
+    """
+    u = reference_weights(table["process"], table["weight"], reference)
+    keep = u != 0
+    out: dict[str, dict[str, dict]] = {}
+    for c in processes:
+        pc = u[keep] * np.exp(np.asarray(table[f"logr_{c}"], float)[keep])
+        for syst in shape_systs.get(c, []):
+            entry = {}
+            for d in ncfg.DIRECTIONS:
+                col = f"logr_{c}__{syst}_{d}"
+                if col not in table:
+                    break
+                lg, pr = code4_mean_nodes(np.asarray(table[col], float)[keep], pc, nodes)
+                entry[d] = {"log": lg.tolist(), "p": pr.tolist()}
+            else:
+                out.setdefault(c, {})[syst] = entry
+    return out
+
+
 def _numeric(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in table.items() if np.asarray(v).dtype.kind in "fiu"}
 
@@ -191,7 +219,7 @@ def asimov_events(
     return out
 
 
-def _yields(cfg, region: str, yields: Mapping[tuple[str, str, str], float]) -> dict[str, Any]:
+def _yields(cfg, region: str, yields: Mapping[tuple[str, str, str], float], norms=None) -> dict[str, Any]:
     processes = {}
     for proc in ncfg.mc_samples(cfg):
         sumw = {var: yields[(region, proc, var)] for var in ncfg.variations(cfg, proc)}
@@ -200,6 +228,7 @@ def _yields(cfg, region: str, yields: Mapping[tuple[str, str, str], float]) -> d
             "sumw": sumw,
             "morphing": _morphing_expr(cfg, proc),
             "eventsys": shape,
+            "eventsys_norm": (norms or {}).get(proc, {}),
             "yield_systematics": shape,
             "normsys": _norm_systematics(cfg, proc),
         }
@@ -222,7 +251,9 @@ def build_nsbi_workspace(
     the binned regions; ``reference`` = the training reference mixture (default: all basis
     samples with coefficient 1).
 
-    The learned ratios are normalised on the MC (:func:`normalise_ratios`); the Asimov
+    The learned ratios are normalised on the MC (:func:`normalise_ratios`), and every per-event
+    shape systematic carries the nodes that keep its interpolated factor normalised for all
+    alpha (:func:`shape_norm_nodes`, ``data.norm`` of the eventsys modifier); the Asimov
     dataset of an unbinned region is the reference events reweighted by the model at the
     nominal POI (:func:`asimov_events`); the Asimov dataset of a binned region is the MC
     prediction at the nominal POI.
@@ -236,12 +267,12 @@ def build_nsbi_workspace(
     for r in cfg["regions"]:
         name = r["name"]
         if r["type"] == "unbinned":
-            unbinned[name] = _yields(cfg, name, yields)
             mc_table = dict(tables[name]["asimov"])
             corr = normalise_ratios(mc_table, reference, mc, shape)
             corrections[name] = corr
             for col, logn in corr.items():
                 mc_table[col] = np.asarray(mc_table[col], float) - logn
+            unbinned[name] = _yields(cfg, name, yields, shape_norm_nodes(mc_table, reference, mc, shape))
             datasets["asimov"][name] = asimov_events(cfg, mc_table, reference)
             if data is not None:
                 obs = _numeric(tables[name]["observed"])

@@ -20,6 +20,17 @@ values are defined up to a constant (differences are exact).
 
 The shape ratios ``g`` are assumed to describe *normalised* shape changes: the yield effect
 of a systematic belongs to its ``normsys`` (same name => same nuisance parameter).
+
+Shape normalisation: E_c[g_ck(alpha)] = 1 holds at the knots alpha = 0, +-1 only; the
+interpolated per-event factor changes the integral of the density elsewhere (for large
+per-event variations by percents within |alpha| <= 1 and by factors beyond), so the Poisson
+term and the per-event term would disagree about the yield and the fit would pull alpha
+to trade one against the other. An ``eventsys`` modifier may therefore carry
+``data.norm`` (weighted nodes of the distributions of ln g_up / ln g_down under p_c, written
+by the workspace builder, see :func:`nsbi.interpolation.code4_mean_nodes`); the per-event
+term then uses y_c / prod_k N_ck(alpha_k) with N_ck(alpha) = E_c[g_ck(alpha)], which keeps
+each factor normalised for every alpha, while the Poisson term keeps nu_c G_c(alpha). The
+product over k is normalised up to the correlations of different systematics' factors.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.scipy.special import gammaln, xlogy  # noqa: E402
 
 from nsbi.expr import parse  # noqa: E402
-from nsbi.interpolation import CODE4_MATRIX_INV, code4_from_logs, code4_poly_weights, code4p_delta  # noqa: E402
+from nsbi.interpolation import CODE4_MATRIX_INV, code4_from_logs, code4_mean, code4_poly_weights, code4p_delta  # noqa: E402
 
 __all__ = ["Model", "ParameterSet", "ModelError", "event_columns"]
 
@@ -496,12 +507,12 @@ class Model:
         v, G = jax.value_and_grad(rest)(p)
         H = jax.hessian(rest)(p)
         for u, d in zip(self._unb, data):
-            y = u.yields(p)
+            y = u.event_yields(p)
             C = y.shape[0]
 
             def uvec(q, u=u):
                 a = q[u.shape_par] if len(u.shape_par) else jnp.zeros(0, dtype=q.dtype)
-                return jnp.concatenate([u.yields(q), a])
+                return jnp.concatenate([u.event_yields(q), a])
 
             alpha = uvec(p)[C:]
             v_u, g_u, H_u = _events_hessian(y, alpha, d)
@@ -509,7 +520,7 @@ class Model:
             gy = jax.lax.stop_gradient(g_u[:C])
             v = v + v_u
             G = G + J.T @ g_u
-            H = H + J.T @ H_u @ J + jax.hessian(lambda q, u=u, gy=gy: jnp.dot(gy, u.yields(q)))(p)
+            H = H + J.T @ H_u @ J + jax.hessian(lambda q, u=u, gy=gy: jnp.dot(gy, u.event_yields(q)))(p)
         return -2.0 * v, -2.0 * G, -2.0 * H
 
     def twice_nll_with(self, p, data, binned_obs=None, aux_normal=None, aux_poisson=None, custom_grad=True):
@@ -857,6 +868,7 @@ class _UnbinnedChannel:
                     if col not in events:
                         raise ModelError(f"unbinned channel {self.name!r}: missing column {col!r}")
                     arr[k, c] = np.asarray(events[col], dtype=float)
+        self._build_shape_norm(samples, shape_names)
         for what, arr in (("log r", logr), ("log g", lu), ("log g", ld)):
             if not np.all(np.isfinite(arr)):
                 raise ModelError(f"unbinned channel {self.name!r}: non-finite {what} values")
@@ -902,6 +914,51 @@ class _UnbinnedChannel:
         }
         self.sumw = float(np.sum(w))
 
+    def _build_shape_norm(self, samples, shape_names) -> None:
+        """Nodes of the eventsys ``data.norm`` entries as (K, C, M) arrays (identity where absent)."""
+        K, C = len(shape_names), len(samples)
+        norms = {}
+        for c, s in enumerate(samples):
+            for m in s.get("modifiers", []):
+                if m["type"] == "eventsys" and (m.get("data") or {}).get("norm") is not None:
+                    nrm = m["data"]["norm"]
+                    try:
+                        arrs = [np.asarray(nrm[d][f], dtype=float) for d in ("up", "down") for f in ("log", "p")]
+                    except (KeyError, TypeError) as e:
+                        raise ModelError(f"unbinned channel {self.name!r}, sample {s['name']!r}: eventsys "
+                                         f"{m['name']!r} data.norm needs up/down with 'log' and 'p' lists") from e
+                    for d, (lg, pr) in zip(("up", "down"), (arrs[:2], arrs[2:])):
+                        if lg.shape != pr.shape or lg.ndim != 1 or not np.all(np.isfinite(lg)) or np.any(pr < 0) \
+                                or abs(pr.sum() - 1.0) > 1e-9:
+                            raise ModelError(f"unbinned channel {self.name!r}, sample {s['name']!r}: eventsys "
+                                             f"{m['name']!r} data.norm.{d} must be finite nodes with probabilities summing to 1")
+                    norms[(shape_names.index(m["name"]), c)] = arrs
+        self.has_shape_norm = bool(norms)
+        if not norms:
+            return
+        M = max(max(len(a[0]), len(a[2])) for a in norms.values())
+        L = np.zeros((2, K, C, M))
+        P = np.zeros((2, K, C, M))
+        P[:, :, :, 0] = 1.0  # identity: one node at ln g = 0
+        for (k, c), (lu, pu, ld, pd) in norms.items():
+            P[:, k, c, 0] = 0.0
+            L[0, k, c, : len(lu)], P[0, k, c, : len(pu)] = lu, pu
+            L[1, k, c, : len(ld)], P[1, k, c, : len(pd)] = ld, pd
+        self.norm_log, self.norm_p = jnp.asarray(L), jnp.asarray(P)
+
+    def shape_norms(self, p):
+        """N_ck(alpha_k) = E_c[g_ck(alpha_k)], (K, C); ones without ``data.norm``."""
+        alpha = p[self.shape_par]
+        L, P = self.norm_log, self.norm_p
+        return code4_mean(alpha[:, None], L[0], P[0], L[1], P[1], xp=jnp)
+
+    def event_yields(self, p):
+        """Coefficients of the per-event term: yields / prod_k N_ck(alpha_k) (C,)."""
+        y = self.yields(p)
+        if not self.has_shape_norm:
+            return y
+        return y / jnp.prod(self.shape_norms(p), axis=0)
+
     def yields(self, p):
         """Per-sample expected yields f_c(mu) nu_c G_c(alpha) * normfactors (C,)."""
         pext = jnp.concatenate([p, jnp.ones(1, dtype=p.dtype)])
@@ -917,9 +974,10 @@ class _UnbinnedChannel:
         """sum_i w_i ln S_i(theta) - sum_c y_c(theta)."""
         d = self.arrays if d is None else d
         y = self.yields(p)
+        ye = self.event_yields(p)
         alpha = p[self.shape_par] if len(self.shape_par) else jnp.zeros(0, dtype=p.dtype)
         if custom_grad:
-            ev = _events_term(y, alpha, d)
+            ev = _events_term(ye, alpha, d)
         else:  # plain autodiff (supports forward mode, used for Hessians)
-            ev = _events_kernel(y, alpha, d, False, True)
+            ev = _events_kernel(ye, alpha, d, False, True)
         return ev - jnp.sum(y)

@@ -520,7 +520,8 @@ def build_workspace(
     """Build a workspace from plain dicts/arrays.
 
     ``unbinned[region] = {"processes": {proc: {"yield": float, "morphing": expr,
-    "normsys": {syst: (hi, lo)}, "eventsys": [syst, ...]}}}``; ``yield`` may be replaced by
+    "normsys": {syst: (hi, lo)}, "eventsys": [syst, ...], "eventsys_norm": {syst: norm}}}}``
+    (``norm``: the shape-normalisation nodes of :func:`nsbi.build.shape_norm_nodes`); ``yield`` may be replaced by
     ``"sumw": {"nominal": x, "syst_up": .., "syst_down": ..}`` (normsys kappas are derived
     from the ``_up``/``_down`` entries for all systematics listed in ``yield_systematics``
     or, by default, all found).
@@ -554,7 +555,8 @@ def build_workspace(
                     continue
                 mods.append({"name": sy, "type": "normsys", "data": {"hi": float(hi), "lo": float(lo)}})
             for sy in p.get("eventsys", []):
-                mods.append({"name": sy, "type": "eventsys", "data": None})
+                norm = p.get("eventsys_norm", {}).get(sy)
+                mods.append({"name": sy, "type": "eventsys", "data": None if norm is None else {"norm": norm}})
             for nf in p.get("normfactors", []):
                 mods.append({"name": nf, "type": "normfactor", "data": None})
             s = {"name": proc, "yield": nu, "modifiers": mods}

@@ -22,6 +22,16 @@ Code 4p (additive, ``histosys``-like): ``delta(alpha) = alpha * delta_up`` for a
 ``alpha * delta_down`` for alpha < -1 and ``alpha S + A (15 alpha^2 - 10 alpha^4 + 3 alpha^6)``
 inside, with ``S = (delta_up + delta_down)/2``, ``A = (delta_up - delta_down)/16``,
 ``delta_up = up - nominal``, ``delta_down = nominal - down``.
+
+Mean of a per-event code-4 factor (shape normalisation). For per-event factors g(x) with
+E[g_up] = E[g_down] = 1 the interpolated factor does *not* keep unit mean between or beyond
+the knots (e.g. E[g_up^alpha] grows like exp(alpha^2 Var(ln g_up)/2)); a density built from it
+is then not normalised and its integral moves with alpha. :func:`code4_mean` gives
+N(alpha) = E[I(alpha)] from a compressed description of the two marginal distributions of
+ln g (:func:`code4_mean_nodes`): the expectation is linear in the per-event factor, and each
+branch depends on one marginal only, so weighted nodes of each marginal suffice. N(alpha) is
+itself code-4 continuous (value, first and second derivative at +-1), so dividing by it keeps
+the likelihood smooth.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ __all__ = [
     "CODE4_MATRIX_INV",
     "code4",
     "code4_from_logs",
+    "code4_mean",
+    "code4_mean_nodes",
     "code4_coefficients",
     "code4_poly_weights",
     "code4p",
@@ -140,3 +152,78 @@ def code4p(alpha, nominal, up, down, xp=None):
     """Interpolated histogram nominal + code-4p shift."""
     xp = xp or _xp_of(alpha, nominal, up, down)
     return nominal + code4p_delta(alpha, up - nominal, nominal - down, xp=xp)
+
+
+def code4_mean_nodes(log_g, weights, nodes: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Compress the weighted distribution of ln g into at most ``nodes`` weighted points.
+
+    Events are sorted by ln g and cut into bins: half of the edges at quantiles of equal
+    |weight|, half evenly spaced in ln g (so the sparse tails, which dominate E[g^alpha] for
+    large |alpha|, are resolved too); each bin becomes one node with probability p_b = (sum of its weights) / (total weight) and value
+    ln(sum_bin w g / sum_bin w), so that sum_b p_b e^{node_b} = E[g] *exactly* (the mean of
+    the factor at the knot). Bins whose weight or weighted g is not positive (negative event
+    weights) are merged into the next one. Returns (node values, probabilities).
+    """
+    lg = np.asarray(log_g, dtype=float).ravel()
+    w = np.asarray(weights, dtype=float).ravel()
+    if lg.shape != w.shape:
+        raise ValueError("log_g and weights must have the same length")
+    if not np.all(np.isfinite(lg)):
+        raise ValueError("non-finite ln g values")
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError("the weights must have a positive sum")
+    order = np.argsort(lg, kind="stable")
+    lg, w = lg[order], w[order]
+    cum = np.cumsum(np.abs(w))
+    mid = (cum - 0.5 * np.abs(w)) / cum[-1]
+    nq = max(1, nodes // 2)
+    q_edges = lg[np.searchsorted(mid, np.arange(1, nq) / nq)] if len(lg) > 1 else np.zeros(0)
+    u_edges = np.linspace(lg[0], lg[-1], nodes - nq + 1)[1:-1]
+    edges = np.unique(np.concatenate([q_edges, u_edges]))
+    b = np.searchsorted(edges, lg, side="right")
+    nb = len(edges) + 1
+    P = np.bincount(b, weights=w, minlength=nb)
+    G = np.bincount(b, weights=w * np.exp(lg), minlength=nb)
+    used = np.bincount(b, minlength=nb) > 0
+    vals, probs = [], []
+    accP = accG = 0.0
+    for j in np.flatnonzero(used):
+        accP += P[j]
+        accG += G[j]
+        if accP > 0 and accG > 0:
+            vals.append(np.log(accG / accP))
+            probs.append(accP / total)
+            accP = accG = 0.0
+    if accP != 0.0 or accG != 0.0:  # leftover (negative) weight: fold it into the last node
+        if not probs:
+            raise ValueError("no positive weighted bin of ln g")
+        P_last = probs[-1] * total + accP
+        G_last = np.exp(vals[-1]) * probs[-1] * total + accG
+        if not (P_last > 0 and G_last > 0):
+            raise ValueError("negative weights dominate the distribution of ln g")
+        vals[-1], probs[-1] = np.log(G_last / P_last), P_last / total
+    return np.asarray(vals), np.asarray(probs)
+
+
+def code4_mean(alpha, up_log, up_p, down_log, down_p, xp=None):
+    """N(alpha) = E[I(alpha)] of a per-event code-4 factor, from weighted nodes of the
+    marginals of ln g_up and ln g_down (see :func:`code4_mean_nodes`; the last axis runs
+    over the nodes, the probabilities of each marginal sum to one; padding nodes have p = 0).
+
+    Inside |alpha| <= 1 it is ``(1 - c0 - c1) + sum p_u g_u (c0 + c2 u + c4 u^2)
+    + sum p_d g_d (c1 - c3 d + c5 d^2)``, outside ``sum p_u g_u^alpha`` or
+    ``sum p_d g_d^(-alpha)``. ``alpha`` broadcasts against the leading axes.
+    """
+    xp = xp or _xp_of(alpha, up_log, down_log)
+    a = alpha[..., None] if hasattr(alpha, "ndim") and alpha.ndim else alpha
+    gu, gd = xp.exp(up_log), xp.exp(down_log)
+    c = code4_poly_weights(alpha, xp)
+    mu = [xp.sum(up_p * gu * up_log**j, axis=-1) for j in range(3)]
+    md = [xp.sum(down_p * gd * down_log**j, axis=-1) for j in range(3)]
+    poly = (1.0 - c[0] - c[1]) + c[0] * mu[0] + c[2] * mu[1] + c[4] * mu[2] + c[1] * md[0] - c[3] * md[1] + c[5] * md[2]
+    # exponential branches, with alpha clipped into them so that autodiff of the unused
+    # branch stays finite
+    hi = xp.sum(up_p * xp.exp(xp.maximum(a, 1.0) * up_log), axis=-1)
+    lo = xp.sum(down_p * xp.exp(-xp.minimum(a, -1.0) * down_log), axis=-1)
+    return xp.where(alpha > 1.0, hi, xp.where(alpha < -1.0, lo, poly))
