@@ -425,7 +425,10 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     (cov = 2 H^-1 over the free parameters). Returns fitted vs injected for every parameter,
     the POI bias and a weighted straight-line fit of fitted vs injected POI (over the points
     that shift no parameter but the POI and are not on a POI bound; the others are listed
-    with ``shifted`` / ``at_bound``).
+    with ``shifted`` / ``at_bound``). Every point also lists the parameters that the fit left on
+    a bound they were not injected on (``fitted_at_bound``: the Asimov dataset is not the
+    minimum of the model that made it, e.g. a nuisance parameter running away), and the summary
+    gives the largest nuisance-parameter bias in units of its error.
 
     One point at a time: an Asimov dataset carries every MC event, and the event kernels of
     ``nsbi.fit`` (Newton on the one-pass Hessian for large unbinned models) need memory linear
@@ -441,8 +444,18 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     results = [F.fit(gen.model_for(gen.asimov(th)), init=x0, errors="exact", hesse=False, tolerance=1e-4)
                for th in thetas]
     points = []
+    lo, hi = (np.array([b[j] for b in model.bounds], float) for j in (0, 1))
+    free = ~np.asarray(model.fixed, bool)
+
+    def on_bound(v):
+        return (v - lo <= 1e-8 * (1 + np.abs(lo))) | (hi - v <= 1e-8 * (1 + np.abs(hi)))
+
+    nuis_pull = []
     for i, (th, r) in enumerate(zip(thetas, results)):
         values, err = np.asarray(r.values, float), np.asarray(r.errors, float)
+        stuck = free & on_bound(values) & ~on_bound(th)
+        nuis = free & (np.arange(len(th)) != ip) & (err > 0)
+        nuis_pull.append(np.max(np.abs(values - th)[nuis] / err[nuis], initial=0.0))
         points.append({
             "injected": dict(zip(model.par_names, th.tolist())),
             "fitted": dict(zip(model.par_names, values.tolist())),
@@ -455,6 +468,7 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
             # injected at a POI bound: the fit sits on the bound and its Hessian error is not a
             # Gaussian error (e.g. mu = 0 with sqrt(mu) morphing: infinite curvature)
             "at_bound": bool(th[ip] <= model.bounds[ip][0] or th[ip] >= model.bounds[ip][1]),
+            "fitted_at_bound": [n for n, b in zip(model.par_names, stuck) if b],
             "converged": bool(r.status.get("valid", False)),
             "minimizer": r.status.get("minimizer"),
         })
@@ -474,6 +488,8 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
         "points": points,
         "max_abs_poi_bias": float(np.max(np.abs(y - x))),
         "max_abs_poi_bias_over_error": float(np.nanmax(np.abs(y - x) / np.where(e > 0, e, np.nan), initial=0.0)),
+        "max_abs_nuisance_bias_over_error": float(max(nuis_pull, default=0.0)),
+        "n_fitted_at_bound": int(sum(bool(p["fitted_at_bound"]) for p in points)),
         "linear_fit": line,
         "n_failed": int(sum(not p["converged"] for p in points)),
     }

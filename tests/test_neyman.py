@@ -165,6 +165,8 @@ def test_linearity_on_asimov(tmp_path):
     assert lin["linear_fit"]["slope"] == pytest.approx(1.0, abs=1e-3)
     assert [p["shifted"] for p in lin["points"]] == [[], [], [], ["n1"], ["n1", "sh[1]"], []]
     assert [p["at_bound"] for p in lin["points"]] == [False] * 5 + [True]  # mu = 5 is the upper bound
+    assert lin["n_fitted_at_bound"] == 0 and all(p["fitted_at_bound"] == [] for p in lin["points"])
+    assert lin["max_abs_nuisance_bias_over_error"] < 1e-2
     # errors: 2 H^-1 of the toy likelihood (gen.twice_nll, the vmapped toys' -2lnL, plain
     # autodiff) at the injected point: an implementation independent of nsbi.fit's Model
     import jax
@@ -180,3 +182,22 @@ def test_linearity_on_asimov(tmp_path):
         assert p["converged"]
     plot_linearity(lin, tmp_path / "lin.png")
     assert (tmp_path / "lin.png").stat().st_size > 0
+
+
+def test_linearity_reports_a_nuisance_parameter_that_runs_to_its_bound():
+    """An inconsistent model (per-event shape factors without their normalisation, see
+    tests/test_model.py) fitted on its own Asimov dataset: the shape parameter runs to its
+    bound, which the summary reports instead of hiding it behind a zero POI error."""
+    from test_model import _norm_events, _norm_model
+
+    ev = _norm_events(20000)
+    out = {}
+    for norm in (False, True):
+        gen = ToyGenerator(_norm_model(ev, {k: v[:10] for k, v in ev.items()}, norm), {"u": ev})
+        out[norm] = N.linearity(gen, [{"mu": 1.0}, {"mu": 1.0, "sh": 1.0}])
+    bad, good = out[False], out[True]
+    assert "sh" in bad["points"][1]["fitted_at_bound"]
+    # a parameter held on a bound has no Hessian error; the nominal point is pulled too
+    assert bad["points"][1]["errors"]["sh"] == 0.0
+    assert bad["n_fitted_at_bound"] == 1 and bad["max_abs_nuisance_bias_over_error"] > 0.2
+    assert good["n_fitted_at_bound"] == 0 and good["max_abs_nuisance_bias_over_error"] < 0.05
