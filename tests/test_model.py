@@ -281,3 +281,17 @@ def test_asimov_fit_returns_the_injected_point_with_shape_normalisation(truth):
         print(truth, "normalised:", good.values[[i_mu, i_sh]], good.errors[[i_mu, i_sh]],
               "not normalised:", bad.values[[i_mu, i_sh]], "largest pull", pull)
         assert pull > 0.2
+
+
+def test_bad_shape_normalisation_nodes_are_reported():
+    m, ev = _unbinned_model(n=50, norm=True)
+    import copy
+
+    spec = copy.deepcopy(m.spec)
+    nrm = spec["channels"][0]["samples"][1]["modifiers"][0]["data"]["norm"]
+    nrm["down"]["p"] = [2 * x for x in nrm["down"]["p"]]
+    with pytest.raises(ModelError, match=r"sample 'B': eventsys 's1' data.norm.down .*summing to 1"):
+        Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": []}})
+    del nrm["down"]
+    with pytest.raises(ModelError, match="data.norm needs up/down"):
+        Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": []}})
