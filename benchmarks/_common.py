@@ -155,11 +155,29 @@ def unbinned_spec(n: int, processes: int, systematics: int) -> tuple[dict, dict]
     return spec, meas
 
 
+def shape_norms(ev: dict[str, np.ndarray], spec: dict, nodes: int = 256) -> None:
+    """Attach the shape-normalisation nodes (eventsys ``data.norm``) the workflow's builder
+    writes: ln g up/down under p_c, estimated on the reference events with weights r_c."""
+    from nsbi.interpolation import code4_mean_nodes
+
+    for sample in spec["channels"][0]["samples"]:
+        c = sample["name"]
+        pc = np.exp(ev[f"logr_{c}"])
+        for mod in sample["modifiers"]:
+            if mod["type"] == "eventsys":
+                norm = {}
+                for d in ("up", "down"):
+                    lg, pr = code4_mean_nodes(ev[f"logr_{c}__{mod['name']}_{d}"], pc, nodes)
+                    norm[d] = {"log": lg.tolist(), "p": pr.tolist()}
+                mod["data"] = {"norm": norm}
+
+
 def unbinned_model(n: int, processes: int = 4, systematics: int = 3, seed: int = 1):
     from nsbi.model import Model
 
     ev = unbinned_events(n, processes, systematics, seed)
     spec, meas = unbinned_spec(n, processes, systematics)
+    shape_norms(ev, spec)
     return Model(spec, {"SR": ev}, meas), ev
 
 

@@ -49,14 +49,18 @@ def unbinned(n: int, repeat: int, seed: int) -> list[dict]:
     res = {}
     p0 = m.init.copy()
     # a start many standard deviations away (at 1M events: sigma(mu) ~ 0.01, sigma(alpha) ~ 0.02):
-    # mu = 1.1, every nuisance parameter at +-0.1. (Much farther, e.g. alpha = 0.5, this synthetic
-    # model has lower minima at the alpha bounds: its per-event shape factors are not normalised.)
+    # mu = 1.1, every nuisance parameter at +-0.1; and a far start, mu = 1.5 with every nuisance
+    # parameter at +-1 (tens of standard deviations; the shape normalisation keeps the minimum unique).
     far = p0.copy()
     for i, name in enumerate(m.par_names):
         if name == "mu":
             far[i] = 1.1
         elif not m.fixed[i]:
             far[i] = 0.1 if i % 2 else -0.1
+    farther = far.copy()
+    for i, name in enumerate(m.par_names):
+        if not m.fixed[i]:
+            farther[i] = 1.5 if name == "mu" else 10.0 * far[i]
     rows = []
     for label, kw in (("Newton on the exact Hessian (default)", {}),
                       ("MIGRAD + HESSE, exact Hessian given to Minuit", {"minimizer": "migrad", "use_hessian": True}),
@@ -65,7 +69,8 @@ def unbinned(n: int, repeat: int, seed: int) -> list[dict]:
                                                                  "use_hessian": True}),
                       ("MIGRAD only", {"minimizer": "migrad", "hesse": False, "use_hessian": True}),
                       ("Newton, started away from the minimum", {"init": far}),
-                      ("MIGRAD + HESSE (exact Hessian), same start", {"init": far, "minimizer": "migrad"})):
+                      ("MIGRAD + HESSE (exact Hessian), same start", {"init": far, "minimizer": "migrad"}),
+                      ("Newton, started at mu = 1.5, every NP at +-1", {"init": farther})):
         for k in calls:
             calls[k] = 0
         r = F.fit(m, **kw)
