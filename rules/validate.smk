@@ -115,6 +115,8 @@ rule coverage_chunk:
         dataset=VAL_DATASET,
     log:
         f"{RESULTS}/logs/validation/coverage/mu{{imu}}_b{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/coverage/mu{{imu}}_b{{batch}}.tsv"
     conda:
         CONDA_ENV
     script:
@@ -183,6 +185,8 @@ rule linearity:
         dataset=VAL_DATASET,
     log:
         f"{RESULTS}/logs/validation/linearity.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/linearity.tsv"
     conda:
         CONDA_ENV
     script:
