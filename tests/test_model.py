@@ -100,6 +100,46 @@ def test_unbinned_custom_gradient_matches_autodiff(point, norm):
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("K", [2, 9])
+@pytest.mark.parametrize("outside", [False, True])
+def test_unbinned_gradient_and_hessian_many_systematics(K, outside):
+    """Both layouts of the value+gradient kernel (g'/g materialised per chunk for K <= 7 or
+    any |alpha| > 1; recomputed for larger K inside |alpha| <= 1) and the one-pass Hessian
+    against autodiff, with several shape systematics at once, some beyond +-1."""
+    import jax
+    import jax.numpy as jnp
+
+    from nsbi import model as M
+
+    assert (K <= M.STORE_RHO_MAX_K) == (K == 2)
+    rng = np.random.default_rng(11)
+    n = 3000
+    ev = {"weight": rng.uniform(0.5, 1.5, n)}
+    samples = []
+    for c in ("A", "B", "C"):
+        ev[f"logr_{c}"] = rng.normal(0, 0.3, n)
+        for k in range(K):
+            for d in ("up", "down"):
+                ev[f"logr_{c}__s{k}_{d}"] = rng.normal(0, 0.05 + 0.01 * k, n)
+        samples.append({"name": c, "yield": 30.0, "modifiers": [{"name": f"s{k}", "type": "eventsys"}
+                                                                 for k in range(K)]})
+    samples[0]["morphing"] = "mu"
+    m = Model({"channels": [{"name": "u", "type": "unbinned", "samples": samples}]}, {"u": ev},
+              {"name": "m", "config": {"poi": "mu", "parameters": []}})
+    p = np.zeros(m.npars)
+    p[m.index("mu")] = 1.3
+    for k in range(K):
+        p[m.index(f"s{k}")] = (0.9 - 0.2 * k) * (-1) ** k
+    if outside:
+        p[m.index("s1")] = -1.7
+    v, g = m.twice_nll_and_grad(p)
+    ref = jax.grad(lambda q: m._twice_nll_jax(q, m._data, False))(jnp.asarray(p))
+    assert v == pytest.approx(float(m._twice_nll_jax(jnp.asarray(p), m._data, False)), rel=1e-12)
+    np.testing.assert_allclose(g, np.asarray(ref), rtol=1e-9, atol=1e-9)
+    href = np.asarray(m._hess_autodiff(jnp.asarray(p), m._data))
+    np.testing.assert_allclose(m.hessian(p), href, rtol=1e-10, atol=1e-10 * np.max(np.abs(href)))
+
+
 def test_missing_column_is_reported():
     m, ev = _unbinned_model()
     ev = dict(ev)
