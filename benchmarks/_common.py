@@ -155,21 +155,20 @@ def unbinned_spec(n: int, processes: int, systematics: int) -> tuple[dict, dict]
     return spec, meas
 
 
-def shape_norms(ev: dict[str, np.ndarray], spec: dict, nodes: int = 256) -> None:
-    """Attach the shape-normalisation nodes (eventsys ``data.norm``) the workflow's builder
-    writes: ln g up/down under p_c, estimated on the reference events with weights r_c."""
-    from nsbi.interpolation import code4_mean_nodes
+def shape_norms(ev: dict[str, np.ndarray], spec: dict) -> None:
+    """Attach the shape-normalisation nodes (eventsys ``data.norm``) with the workflow's own
+    builder, :func:`nsbi.build.shape_norm_nodes`: the synthetic events are all reference
+    events (one component, unit weights), so p_c has weights r_c."""
+    from nsbi.build import shape_norm_nodes
 
-    for sample in spec["channels"][0]["samples"]:
-        c = sample["name"]
-        pc = np.exp(ev[f"logr_{c}"])
-        for mod in sample["modifiers"]:
-            if mod["type"] == "eventsys":
-                norm = {}
-                for d in ("up", "down"):
-                    lg, pr = code4_mean_nodes(ev[f"logr_{c}__{mod['name']}_{d}"], pc, nodes)
-                    norm[d] = {"log": lg.tolist(), "p": pr.tolist()}
-                mod["data"] = {"norm": norm}
+    samples = spec["channels"][0]["samples"]
+    table = {**ev, "process": np.full(len(ev["weight"]), "ref"), "weight": np.ones(len(ev["weight"]))}
+    systs = {s["name"]: [m["name"] for m in s["modifiers"] if m["type"] == "eventsys"] for s in samples}
+    nodes = shape_norm_nodes(table, {"ref": 1.0}, list(systs), systs)
+    for s in samples:
+        for m in s["modifiers"]:
+            if m["type"] == "eventsys":
+                m["data"] = {"norm": nodes[s["name"]][m["name"]]}
 
 
 def unbinned_model(n: int, processes: int = 4, systematics: int = 3, seed: int = 1):
