@@ -1,6 +1,7 @@
 # nsbi: the two entry points.
 #   make run    set up .venv and run the whole workflow on the built-in demo (config/config.yaml)
 #   make test   set up .venv and run the test suite
+#   make lint   ruff (lint + format), snakefmt and snakemake --lint (run by .ci/run before the tests)
 # Both are idempotent: the environment is rebuilt only when pyproject.toml changes, and
 # Snakemake reruns only what is out of date.
 PYTHON ?= python3
@@ -12,7 +13,7 @@ TORCH  ?= torch==2.13.*
 EXTRAS ?= test
 BIN     = $(VENV)/bin
 
-.PHONY: run test setup dryrun report clean
+.PHONY: run test lint setup dryrun report clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +34,13 @@ report: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules/
+	out="$$($(BIN)/snakemake --lint --directory "$$(mktemp -d)" 2>&1)"; echo "$$out"; \
+	  echo "$$out" | grep -q "Congratulations, your workflow is in a good condition"
 
 clean:
 	rm -rf results .snakemake report.html

@@ -34,6 +34,6 @@ include: "rules/validate.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

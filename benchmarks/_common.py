@@ -14,8 +14,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -72,8 +72,15 @@ def machine_info() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform()}
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        keep = ("Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket", "L2 cache", "L3 cache",
-                "Hypervisor vendor")
+        keep = (
+            "Model name",
+            "CPU(s)",
+            "Thread(s) per core",
+            "Core(s) per socket",
+            "L2 cache",
+            "L3 cache",
+            "Hypervisor vendor",
+        )
         for line in out.splitlines():
             k, _, v = line.partition(":")
             if k.strip() in keep:
@@ -180,8 +187,9 @@ def unbinned_model(n: int, processes: int = 4, systematics: int = 3, seed: int =
     return Model(spec, {"SR": ev}, meas), ev
 
 
-def synthetic_pyhf_workspace(seed: int = 2024, channels: int = 10, bins: int = 20, backgrounds: int = 4,
-                             shapesys_channels: int = 2) -> dict:
+def synthetic_pyhf_workspace(
+    seed: int = 2024, channels: int = 10, bins: int = 20, backgrounds: int = 4, shapesys_channels: int = 2
+) -> dict:
     """Deterministic large pyhf workspace: ``channels`` x ``bins``, a signal (``mu``) and
     ``backgrounds`` background samples with normsys (shared + per sample), histosys (shared),
     staterror (per channel) and shapesys (first background of the first ``shapesys_channels``
@@ -194,21 +202,36 @@ def synthetic_pyhf_workspace(seed: int = 2024, channels: int = 10, bins: int = 2
         samples = []
         peak = rng.uniform(0.2, 0.8)
         sig = 20.0 * np.exp(-0.5 * ((x - peak) / 0.08) ** 2) + 0.1
-        samples.append({"name": "signal", "data": sig.round(6).tolist(), "modifiers": [
-            {"name": "mu", "type": "normfactor", "data": None},
-            {"name": "lumi", "type": "lumi", "data": None},
-            {"name": "sig_theory", "type": "normsys", "data": {"hi": 1.08, "lo": 0.93}},
-        ]})
+        samples.append(
+            {
+                "name": "signal",
+                "data": sig.round(6).tolist(),
+                "modifiers": [
+                    {"name": "mu", "type": "normfactor", "data": None},
+                    {"name": "lumi", "type": "lumi", "data": None},
+                    {"name": "sig_theory", "type": "normsys", "data": {"hi": 1.08, "lo": 0.93}},
+                ],
+            }
+        )
         total = sig.copy()
         for b in range(backgrounds):
             slope = rng.uniform(-2.0, 0.5)
             nom = rng.uniform(50, 300) * np.exp(slope * x) + rng.uniform(1, 5)
             tilt = rng.uniform(0.02, 0.08) * (x - 0.5)
             mods = [
-                {"name": f"bkg{b}_norm", "type": "normsys",
-                 "data": {"hi": float(1 + rng.uniform(0.03, 0.15)), "lo": float(1 - rng.uniform(0.03, 0.15))}},
-                {"name": "jes", "type": "histosys",
-                 "data": {"hi_data": (nom * (1 + tilt)).round(6).tolist(), "lo_data": (nom * (1 - tilt)).round(6).tolist()}},
+                {
+                    "name": f"bkg{b}_norm",
+                    "type": "normsys",
+                    "data": {"hi": float(1 + rng.uniform(0.03, 0.15)), "lo": float(1 - rng.uniform(0.03, 0.15))},
+                },
+                {
+                    "name": "jes",
+                    "type": "histosys",
+                    "data": {
+                        "hi_data": (nom * (1 + tilt)).round(6).tolist(),
+                        "lo_data": (nom * (1 - tilt)).round(6).tolist(),
+                    },
+                },
                 {"name": f"stat_ch{ch}", "type": "staterror", "data": np.sqrt(nom).round(6).tolist()},
             ]
             if b == 0 and ch < shapesys_channels:
@@ -223,8 +246,16 @@ def synthetic_pyhf_workspace(seed: int = 2024, channels: int = 10, bins: int = 2
         "version": "1.0.0",
         "channels": chans,
         "observations": obs,
-        "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": [
-            {"name": "lumi", "auxdata": [1.0], "sigmas": [0.02], "bounds": [[0.5, 1.5]], "inits": [1.0]},
-            {"name": "mu", "bounds": [[0.0, 10.0]], "inits": [1.0]},
-        ]}}],
+        "measurements": [
+            {
+                "name": "meas",
+                "config": {
+                    "poi": "mu",
+                    "parameters": [
+                        {"name": "lumi", "auxdata": [1.0], "sigmas": [0.02], "bounds": [[0.5, 1.5]], "inits": [1.0]},
+                        {"name": "mu", "bounds": [[0.0, 10.0]], "inits": [1.0]},
+                    ],
+                },
+            }
+        ],
     }

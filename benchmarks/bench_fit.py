@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT, print_machine, synthetic_pyhf_workspace, table, timed_min, unbinned_model
 
 
@@ -41,6 +40,7 @@ def unbinned(n: int, repeat: int, seed: int) -> list[dict]:
         def wrapped(p):
             calls[name] += 1
             return f(p)
+
         return wrapped
 
     m.twice_nll_and_grad = counting("vg", orig_vg)
@@ -62,32 +62,61 @@ def unbinned(n: int, repeat: int, seed: int) -> list[dict]:
         if not m.fixed[i]:
             farther[i] = 1.5 if name == "mu" else 10.0 * far[i]
     rows = []
-    for label, kw in (("Newton on the exact Hessian (default)", {}),
-                      ("MIGRAD + HESSE, exact Hessian given to Minuit", {"minimizer": "migrad", "use_hessian": True}),
-                      ("MIGRAD + HESSE, numerical (no Hessian)", {"minimizer": "migrad", "use_hessian": False}),
-                      ("MIGRAD + errors from the exact Hessian", {"minimizer": "migrad", "errors": "exact",
-                                                                 "use_hessian": True}),
-                      ("MIGRAD only", {"minimizer": "migrad", "hesse": False, "use_hessian": True}),
-                      ("Newton, started away from the minimum", {"init": far}),
-                      ("MIGRAD + HESSE (exact Hessian), same start", {"init": far, "minimizer": "migrad"}),
-                      ("Newton, started at mu = 1.5, every NP at +-1", {"init": farther})):
+    for label, kw in (
+        ("Newton on the exact Hessian (default)", {}),
+        ("MIGRAD + HESSE, exact Hessian given to Minuit", {"minimizer": "migrad", "use_hessian": True}),
+        ("MIGRAD + HESSE, numerical (no Hessian)", {"minimizer": "migrad", "use_hessian": False}),
+        ("MIGRAD + errors from the exact Hessian", {"minimizer": "migrad", "errors": "exact", "use_hessian": True}),
+        ("MIGRAD only", {"minimizer": "migrad", "hesse": False, "use_hessian": True}),
+        ("Newton, started away from the minimum", {"init": far}),
+        ("MIGRAD + HESSE (exact Hessian), same start", {"init": far, "minimizer": "migrad"}),
+        ("Newton, started at mu = 1.5, every NP at +-1", {"init": farther}),
+    ):
         for k in calls:
             calls[k] = 0
         r = F.fit(m, **kw)
         ncalls = dict(calls)
-        t = timed_min({"fit": lambda: res.__setitem__("r", F.fit(m, **kw)),
-                       "vg": lambda: orig_vg(p0)}, repeat)
-        rows.append({"what": label, "events": n, "fit_s": t["fit"], "vg_ms": 1e3 * t["vg"], "calls": ncalls["vg"],
-                     "hess_calls": ncalls["h"] + ncalls["vgh"], "twice_nll": r.twice_nll, "mu": r.value("mu"),
-                     "mu_err": r.error("mu"), "valid": r.status.get("valid"), "minimizer": r.status.get("minimizer"),
-                     "first_fit_s": t_first})
+        t = timed_min({"fit": lambda kw=kw: res.__setitem__("r", F.fit(m, **kw)), "vg": lambda: orig_vg(p0)}, repeat)
+        rows.append(
+            {
+                "what": label,
+                "events": n,
+                "fit_s": t["fit"],
+                "vg_ms": 1e3 * t["vg"],
+                "calls": ncalls["vg"],
+                "hess_calls": ncalls["h"] + ncalls["vgh"],
+                "twice_nll": r.twice_nll,
+                "mu": r.value("mu"),
+                "mu_err": r.error("mu"),
+                "valid": r.status.get("valid"),
+                "minimizer": r.status.get("minimizer"),
+                "first_fit_s": t_first,
+            }
+        )
     m.twice_nll_and_grad, m.twice_nll_grad_hessian, m.hessian = orig_vg, orig_vgh, orig_h
-    t = timed_min({"hess": lambda: m.hessian(p0), "vgh": lambda: m.twice_nll_grad_hessian(p0),
-                   "vg": lambda: orig_vg(p0)}, repeat)
-    rows.append({"what": "exact Hessian (1 call)", "events": n, "fit_s": t["hess"], "vg_ms": 1e3 * t["vg"],
-                 "calls": 0, "hess_calls": 1})
-    rows.append({"what": "value+gradient+Hessian (1 call)", "events": n, "fit_s": t["vgh"], "vg_ms": 1e3 * t["vg"],
-                 "calls": 0, "hess_calls": 1})
+    t = timed_min(
+        {"hess": lambda: m.hessian(p0), "vgh": lambda: m.twice_nll_grad_hessian(p0), "vg": lambda: orig_vg(p0)}, repeat
+    )
+    rows.append(
+        {
+            "what": "exact Hessian (1 call)",
+            "events": n,
+            "fit_s": t["hess"],
+            "vg_ms": 1e3 * t["vg"],
+            "calls": 0,
+            "hess_calls": 1,
+        }
+    )
+    rows.append(
+        {
+            "what": "value+gradient+Hessian (1 call)",
+            "events": n,
+            "fit_s": t["vgh"],
+            "vg_ms": 1e3 * t["vg"],
+            "calls": 0,
+            "hess_calls": 1,
+        }
+    )
     return rows
 
 
@@ -126,14 +155,24 @@ def binned(spec: dict, repeat: int, tolerance: float, strategy: int) -> dict:
     b, fval = out["pyhf"]
     mu_p = float(b[pm.config.poi_index, 0])
     return {
-        "npars": model.npars, "nbins": int(sum(len(c["samples"][0]["data"]) for c in spec["channels"])),
+        "npars": model.npars,
+        "nbins": int(sum(len(c["samples"][0]["data"]) for c in spec["channels"])),
         "channels": len(spec["channels"]),
-        "nsbi_s": t["nsbi"], "pyhf_s": t["pyhf"], "speedup": t["pyhf"] / t["nsbi"],
-        "nsbi_first_s": t_first_nsbi, "pyhf_first_s": t_first_pyhf,
-        "nsbi_build_s": t_build_nsbi, "pyhf_build_s": t_build_pyhf,
-        "nsbi_twice_nll": r.twice_nll, "pyhf_twice_nll": fval, "delta_twice_nll": r.twice_nll - fval,
-        "nsbi_mu": r.value("mu"), "pyhf_mu": mu_p, "nsbi_mu_err": r.error("mu"),
-        "pyhf_mu_err": float(b[pm.config.poi_index, 1]), "nsbi_valid": r.status.get("valid"),
+        "nsbi_s": t["nsbi"],
+        "pyhf_s": t["pyhf"],
+        "speedup": t["pyhf"] / t["nsbi"],
+        "nsbi_first_s": t_first_nsbi,
+        "pyhf_first_s": t_first_pyhf,
+        "nsbi_build_s": t_build_nsbi,
+        "pyhf_build_s": t_build_pyhf,
+        "nsbi_twice_nll": r.twice_nll,
+        "pyhf_twice_nll": fval,
+        "delta_twice_nll": r.twice_nll - fval,
+        "nsbi_mu": r.value("mu"),
+        "pyhf_mu": mu_p,
+        "nsbi_mu_err": r.error("mu"),
+        "pyhf_mu_err": float(b[pm.config.poi_index, 1]),
+        "nsbi_valid": r.status.get("valid"),
     }
 
 
@@ -146,40 +185,86 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tolerance", type=float, default=1e-3)
     ap.add_argument("--strategy", type=int, default=1)
-    ap.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "data" / "synthetic_pyhf_workspace.json",
-                    help="where the synthetic pyhf workspace is written (and read back from)")
+    ap.add_argument(
+        "--workspace",
+        type=Path,
+        default=ROOT / "benchmarks" / "data" / "synthetic_pyhf_workspace.json",
+        help="where the synthetic pyhf workspace is written (and read back from)",
+    )
     ap.add_argument("--skip-unbinned", action="store_true")
     ap.add_argument("--skip-binned", action="store_true")
     a = ap.parse_args()
     print_machine()
     if not a.skip_unbinned:
         rows = unbinned(int(a.events), a.repeat, 1)
-        print(f"\nUnbinned fit, {int(a.events):.0e} events x 4 processes x 3 shape systematics "
-              f"(jit-warm; first fit incl. compilation {rows[0]['first_fit_s']:.1f} s)")
-        print(table(rows, [("what", "fit", ""), ("fit_s", "wall [s]", ".3f"), ("calls", "value+grad calls", "d"),
-                           ("hess_calls", "Hessian calls", "d"), ("vg_ms", "one value+grad [ms]", ".1f"),
-                           ("twice_nll", "-2lnL at min", ".4f"), ("mu", "mu", ".5f"), ("mu_err", "σ(mu)", ".5f"),
-                           ("valid", "valid", ""), ("minimizer", "minimizer", "")]))
+        print(
+            f"\nUnbinned fit, {int(a.events):.0e} events x 4 processes x 3 shape systematics "
+            f"(jit-warm; first fit incl. compilation {rows[0]['first_fit_s']:.1f} s)"
+        )
+        print(
+            table(
+                rows,
+                [
+                    ("what", "fit", ""),
+                    ("fit_s", "wall [s]", ".3f"),
+                    ("calls", "value+grad calls", "d"),
+                    ("hess_calls", "Hessian calls", "d"),
+                    ("vg_ms", "one value+grad [ms]", ".1f"),
+                    ("twice_nll", "-2lnL at min", ".4f"),
+                    ("mu", "mu", ".5f"),
+                    ("mu_err", "σ(mu)", ".5f"),
+                    ("valid", "valid", ""),
+                    ("minimizer", "minimizer", ""),
+                ],
+            )
+        )
         ratio = rows[2]["fit_s"] / rows[0]["fit_s"]
-        print(f"Newton (default) vs MIGRAD + numerical HESSE: {ratio:.1f}x faster; "
-              f"Δ(-2lnL) = {rows[0]['twice_nll'] - rows[2]['twice_nll']:.2e}")
+        print(
+            f"Newton (default) vs MIGRAD + numerical HESSE: {ratio:.1f}x faster; "
+            f"Δ(-2lnL) = {rows[0]['twice_nll'] - rows[2]['twice_nll']:.2e}"
+        )
     if not a.skip_binned:
         spec = synthetic_pyhf_workspace(a.seed, a.channels, a.bins)
         a.workspace.parent.mkdir(parents=True, exist_ok=True)
         a.workspace.write_text(json.dumps(spec, sort_keys=True))
         spec = json.loads(a.workspace.read_text())
         r = binned(spec, a.repeat, a.tolerance, a.strategy)
-        print(f"\nBinned fit ({a.workspace.relative_to(ROOT) if a.workspace.is_relative_to(ROOT) else a.workspace}: "
-              f"{r['channels']} channels, {r['nbins']} bins, {r['npars']} parameters; MIGRAD tol {a.tolerance}, "
-              f"strategy {a.strategy}, uncertainties from HESSE on both sides; jit-warm, min of {a.repeat})")
+        print(
+            f"\nBinned fit ({a.workspace.relative_to(ROOT) if a.workspace.is_relative_to(ROOT) else a.workspace}: "
+            f"{r['channels']} channels, {r['nbins']} bins, {r['npars']} parameters; MIGRAD tol {a.tolerance}, "
+            f"strategy {a.strategy}, uncertainties from HESSE on both sides; jit-warm, min of {a.repeat})"
+        )
         rows = [
-            {"who": "nsbi", "s": r["nsbi_s"], "first": r["nsbi_first_s"], "nll": r["nsbi_twice_nll"], "mu": r["nsbi_mu"],
-             "err": r["nsbi_mu_err"]},
-            {"who": "pyhf (jax, minuit)", "s": r["pyhf_s"], "first": r["pyhf_first_s"], "nll": r["pyhf_twice_nll"],
-             "mu": r["pyhf_mu"], "err": r["pyhf_mu_err"]},
+            {
+                "who": "nsbi",
+                "s": r["nsbi_s"],
+                "first": r["nsbi_first_s"],
+                "nll": r["nsbi_twice_nll"],
+                "mu": r["nsbi_mu"],
+                "err": r["nsbi_mu_err"],
+            },
+            {
+                "who": "pyhf (jax, minuit)",
+                "s": r["pyhf_s"],
+                "first": r["pyhf_first_s"],
+                "nll": r["pyhf_twice_nll"],
+                "mu": r["pyhf_mu"],
+                "err": r["pyhf_mu_err"],
+            },
         ]
-        print(table(rows, [("who", "", ""), ("s", "fit [s]", ".3f"), ("first", "first fit incl. jit [s]", ".2f"),
-                           ("nll", "-2lnL at min", ".6f"), ("mu", "mu", ".5f"), ("err", "σ(mu)", ".5f")]))
+        print(
+            table(
+                rows,
+                [
+                    ("who", "", ""),
+                    ("s", "fit [s]", ".3f"),
+                    ("first", "first fit incl. jit [s]", ".2f"),
+                    ("nll", "-2lnL at min", ".6f"),
+                    ("mu", "mu", ".5f"),
+                    ("err", "σ(mu)", ".5f"),
+                ],
+            )
+        )
         print(f"speed-up nsbi vs pyhf: {r['speedup']:.1f}x; Δ(-2lnL) = {r['delta_twice_nll']:.2e}")
 
 

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import machine_info, print_machine, run_worker, table, timed_min, unbinned_model, vm_hwm_mb
 
 
@@ -64,23 +63,38 @@ def worker(n: int, K: int, C: int, repeat: int, seed: int) -> dict:
         fns["vg_exp"] = lambda: m.twice_nll_and_grad(p_out)
     t = timed_min(fns, repeat)
     return {
-        "events": n, "K": K, "C": C,
-        "vg_ms": 1e3 * t["vg"], "v_ms": 1e3 * t["v"],
+        "events": n,
+        "K": K,
+        "C": C,
+        "vg_ms": 1e3 * t["vg"],
+        "v_ms": 1e3 * t["v"],
         "vg_exp_ms": 1e3 * t.get("vg_exp", float("nan")),
-        "floor_ms": 1e3 * t["floor"], "floor_in_ms": 1e3 * t["floor_in"],
-        "ratio": t["vg"] / t["floor"], "ratio_in": t["vg"] / t["floor_in"],
+        "floor_ms": 1e3 * t["floor"],
+        "floor_in_ms": 1e3 * t["floor_in"],
+        "ratio": t["vg"] / t["floor"],
+        "ratio_in": t["vg"] / t["floor_in"],
         "ns_per_event": 1e9 * t["vg"] / n,
-        "kernel_MB": sum(a.nbytes for a in kern) / 1e6, "input_MB": sum(a.nbytes for a in inputs) / 1e6,
-        "peak_MB": vm_hwm_mb(), "build_s": t_build, "compile_s": t_compile_vg + t_compile_v,
+        "kernel_MB": sum(a.nbytes for a in kern) / 1e6,
+        "input_MB": sum(a.nbytes for a in inputs) / 1e6,
+        "peak_MB": vm_hwm_mb(),
+        "build_s": t_build,
+        "compile_s": t_compile_vg + t_compile_v,
     }
 
 
 COLUMNS = [
-    ("events", "events", ".0e"), ("K", "shape syst", "d"), ("vg_ms", "NLL+grad [ms]", ".1f"),
-    ("v_ms", "NLL only [ms]", ".1f"), ("vg_exp_ms", "NLL+grad, one α=1.5 [ms]", ".1f"),
-    ("floor_ms", "numpy floor [ms]", ".1f"), ("ratio", "ratio to floor", ".2f"),
-    ("ratio_in", "ratio to input-column floor", ".2f"), ("ns_per_event", "ns/event", ".0f"),
-    ("kernel_MB", "arrays read [MB]", ".0f"), ("peak_MB", "peak RSS [MB]", ".0f"), ("compile_s", "compile [s]", ".1f"),
+    ("events", "events", ".0e"),
+    ("K", "shape syst", "d"),
+    ("vg_ms", "NLL+grad [ms]", ".1f"),
+    ("v_ms", "NLL only [ms]", ".1f"),
+    ("vg_exp_ms", "NLL+grad, one α=1.5 [ms]", ".1f"),
+    ("floor_ms", "numpy floor [ms]", ".1f"),
+    ("ratio", "ratio to floor", ".2f"),
+    ("ratio_in", "ratio to input-column floor", ".2f"),
+    ("ns_per_event", "ns/event", ".0f"),
+    ("kernel_MB", "arrays read [MB]", ".0f"),
+    ("peak_MB", "peak RSS [MB]", ".0f"),
+    ("compile_s", "compile [s]", ".1f"),
 ]
 
 

@@ -27,7 +27,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from _common import print_machine, table, timed_min  # noqa: E402
 
 NF = 10
@@ -39,8 +38,9 @@ def _module(seed: int, settings: dict):
     from nsbi.train.models import build_model
 
     torch.manual_seed(seed)
-    return build_model("mlp", n_features=NF, mean=np.linspace(-1, 1, NF), std=np.linspace(0.5, 2, NF),
-                       settings=settings)
+    return build_model(
+        "mlp", n_features=NF, mean=np.linspace(-1, 1, NF), std=np.linspace(0.5, 2, NF), settings=settings
+    )
 
 
 def _numpy_chain(module):
@@ -48,7 +48,9 @@ def _numpy_chain(module):
     import torch
 
     lin = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-    Ws = [(m.weight.detach().numpy().T.astype(np.float32).copy(), m.bias.detach().numpy().astype(np.float32)) for m in lin]
+    Ws = [
+        (m.weight.detach().numpy().T.astype(np.float32).copy(), m.bias.detach().numpy().astype(np.float32)) for m in lin
+    ]
     mean = getattr(module, "feature_mean", None)
     scale = getattr(module, "feature_scale", None)
     mean = np.zeros(NF, np.float32) if mean is None else mean.detach().numpy().astype(np.float32)
@@ -57,7 +59,7 @@ def _numpy_chain(module):
     def run(X, batch=65536):
         outs = []
         for i in range(0, len(X), batch):
-            h = (X[i:i + batch] - mean) * scale
+            h = (X[i : i + batch] - mean) * scale
             for j, (W, b) in enumerate(Ws):
                 h = h @ W + b
                 if j < len(Ws) - 1:
@@ -84,16 +86,33 @@ def inference(n: int, members: int, repeat: int) -> list[dict]:
         ref = mods[0](__import__("torch").as_tensor(X[:1000])).detach().numpy()
         agree = float(np.max(np.abs(onnx[0](X[:1000]) - ref)))
         agree_np = float(np.max(np.abs(chains[0](X[:1000]) - ref)))
-        t = timed_min({
-            "onnx1": lambda: onnx[0](X), "np1": lambda: chains[0](X),
-            "onnxN": lambda: [o(X) for o in onnx], "npN": lambda: [c(X) for c in chains],
-        }, repeat)
+        t = timed_min(
+            {
+                "onnx1": lambda: onnx[0](X),
+                "np1": lambda: chains[0](X),
+                "onnxN": lambda: [o(X) for o in onnx],
+                "npN": lambda: [c(X) for c in chains],
+            },
+            repeat,
+        )
     hidden = settings["hidden"]
     return [
-        {"what": f"1 member ({NF}-{'-'.join(map(str, hidden))}-1)", "onnx_evs": n / t["onnx1"], "np_evs": n / t["np1"],
-         "ratio": t["onnx1"] / t["np1"], "max_abs_diff_torch": agree, "np_diff": agree_np},
-        {"what": f"ensemble of {members}", "onnx_evs": n / t["onnxN"], "np_evs": n / t["npN"],
-         "ratio": t["onnxN"] / t["npN"], "max_abs_diff_torch": agree, "np_diff": agree_np},
+        {
+            "what": f"1 member ({NF}-{'-'.join(map(str, hidden))}-1)",
+            "onnx_evs": n / t["onnx1"],
+            "np_evs": n / t["np1"],
+            "ratio": t["onnx1"] / t["np1"],
+            "max_abs_diff_torch": agree,
+            "np_diff": agree_np,
+        },
+        {
+            "what": f"ensemble of {members}",
+            "onnx_evs": n / t["onnxN"],
+            "np_evs": n / t["npN"],
+            "ratio": t["onnxN"] / t["npN"],
+            "max_abs_diff_torch": agree,
+            "np_diff": agree_np,
+        },
     ]
 
 
@@ -115,15 +134,27 @@ def training(n: int, epochs: int) -> dict:
     num, den = sample(0.2), sample(0.0)
     times = {1: float("inf"), epochs: float("inf")}
     for e in (1, 1, epochs, 1, epochs):  # warm-up first; min of two runs each
-        settings = {"max_epochs": e, "patience": 10 * epochs, "progress_bar": False, "num_threads": 1,
-                    "accelerator": "cpu"}
+        settings = {
+            "max_epochs": e,
+            "patience": 10 * epochs,
+            "progress_bar": False,
+            "num_threads": 1,
+            "accelerator": "cpu",
+        }
         t0 = time.perf_counter()
         train_ratio(num, den, feats, settings=settings, seed=3)
         times[e] = min(times[e], time.perf_counter() - t0)
     per_epoch = (times[epochs] - times[1]) / (epochs - 1)
     n_train = int(2 * n * 0.8)
-    return {"events_per_class": n, "train_events": n_train, "epochs": epochs, "total_s": times[epochs],
-            "setup_plus_1_epoch_s": times[1], "epoch_s": per_epoch, "train_evs": n_train / per_epoch}
+    return {
+        "events_per_class": n,
+        "train_events": n_train,
+        "epochs": epochs,
+        "total_s": times[epochs],
+        "setup_plus_1_epoch_s": times[1],
+        "epoch_s": per_epoch,
+        "train_evs": n_train / per_epoch,
+    }
 
 
 def main() -> None:
@@ -137,15 +168,36 @@ def main() -> None:
     a = ap.parse_args()
     print_machine()
     rows = inference(int(a.events), a.members, a.repeat)
-    print(f"\nONNX inference, {int(a.events):.0e} events, 1 thread (min of {a.repeat}; numpy chain in the same process)")
-    print(table(rows, [("what", "model", ""), ("onnx_evs", "ONNX events/s", ".3g"), ("np_evs", "numpy events/s", ".3g"),
-                       ("ratio", "time ratio ONNX/numpy", ".2f"), ("max_abs_diff_torch", "max|ONNX-torch|", ".1e")]))
+    print(
+        f"\nONNX inference, {int(a.events):.0e} events, 1 thread (min of {a.repeat}; numpy chain in the same process)"
+    )
+    print(
+        table(
+            rows,
+            [
+                ("what", "model", ""),
+                ("onnx_evs", "ONNX events/s", ".3g"),
+                ("np_evs", "numpy events/s", ".3g"),
+                ("ratio", "time ratio ONNX/numpy", ".2f"),
+                ("max_abs_diff_torch", "max|ONNX-torch|", ".1e"),
+            ],
+        )
+    )
     if not a.skip_training:
         r = training(int(a.train_events), a.epochs)
         print(f"\nTraining (Lightning, CPU, 1 thread, batch 4096, {r['train_events']} training events)")
-        print(table([r], [("epochs", "epochs", "d"), ("total_s", "total [s]", ".2f"),
-                          ("setup_plus_1_epoch_s", "set-up + 1 epoch [s]", ".2f"), ("epoch_s", "per epoch [s]", ".3f"),
-                          ("train_evs", "training events/s", ".3g")]))
+        print(
+            table(
+                [r],
+                [
+                    ("epochs", "epochs", "d"),
+                    ("total_s", "total [s]", ".2f"),
+                    ("setup_plus_1_epoch_s", "set-up + 1 epoch [s]", ".2f"),
+                    ("epoch_s", "per epoch [s]", ".3f"),
+                    ("train_evs", "training events/s", ".3g"),
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import time
 
 import numpy as np
-
 from _common import print_machine, synthetic_pyhf_workspace, table
 
 
@@ -51,8 +50,15 @@ def main() -> None:
     bounds = np.asarray(model.bounds, float)
 
     def batched(sel):
-        return batchfit.minimize(gen.twice_nll, batchfit.take(data, sel), model.init, bounds, free, shared=(mc,),
-                                 batch_size=min(a.batch_size, len(sel) if isinstance(sel, np.ndarray) else a.batch_size))
+        return batchfit.minimize(
+            gen.twice_nll,
+            batchfit.take(data, sel),
+            model.init,
+            bounds,
+            free,
+            shared=(mc,),
+            batch_size=min(a.batch_size, len(sel) if isinstance(sel, np.ndarray) else a.batch_size),
+        )
 
     vg = jax.jit(jax.value_and_grad(lambda p, d: gen.twice_nll(p, d, mc)))
 
@@ -62,12 +68,12 @@ def main() -> None:
             d = batchfit.take(data, int(i))
             cache = {}
 
-            def f(x):
+            def f(x, d=d, cache=cache):
                 v, g = vg(jnp.asarray(x), d)
                 cache["g"] = np.asarray(g)
                 return float(v)
 
-            def grad(x):
+            def grad(x, d=d):
                 return np.asarray(vg(jnp.asarray(x), d)[1])
 
             m = Minuit(f, model.init.copy(), grad=grad)
@@ -88,20 +94,46 @@ def main() -> None:
     t0 = time.perf_counter()
     rb = batched(idx)
     tb = time.perf_counter() - t0
-    rows = [{"what": f"batched (vmap Newton, batch {a.batch_size})", "s": tb, "rate": a.toys / tb, "ratio": 1.0,
-             "note": f"fallbacks {rb.n_fallback}, failed {rb.n_failed}"}]
-    for label, tol, strategy in (("sequential iminuit + JAX grad, defaults (tol 0.1, strategy 1)", 0.1, 1),
-                                 ("sequential iminuit + JAX grad, strict (tol 1e-4, strategy 2)", 1e-4, 2)):
+    rows = [
+        {
+            "what": f"batched (vmap Newton, batch {a.batch_size})",
+            "s": tb,
+            "rate": a.toys / tb,
+            "ratio": 1.0,
+            "note": f"fallbacks {rb.n_fallback}, failed {rb.n_failed}",
+        }
+    ]
+    for label, tol, strategy in (
+        ("sequential iminuit + JAX grad, defaults (tol 0.1, strategy 1)", 0.1, 1),
+        ("sequential iminuit + JAX grad, strict (tol 1e-4, strategy 2)", 1e-4, 2),
+    ):
         t0 = time.perf_counter()
         fs = sequential(idx, tol, strategy)
         ts = time.perf_counter() - t0
         d = np.asarray(rb.twice_nll) - fs
-        rows.append({"what": label, "s": ts, "rate": a.toys / ts, "ratio": ts / tb,
-                     "note": f"max |Δ(-2lnL)| {np.max(np.abs(d)):.1e}; batched lower in {int(np.sum(d < -1e-4))}, "
-                             f"higher in {int(np.sum(d > 1e-4))} toys (|Δ| > 1e-4)"})
+        rows.append(
+            {
+                "what": label,
+                "s": ts,
+                "rate": a.toys / ts,
+                "ratio": ts / tb,
+                "note": f"max |Δ(-2lnL)| {np.max(np.abs(d)):.1e}; batched lower in {int(np.sum(d < -1e-4))}, "
+                f"higher in {int(np.sum(d > 1e-4))} toys (|Δ| > 1e-4)",
+            }
+        )
     print(f"\n{a.toys} toys of a binned model ({model.npars} parameters, {a.channels}x{a.bins} bins)")
-    print(table(rows, [("what", "method", ""), ("s", "wall [s]", ".2f"), ("rate", "toys/s", ".1f"),
-                       ("ratio", "batched speed-up", ".1f"), ("note", "", "")]))
+    print(
+        table(
+            rows,
+            [
+                ("what", "method", ""),
+                ("s", "wall [s]", ".2f"),
+                ("rate", "toys/s", ".1f"),
+                ("ratio", "batched speed-up", ".1f"),
+                ("note", "", ""),
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,12 @@ def read_benchmark(path: Path) -> dict:
     if not rows:
         raise ValueError(f"{path}: empty benchmark file")
     r = rows[0]
-    return {"s": _num(r.get("s")), "max_rss": _num(r.get("max_rss")), "cpu_time": _num(r.get("cpu_time")),
-            "mtime": path.stat().st_mtime}
+    return {
+        "s": _num(r.get("s")),
+        "max_rss": _num(r.get("max_rss")),
+        "cpu_time": _num(r.get("cpu_time")),
+        "mtime": path.stat().st_mtime,
+    }
 
 
 def summarise(bench_dir: Path, depth: int = 1) -> list[dict]:
@@ -58,7 +62,8 @@ def summarise(bench_dir: Path, depth: int = 1) -> list[dict]:
     def row(name, items):
         starts = [i["mtime"] - (i["s"] if math.isfinite(i["s"]) else 0.0) for i in items]
         return {
-            "stage": name, "jobs": len(items),
+            "stage": name,
+            "jobs": len(items),
             "sum_s": sum(i["s"] for i in items if math.isfinite(i["s"])),
             "max_s": max((i["s"] for i in items if math.isfinite(i["s"])), default=math.nan),
             "cpu_s": sum(i["cpu_time"] for i in items if math.isfinite(i["cpu_time"])),
@@ -80,9 +85,20 @@ def main() -> None:
     d = a.path if a.path.name == "benchmarks" or not (a.path / "benchmarks").is_dir() else a.path / "benchmarks"
     rows = summarise(d, a.depth)
     print(f"Workflow stages from {d} (in order of first start)")
-    print(table(rows, [("stage", "stage", ""), ("jobs", "jobs", "d"), ("sum_s", "Σ job wall [s]", ".1f"),
-                       ("max_s", "longest job [s]", ".1f"), ("span_s", "elapsed span [s]", ".1f"),
-                       ("cpu_s", "Σ CPU [s]", ".1f"), ("rss", "max RSS [MB]", ".0f")]))
+    print(
+        table(
+            rows,
+            [
+                ("stage", "stage", ""),
+                ("jobs", "jobs", "d"),
+                ("sum_s", "Σ job wall [s]", ".1f"),
+                ("max_s", "longest job [s]", ".1f"),
+                ("span_s", "elapsed span [s]", ".1f"),
+                ("cpu_s", "Σ CPU [s]", ".1f"),
+                ("rss", "max RSS [MB]", ".0f"),
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

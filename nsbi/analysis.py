@@ -19,7 +19,9 @@ from . import fit as F
 __all__ = ["fit_and_scan", "write_fit_outputs", "compare_scans"]
 
 
-def fit_and_scan(ws, dataset: str, scan: Mapping[str, Any], minos: bool = False, with_impacts: bool = True) -> dict[str, Any]:
+def fit_and_scan(
+    ws, dataset: str, scan: Mapping[str, Any], minos: bool = False, with_impacts: bool = True
+) -> dict[str, Any]:
     """Fit ``dataset`` of ``ws``; scan the POI on ``linspace(low, high, points)`` (profiled and
     stat-only, i.e. constrained nuisance parameters fixed at their best-fit values)."""
     model = ws.model(dataset=dataset)
@@ -68,9 +70,14 @@ def compare_scans(scans: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def scan_from_dict(s: Mapping[str, Any]) -> F.ScanResult:
     """Inverse of ``ScanResult.to_dict``."""
     return F.ScanResult(
-        poi=s["poi"], values=np.array(s["values"]), twice_nll=np.array(s["twice_nll"], dtype=float),
-        delta=np.array(s["delta_twice_nll"], dtype=float), best=s["best"], best_twice_nll=s["best_twice_nll"],
-        intervals={k: tuple(v) for k, v in s["intervals"].items()}, mode=s["mode"],
+        poi=s["poi"],
+        values=np.array(s["values"]),
+        twice_nll=np.array(s["twice_nll"], dtype=float),
+        delta=np.array(s["delta_twice_nll"], dtype=float),
+        best=s["best"],
+        best_twice_nll=s["best_twice_nll"],
+        intervals={k: tuple(v) for k, v in s["intervals"].items()},
+        mode=s["mode"],
     )
 
 

@@ -30,11 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jax
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp
+from nsbi.jax_setup import jax, jnp
 
 __all__ = ["BatchFitResult", "batch_size_of", "minimize", "take"]
 
@@ -76,7 +74,9 @@ _SOLVERS: dict[Any, Callable] = {}
 
 def _make_solver(fun: Callable, tol: float, max_iter: int) -> Callable:
     def solve_one(x0, data, lo, hi, free, shared):
-        f = lambda x: fun(x, data, *shared)
+        def f(x):
+            return fun(x, data, *shared)
+
         vg = jax.value_and_grad(f)
         hess = jax.hessian(f)
         n = x0.shape[0]
@@ -105,8 +105,16 @@ def _make_solver(fun: Callable, tol: float, max_iter: int) -> Callable:
         # compilation time): the first iteration just evaluates the start point.
         v, g, H = jnp.full((), jnp.inf, x.dtype), jnp.zeros_like(x), eye
         # status: 0 running, 1 converged, 2 failed
-        state = (x, v, g, H, jnp.zeros((), x.dtype), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
-                 jnp.ones((), bool))
+        state = (
+            x,
+            v,
+            g,
+            H,
+            jnp.zeros((), x.dtype),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+            jnp.ones((), bool),
+        )
 
         def cond(s):
             return s[6] == 0

@@ -31,7 +31,17 @@ from .expr import parse
 from .interpolation import code4_mean_nodes
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
-__all__ = ["asimov_events", "normalise_ratios", "shape_norm_nodes", "reference_weights", "build_nsbi_workspace", "build_histogram_workspace", "morphing_at", "parameters", "pyhf_comparable"]
+__all__ = [
+    "asimov_events",
+    "normalise_ratios",
+    "shape_norm_nodes",
+    "reference_weights",
+    "build_nsbi_workspace",
+    "build_histogram_workspace",
+    "morphing_at",
+    "parameters",
+    "pyhf_comparable",
+]
 
 
 def morphing_at(cfg: Mapping[str, Any], value: float | None = None) -> dict[str, float]:
@@ -98,7 +108,7 @@ def _binned_region(cfg, name: str, observable: str, edges: np.ndarray, prep: Map
                     c = prep[key]
                     hists[d] = _histogram(_observable(c, observable), c["weight"], edges)[0]
             if len(hists) == 1:  # symmetrise a one-sided variation
-                (d, h), = hists.items()
+                ((d, h),) = hists.items()
                 hists["down" if d == "up" else "up"] = 2 * nominal[proc] - h
             variations[proc][syst] = (hists["up"], hists["down"])
         normsys[proc] = _norm_systematics(cfg, proc)
@@ -139,7 +149,9 @@ def reference_weights(process: np.ndarray, weight: np.ndarray, reference: Mappin
     return u
 
 
-def normalise_ratios(table: Mapping[str, np.ndarray], reference: Mapping[str, float], processes, shape_systs) -> dict[str, float]:
+def normalise_ratios(
+    table: Mapping[str, np.ndarray], reference: Mapping[str, float], processes, shape_systs
+) -> dict[str, float]:
     """Log normalisation constants that make the learned ratios integrate to one on the MC.
 
     r̃_c = r_c / Σ_i u_i r_c(x_i) (so ∫ r̃_c p_ref = 1 on the reference events), and for each
@@ -162,8 +174,9 @@ def normalise_ratios(table: Mapping[str, np.ndarray], reference: Mapping[str, fl
     return out
 
 
-def shape_norm_nodes(table: Mapping[str, np.ndarray], reference: Mapping[str, float], processes, shape_systs,
-                     nodes: int = 256) -> dict[str, dict[str, dict]]:
+def shape_norm_nodes(
+    table: Mapping[str, np.ndarray], reference: Mapping[str, float], processes, shape_systs, nodes: int = 256
+) -> dict[str, dict[str, dict]]:
     """Weighted nodes of ln g̃_ck up/down under p_c, for the shape normalisation of the model.
 
     ``table`` holds normalised log-ratios (after :func:`normalise_ratios`); p_c is estimated
@@ -295,7 +308,12 @@ def build_nsbi_workspace(
         poi=cfg["morphing"]["poi"],
         parameters=parameters(cfg),
         measurement="NSBI",
-        metadata={"analysis": cfg["analysis"], "kind": "nsbi", "log_normalisation": corrections, "reference": reference},
+        metadata={
+            "analysis": cfg["analysis"],
+            "kind": "nsbi",
+            "log_normalisation": corrections,
+            "reference": reference,
+        },
     )
 
 
@@ -310,7 +328,9 @@ def build_histogram_workspace(
         if r["type"] == "unbinned":
             observable = hb["observable"]
             if "binning" not in hb:
-                raise ncfg.ConfigError("config key 'fit.histogram_baseline.binning': required for the histogram baseline")
+                raise ncfg.ConfigError(
+                    "config key 'fit.histogram_baseline.binning': required for the histogram baseline"
+                )
             edges = np.asarray(ncfg.bin_edges(hb["binning"]), float)
         else:
             observable, edges = r["observable"], np.asarray(ncfg.bin_edges(r["binning"]), float)

@@ -58,16 +58,25 @@ def cmd_inspect(args) -> int:
     info = {
         "source": kind,
         "channels": [
-            {"name": c["name"], "type": c["type"], "samples": [s["name"] for s in c["samples"]],
-             **({"bins": len(c["samples"][0]["data"])} if c["type"] == "binned" else {})}
+            {
+                "name": c["name"],
+                "type": c["type"],
+                "samples": [s["name"] for s in c["samples"]],
+                **({"bins": len(c["samples"][0]["data"])} if c["type"] == "binned" else {}),
+            }
             for c in ws.spec["channels"]
         ],
         "datasets": ws.datasets,
         "measurements": ws.measurements,
         "poi": model.poi_name,
         "parameters": [
-            {"name": n, "init": float(model.init[i]), "bounds": list(model.bounds[i]), "fixed": bool(model.fixed[i]),
-             "constrained": bool(model.constrained[i])}
+            {
+                "name": n,
+                "init": float(model.init[i]),
+                "bounds": list(model.bounds[i]),
+                "fixed": bool(model.fixed[i]),
+                "constrained": bool(model.constrained[i]),
+            }
             for i, n in enumerate(model.par_names)
         ],
     }
@@ -78,8 +87,12 @@ def cmd_inspect(args) -> int:
         for c in info["channels"]:
             extra = f", {c['bins']} bins" if "bins" in c else ""
             print(f"  channel {c['name']} [{c['type']}{extra}]: samples {', '.join(c['samples'])}")
-        print(f"  datasets: {', '.join(ws.datasets)}; measurements: {', '.join(ws.measurements)}; POI: {model.poi_name}")
-        print(f"  {model.npars} parameters ({int(model.constrained.sum())} constrained, {int(model.fixed.sum())} fixed)")
+        print(
+            f"  datasets: {', '.join(ws.datasets)}; measurements: {', '.join(ws.measurements)}; POI: {model.poi_name}"
+        )
+        print(
+            f"  {model.npars} parameters ({int(model.constrained.sum())} constrained, {int(model.fixed.sum())} fixed)"
+        )
     return 0
 
 
@@ -160,8 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--minos", action="store_true", help="MINOS interval for the POI")
     sp.add_argument("--strategy", type=int, default=1)
     sp.add_argument("--tolerance", type=float, default=0.001)
-    sp.add_argument("--errors", choices=["hesse", "exact"], default="hesse",
-                    help="Minuit HESSE (as pyhf) or the exact autodiff Hessian")
+    sp.add_argument(
+        "--errors",
+        choices=["hesse", "exact"],
+        default="hesse",
+        help="Minuit HESSE (as pyhf) or the exact autodiff Hessian",
+    )
     sp.set_defaults(func=cmd_fit)
     sp = sub.add_parser("scan", help="profile-likelihood scan of the POI")
     common(sp)

@@ -332,11 +332,7 @@ def affects(syst: Mapping[str, Any], sample_name: str, cfg: Mapping[str, Any]) -
 
 def shape_systematics(cfg: Mapping[str, Any], sample_name: str) -> list[str]:
     """Systematics that need their own prepared events (weight- and tree-based)."""
-    return [
-        s["name"]
-        for s in cfg["systematics"]
-        if s["type"] in ("weight", "tree") and affects(s, sample_name, cfg)
-    ]
+    return [s["name"] for s in cfg["systematics"] if s["type"] in ("weight", "tree") and affects(s, sample_name, cfg)]
 
 
 def variations(cfg: Mapping[str, Any], sample_name: str) -> list[str]:

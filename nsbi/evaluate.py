@@ -14,6 +14,7 @@ where member ``m`` does not evaluate event ``i`` (out-of-fold evaluation, see
 ``r = exp(log r)`` with the mean (default) or the median and returns ``log`` of it, plus
 the standard deviation (``ddof=0``) of the ratios.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,9 @@ class OnnxModel:
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(intra_op_threads)
         so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), sess_options=so,
-                                            providers=list(providers or select_providers()))
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=so, providers=list(providers or select_providers())
+        )
         self.input_name, self.output_name = INPUT_NAME, OUTPUT_NAME
         self.metadata = read_metadata(self.path)
         self.n_features = self.session.get_inputs()[0].shape[1]
@@ -98,8 +100,10 @@ class OnnxModel:
         if len(X) == 0:
             out = self.session.run([self.output_name], {self.input_name: np.zeros((1, X.shape[1]), np.float32)})[0]
             return np.zeros((0,) + out.shape[1:], np.float64)
-        outs = [self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(X[i:i + batch_size])})[0]
-                for i in range(0, len(X), int(batch_size))]
+        outs = [
+            self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(X[i : i + batch_size])})[0]
+            for i in range(0, len(X), int(batch_size))
+        ]
         return np.concatenate(outs).astype(np.float64)
 
 
@@ -143,9 +147,17 @@ def _model_features(models: Sequence[OnnxModel], features):
     return list(features)
 
 
-def evaluate_member(model_path, sample: Mapping[str, np.ndarray], member: int, n_folds: int,
-                    out_of_fold: bool = True, features: Sequence[str] | None = None,
-                    intra_op_threads: int = 1, providers=None, batch_size: int = 65536) -> np.ndarray:
+def evaluate_member(
+    model_path,
+    sample: Mapping[str, np.ndarray],
+    member: int,
+    n_folds: int,
+    out_of_fold: bool = True,
+    features: Sequence[str] | None = None,
+    intra_op_threads: int = 1,
+    providers=None,
+    batch_size: int = 65536,
+) -> np.ndarray:
     """``log r`` of one ratio member for every event (NaN where it does not evaluate)."""
     model = OnnxModel(check_files([model_path])[0], intra_op_threads, providers)
     features = _model_features([model], features)
@@ -157,9 +169,16 @@ def evaluate_member(model_path, sample: Mapping[str, np.ndarray], member: int, n
     return out
 
 
-def evaluate_ensemble(model_paths: Sequence[str | Path], sample: Mapping[str, np.ndarray], n_folds: int,
-                      out_of_fold: bool = True, features: Sequence[str] | None = None,
-                      intra_op_threads: int = 1, prefer_gpu: bool = True, batch_size: int = 65536) -> np.ndarray:
+def evaluate_ensemble(
+    model_paths: Sequence[str | Path],
+    sample: Mapping[str, np.ndarray],
+    n_folds: int,
+    out_of_fold: bool = True,
+    features: Sequence[str] | None = None,
+    intra_op_threads: int = 1,
+    prefer_gpu: bool = True,
+    batch_size: int = 65536,
+) -> np.ndarray:
     """``(n_members, N)`` array of per-member ``log r`` (member ``m`` = ``model_paths[m]``),
     NaN where a member does not evaluate an event.  All files must exist."""
     paths = check_files(model_paths)
@@ -179,8 +198,15 @@ def evaluate_ensemble(model_paths: Sequence[str | Path], sample: Mapping[str, np
     return out
 
 
-def evaluate_classifier(model_paths, sample, n_folds: int, out_of_fold: bool = True, features=None,
-                        intra_op_threads: int = 1, prefer_gpu: bool = True) -> np.ndarray:
+def evaluate_classifier(
+    model_paths,
+    sample,
+    n_folds: int,
+    out_of_fold: bool = True,
+    features=None,
+    intra_op_threads: int = 1,
+    prefer_gpu: bool = True,
+) -> np.ndarray:
     """Mean class probabilities ``(N, n_classes)`` over the members that evaluate each event."""
     paths = check_files(model_paths)
     kfold.check_kfold(n_folds, len(paths) if out_of_fold else None)
@@ -269,7 +295,7 @@ def build_dataset(kind: str, samples: Mapping[str, Mapping[str, np.ndarray]]) ->
     if kind == "observed":
         if len(samples) != 1:
             raise ValueError(f"observed dataset needs exactly one (data) sample, got {sorted(samples)}")
-        (name, s), = samples.items()
+        ((name, s),) = samples.items()
         s = dict(s)
         s[WEIGHT] = np.ones(len(s[WEIGHT]))
         s["process"] = np.full(len(s[WEIGHT]), name, dtype=object)
@@ -287,17 +313,24 @@ def _atomic_target(path: Path):
     return tmp
 
 
-def save_member_predictions(path: str | Path, logr_members: np.ndarray, model_paths: Sequence[str | Path],
-                            method: str = "mean") -> Path:
+def save_member_predictions(
+    path: str | Path, logr_members: np.ndarray, model_paths: Sequence[str | Path], method: str = "mean"
+) -> Path:
     """Write ``logr_members`` (M, N), the aggregate and the spread to an ``.npz``."""
     path = Path(path)
     agg, spread, n_used = aggregate(logr_members, method)
     tmp = _atomic_target(path)
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, logr_members=np.asarray(logr_members, np.float64), logr=agg, spread=spread,
-                     n_used=n_used, models=np.asarray([str(p) for p in model_paths]),
-                     aggregation=np.asarray(method))
+            np.savez(
+                fh,
+                logr_members=np.asarray(logr_members, np.float64),
+                logr=agg,
+                spread=spread,
+                n_used=n_used,
+                models=np.asarray([str(p) for p in model_paths]),
+                aggregation=np.asarray(method),
+            )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -313,9 +346,12 @@ def load_member_predictions(path: str | Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def write_region_table(path: str | Path, dataset: Mapping[str, np.ndarray],
-                       predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                       extra_columns: Sequence[str] = ()) -> Path:
+def write_region_table(
+    path: str | Path,
+    dataset: Mapping[str, np.ndarray],
+    predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    extra_columns: Sequence[str] = (),
+) -> Path:
     """Parquet with ``weight``, ``process``, ``event_key``, ``extra_columns`` and for each
     target ``logr_{target}``/``spread_{target}`` (``predictions[target] = (logr, spread)``)."""
     import pyarrow as pa
@@ -370,8 +406,9 @@ def write_json(path: str | Path, obj) -> Path:
 
 
 # --------------------------------------------------------------------------- file-level drivers
-def run_build_dataset(kind: str, sample_paths: Mapping[str, str | Path], out_path: str | Path,
-                      features: Sequence[str]) -> dict[str, int]:
+def run_build_dataset(
+    kind: str, sample_paths: Mapping[str, str | Path], out_path: str | Path, features: Sequence[str]
+) -> dict[str, int]:
     """Write the region dataset parquet (``asimov``: all MC samples of the region;
     ``observed``: data) with the features, ``weight``, ``event_key`` and ``process``."""
     from .train.data import read_sample
@@ -383,23 +420,38 @@ def run_build_dataset(kind: str, sample_paths: Mapping[str, str | Path], out_pat
     return {"n_events": len(ds[WEIGHT]), "sumw": float(np.sum(ds[WEIGHT]))}
 
 
-def run_evaluate_target(events_path: str | Path, model_paths: Sequence[str | Path], out_path: str | Path,
-                        n_folds: int, out_of_fold: bool, aggregation: str = "mean", intra_op_threads: int = 1,
-                        prefer_gpu: bool = True) -> dict[str, float]:
+def run_evaluate_target(
+    events_path: str | Path,
+    model_paths: Sequence[str | Path],
+    out_path: str | Path,
+    n_folds: int,
+    out_of_fold: bool,
+    aggregation: str = "mean",
+    intra_op_threads: int = 1,
+    prefer_gpu: bool = True,
+) -> dict[str, float]:
     """Evaluate every member of one target on a region dataset and write the ``.npz``
     (per-member ``logr_members`` with NaN where not evaluated, ``logr``, ``spread``)."""
     paths = check_files(model_paths)
     events = read_table(check_files([events_path], "dataset")[0])
-    pred = evaluate_ensemble(paths, events, n_folds, out_of_fold, intra_op_threads=intra_op_threads,
-                             prefer_gpu=prefer_gpu)
+    pred = evaluate_ensemble(
+        paths, events, n_folds, out_of_fold, intra_op_threads=intra_op_threads, prefer_gpu=prefer_gpu
+    )
     save_member_predictions(out_path, pred, paths, aggregation)
     agg, spread, n_used = aggregate(pred, aggregation)
-    return {"n_events": int(pred.shape[1]), "members_per_event_min": int(n_used.min()) if len(n_used) else 0,
-            "median_relative_spread": float(np.median(spread / np.exp(agg))) if len(agg) else 0.0}
+    return {
+        "n_events": int(pred.shape[1]),
+        "members_per_event_min": int(n_used.min()) if len(n_used) else 0,
+        "median_relative_spread": float(np.median(spread / np.exp(agg))) if len(agg) else 0.0,
+    }
 
 
-def run_region_table(events_path: str | Path, target_paths: Mapping[str, str | Path], out_path: str | Path,
-                     keep_features: Sequence[str] = ()) -> Path:
+def run_region_table(
+    events_path: str | Path,
+    target_paths: Mapping[str, str | Path],
+    out_path: str | Path,
+    keep_features: Sequence[str] = (),
+) -> Path:
     """Assemble the per-region table for the statistical model from the target ``.npz``
     files (``target_paths``: target name, e.g. ``S`` or ``S__kfactor_up`` -> file)."""
     events = read_table(check_files([events_path], "dataset")[0])
@@ -413,8 +465,13 @@ def run_region_table(events_path: str | Path, target_paths: Mapping[str, str | P
     return write_region_table(out_path, events, preds, extra_columns=list(keep_features))
 
 
-def classifier_scores(model_paths: Sequence[str | Path], sample: Mapping[str, np.ndarray], n_folds: int,
-                      out_of_fold: bool, intra_op_threads: int = 1) -> dict[str, np.ndarray]:
+def classifier_scores(
+    model_paths: Sequence[str | Path],
+    sample: Mapping[str, np.ndarray],
+    n_folds: int,
+    out_of_fold: bool,
+    intra_op_threads: int = 1,
+) -> dict[str, np.ndarray]:
     """``{"score_<class>": probability}`` per event from the region-classifier members
     (class names from the ONNX metadata; out-of-fold for MC, every member for data)."""
     paths = check_files(model_paths, "region-classifier member")
@@ -425,8 +482,14 @@ def classifier_scores(model_paths: Sequence[str | Path], sample: Mapping[str, np
     return {f"score_{c}": probs[:, i] for i, c in enumerate(classes)}
 
 
-def run_evaluate_classifier(model_paths: Sequence[str | Path], sample_path: str | Path, out_path: str | Path,
-                            n_folds: int, out_of_fold: bool, intra_op_threads: int = 1) -> dict[str, int]:
+def run_evaluate_classifier(
+    model_paths: Sequence[str | Path],
+    sample_path: str | Path,
+    out_path: str | Path,
+    n_folds: int,
+    out_of_fold: bool,
+    intra_op_threads: int = 1,
+) -> dict[str, int]:
     """Region-classifier scores for one prepared sample: parquet with ``event_key``,
     ``score_{class}`` and ``region`` (the arg-max class)."""
     import pyarrow as pa

@@ -129,16 +129,12 @@ def _check(node: ast.AST, text: str, names: set[str]) -> None:
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             fname = getattr(node.func, "id", ast.unparse(node.func))
-            raise ExpressionError(
-                f"unknown function {fname!r} in {text!r}; allowed: {', '.join(sorted(FUNCTIONS))}"
-            )
+            raise ExpressionError(f"unknown function {fname!r} in {text!r}; allowed: {', '.join(sorted(FUNCTIONS))}")
         if node.keywords:
             raise ExpressionError(f"keyword arguments are not allowed in {text!r}")
         want = _NARGS.get(node.func.id, 1)
         if len(node.args) != want:
-            raise ExpressionError(
-                f"{node.func.id}() takes {want} argument(s), got {len(node.args)} in {text!r}"
-            )
+            raise ExpressionError(f"{node.func.id}() takes {want} argument(s), got {len(node.args)} in {text!r}")
         for a in node.args:
             _check(a, text, names)
     elif isinstance(node, ast.Subscript):
@@ -170,9 +166,7 @@ class Expression:
     def evaluate(self, namespace: Mapping[str, Any], xp: Any = np) -> Any:
         missing = self.names - set(namespace)
         if missing:
-            raise ExpressionError(
-                f"expression {self.text!r} uses undefined name(s): {', '.join(sorted(missing))}"
-            )
+            raise ExpressionError(f"expression {self.text!r} uses undefined name(s): {', '.join(sorted(missing))}")
         return _Evaluator(namespace, xp, self.text).visit(self._tree.body)
 
     __call__ = evaluate

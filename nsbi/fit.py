@@ -8,8 +8,9 @@ using the exact JAX gradient, ``errordef = 1`` (so HESSE/MINOS intervals are the
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from iminuit import Minuit
@@ -141,9 +142,13 @@ def _minuit(model, init, fixed_map, strategy, tolerance, use_grad=True, use_hess
 
     # the exact JAX Hessian seeds MIGRAD and replaces HESSE's numerical second derivatives
     # (about 190 -> 15 likelihood passes for an unbinned fit, see benchmarks/README.md)
-    m = Minuit(fcn, x0[free], grad=grad if use_grad else None,
-               hessian=hessian if (use_grad and use_hessian) else None,
-               name=[model.par_names[i] for i in free])
+    m = Minuit(
+        fcn,
+        x0[free],
+        grad=grad if use_grad else None,
+        hessian=hessian if (use_grad and use_hessian) else None,
+        name=[model.par_names[i] for i in free],
+    )
     m.errordef = Minuit.LEAST_SQUARES  # = 1, objective is -2 ln L
     m.strategy = strategy
     m.tol = tolerance
@@ -222,8 +227,9 @@ def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
                     # a tiny step at a bound the gradient leaves is not a minimum: sqrt(mu)
                     # morphing near mu = 0 has a huge slope *and* a far larger curvature, so the
                     # Newton step and the EDM vanish there (MIGRAD copes)
-                    return _NewtonResult(x, v, H, edm, it, nvgh, nval, False,
-                                         "on a bound with the gradient pointing inwards")
+                    return _NewtonResult(
+                        x, v, H, edm, it, nvgh, nval, False, "on a bound with the gradient pointing inwards"
+                    )
                 reason = "converged" if not held.any() else f"converged ({int(held.sum())} held at a bound)"
                 return _NewtonResult(x, v, H, edm, it, nvgh, nval, True, reason)
             Li = np.linalg.inv(L)
@@ -323,23 +329,36 @@ def fit(
         # ~npars passes and MIGRAD seeded with one exact Hessian is faster (benchmarks/README.md)
         newton = use_hessian and use_grad and not minos and n_events >= 50_000 and model.npars < 30
         minimizer = "newton" if newton else "migrad"
-    m, fixed_mask, full = _minuit(model, init, _resolve_fixed(model, fixed), strategy, tolerance, use_grad,
-                                  use_hessian)
+    m, fixed_mask, full = _minuit(model, init, _resolve_fixed(model, fixed), strategy, tolerance, use_grad, use_hessian)
     free = ~fixed_mask
     if m is None:  # every parameter fixed: the likelihood at that point
         n = model.npars
         x = full(None)
-        return FitResult(names=list(model.par_names), values=x, errors=np.zeros(n), covariance=np.zeros((n, n)),
-                         correlation=np.zeros((n, n)), twice_nll=model.twice_nll(x),
-                         status={"valid": True, "accurate": False, "edm": 0.0, "nfcn": 1, "ngrad": 0,
-                                 "hesse_failed": False, "at_limit": False},
-                         fixed=fixed_mask, minos={}, poi=model.poi_name)
+        return FitResult(
+            names=list(model.par_names),
+            values=x,
+            errors=np.zeros(n),
+            covariance=np.zeros((n, n)),
+            correlation=np.zeros((n, n)),
+            twice_nll=model.twice_nll(x),
+            status={
+                "valid": True,
+                "accurate": False,
+                "edm": 0.0,
+                "nfcn": 1,
+                "ngrad": 0,
+                "hesse_failed": False,
+                "at_limit": False,
+            },
+            fixed=fixed_mask,
+            minos={},
+            poi=model.poi_name,
+        )
     newton_info: dict[str, Any] = {}
     if minimizer == "newton":
         x_start = full(np.array(m.values))
         nr = _newton(model, x_start, np.flatnonzero(free), tolerance)
-        newton_info = {"minimizer": "newton", "iterations": nr.iterations, "nvgh": nr.nvgh,
-                       "newton_reason": nr.reason}
+        newton_info = {"minimizer": "newton", "iterations": nr.iterations, "nvgh": nr.nvgh, "newton_reason": nr.reason}
         if nr.converged:
             return _newton_result(model, full(nr.x), nr, fixed_mask, newton_info)
         if nr.iterations == 0 and not np.isfinite(nr.fval):
@@ -366,7 +385,9 @@ def fit(
         if not (use_grad and use_hessian and "NoneType" in str(exc)):
             raise
         m, _, _ = _minuit(model, x_migrad, _resolve_fixed(model, fixed), strategy, tolerance, use_grad, False)
-        newton_info["start_hessian"] = "iminuit failed with the exact Hessian: MIGRAD without it, errors from the exact Hessian"
+        newton_info["start_hessian"] = (
+            "iminuit failed with the exact Hessian: MIGRAD without it, errors from the exact Hessian"
+        )
         if hesse and errors == "hesse":
             errors = "exact"
         run_migrad(m)
@@ -426,12 +447,29 @@ def _nonfinite_result(model, x, fixed_mask, info: dict) -> FitResult:
     (instead of thousands of MIGRAD calls wandering through NaN)."""
     n = model.npars
     nan = np.full(n, np.nan)
-    status = {"valid": False, "accurate": False, "edm": float("nan"), "nfcn": 1, "ngrad": 0, "hesse_failed": True,
-              "at_limit": False, **info,
-              "reason": "-2lnL not finite at the start point (model density <= 0 for some events?)"}
-    return FitResult(names=list(model.par_names), values=np.asarray(x, float), errors=nan, covariance=np.full((n, n), np.nan),
-                     correlation=np.full((n, n), np.nan), twice_nll=float("nan"), status=status, fixed=fixed_mask,
-                     minos={}, poi=model.poi_name)
+    status = {
+        "valid": False,
+        "accurate": False,
+        "edm": float("nan"),
+        "nfcn": 1,
+        "ngrad": 0,
+        "hesse_failed": True,
+        "at_limit": False,
+        **info,
+        "reason": "-2lnL not finite at the start point (model density <= 0 for some events?)",
+    }
+    return FitResult(
+        names=list(model.par_names),
+        values=np.asarray(x, float),
+        errors=nan,
+        covariance=np.full((n, n), np.nan),
+        correlation=np.full((n, n), np.nan),
+        twice_nll=float("nan"),
+        status=status,
+        fixed=fixed_mask,
+        minos={},
+        poi=model.poi_name,
+    )
 
 
 def _newton_result(model, values, nr: _NewtonResult, fixed_mask, info: dict) -> FitResult:
@@ -443,10 +481,28 @@ def _newton_result(model, values, nr: _NewtonResult, fixed_mask, info: dict) -> 
     lo = np.array([b[0] for b in model.bounds], float)
     hi = np.array([b[1] for b in model.bounds], float)
     at_limit = bool(np.any(free & ((values - lo < 1e-8 * (1 + np.abs(lo))) | (hi - values < 1e-8 * (1 + np.abs(hi))))))
-    status = {"valid": True, "accurate": True, "edm": float(nr.edm), "nfcn": nr.nvgh + nr.nval,
-              "ngrad": nr.nvgh, "hesse_failed": False, "at_limit": at_limit, **info}
-    return FitResult(names=list(model.par_names), values=values, errors=d, covariance=cov, correlation=corr,
-                     twice_nll=float(nr.fval), status=status, fixed=fixed_mask, minos={}, poi=model.poi_name)
+    status = {
+        "valid": True,
+        "accurate": True,
+        "edm": float(nr.edm),
+        "nfcn": nr.nvgh + nr.nval,
+        "ngrad": nr.nvgh,
+        "hesse_failed": False,
+        "at_limit": at_limit,
+        **info,
+    }
+    return FitResult(
+        names=list(model.par_names),
+        values=values,
+        errors=d,
+        covariance=cov,
+        correlation=corr,
+        twice_nll=float(nr.fval),
+        status=status,
+        fixed=fixed_mask,
+        minos={},
+        poi=model.poi_name,
+    )
 
 
 def crossings(x: np.ndarray, delta: np.ndarray, level: float) -> tuple[float, float]:
@@ -526,7 +582,9 @@ def scan(
         raise ValueError(f"unknown scan mode {mode!r}")
     nuis_fixed: dict[str, float] = {}
     if mode == "stat_only_nominal":
-        nuis_fixed = {n: float(model.init[i]) for i, n in enumerate(model.par_names) if model.constrained[i] and i != ip}
+        nuis_fixed = {
+            n: float(model.init[i]) for i, n in enumerate(model.par_names) if model.constrained[i] and i != ip
+        }
         best = fit(model, fixed=nuis_fixed, tolerance=tolerance, strategy=strategy)
     else:
         best = best_fit or fit(model, tolerance=tolerance, strategy=strategy)
@@ -629,7 +687,9 @@ def impacts(
     ip = model.index(poi)
     sig = prefit_sigma(model)
     if parameters is None:
-        parameters = [n for i, n in enumerate(model.par_names) if model.constrained[i] and not result.fixed[i] and i != ip]
+        parameters = [
+            n for i, n in enumerate(model.par_names) if model.constrained[i] and not result.fixed[i] and i != ip
+        ]
     rows = []
     for n in parameters:
         i = model.index(n)

@@ -63,7 +63,13 @@ def check_inputs(
             raise InputError(f"config key '{files_key}': cannot open '{path}' as a ROOT file ({err})") from None
         with fh:
             if tree not in fh:
-                trees = sorted({k.split(";")[0] for k, c in fh.classnames().items() if c.startswith(("TTree", "TNtuple", "ROOT::RNTuple"))})
+                trees = sorted(
+                    {
+                        k.split(";")[0]
+                        for k, c in fh.classnames().items()
+                        if c.startswith(("TTree", "TNtuple", "ROOT::RNTuple"))
+                    }
+                )
                 raise InputError(
                     f"config key '{tree_key}': file '{path}' has no tree '{tree}' (trees: {', '.join(trees) or 'none'})"
                 )
@@ -85,9 +91,7 @@ def iterate_chunks(
     names = sorted(set(names))
     if fmt == "flat":
         for path in files:
-            for chunk in uproot.iterate(
-                {path: tree}, expressions=names, step_size=step_size, library="ak"
-            ):
+            for chunk in uproot.iterate({path: tree}, expressions=names, step_size=step_size, library="ak"):
                 yield path, {n: chunk[n] for n in names}
         return
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
@@ -140,7 +144,13 @@ def write_root_tree(path: str | os.PathLike[str], tree: str, columns: Mapping[st
     with atomic_path(path) as tmp:
         with uproot.recreate(tmp) as fh:
             types = {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in cols.items()}
-            fh.mktree(tree, {k: (t.content if hasattr(t, "content") and isinstance(cols[k], ak.Array) else t) for k, t in types.items()})
+            fh.mktree(
+                tree,
+                {
+                    k: (t.content if hasattr(t, "content") and isinstance(cols[k], ak.Array) else t)
+                    for k, t in types.items()
+                },
+            )
             fh[tree].extend(cols)
 
 

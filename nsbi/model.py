@@ -36,19 +36,16 @@ product over k is normalised up to the correlations of different systematics' fa
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from jax.scipy.special import gammaln, xlogy
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
-from jax.scipy.special import gammaln, xlogy  # noqa: E402
-
-from nsbi.expr import parse  # noqa: E402
-from nsbi.interpolation import CODE4_MATRIX_INV, code4_from_logs, code4_mean, code4_poly_weights, code4p_delta  # noqa: E402
+from nsbi.expr import parse
+from nsbi.interpolation import CODE4_MATRIX_INV, code4_from_logs, code4_mean, code4_poly_weights, code4p_delta
+from nsbi.jax_setup import jax, jnp
 
 __all__ = ["Model", "ParameterSet", "ModelError", "event_columns"]
 
@@ -86,9 +83,11 @@ class ParameterSet:
 
     @property
     def labels(self) -> list[str]:
-        return [self.name] if self.n == 1 and self.kind not in ("staterror", "shapesys", "shapefactor") else [
-            f"{self.name}[{i}]" for i in range(self.n)
-        ]
+        return (
+            [self.name]
+            if self.n == 1 and self.kind not in ("staterror", "shapesys", "shapefactor")
+            else [f"{self.name}[{i}]" for i in range(self.n)]
+        )
 
 
 def _defaults(kind: str, n: int) -> dict:
@@ -118,9 +117,7 @@ class _Registry:
                 or ({ps.kind, kind} <= {"normfactor", "morphing"})
             )
             if not compatible or ps.n != n:
-                raise ModelError(
-                    f"parameter {name!r} used as {ps.kind} (n={ps.n}) and as {kind} (n={n})"
-                )
+                raise ModelError(f"parameter {name!r} used as {ps.kind} (n={ps.n}) and as {kind} (n={n})")
             return ps
         d = _defaults(kind, n) if kind != "lumi" else {}
         d.update(override)
@@ -284,7 +281,12 @@ class Model:
             valid = (nom > 0) & (unc > 0)
             tau = np.where(valid, nom**2 / np.where(valid, unc, 1.0) ** 2, 1.0)
             reg.add(
-                name, kind, nb, constraint="poisson", auxdata=tau.tolist(), factors=tau.tolist(),
+                name,
+                kind,
+                nb,
+                constraint="poisson",
+                auxdata=tau.tolist(),
+                factors=tau.tolist(),
                 fixed=(~valid).tolist(),
             )
         elif kind == "staterror":
@@ -311,7 +313,12 @@ class Model:
                 fixed = sig == 0
                 sig = np.where(fixed, 1.0, sig)
                 reg.add(
-                    name, "staterror", nb, constraint="normal", auxdata=[1.0] * nb, sigmas=sig.tolist(),
+                    name,
+                    "staterror",
+                    nb,
+                    constraint="normal",
+                    auxdata=[1.0] * nb,
+                    sigmas=sig.tolist(),
                     fixed=fixed.tolist(),
                 )
 
@@ -361,7 +368,9 @@ class Model:
             nb = len(ch["samples"][0]["data"])
             for s in ch["samples"]:
                 if len(s["data"]) != nb:
-                    raise ModelError(f"channel {ch['name']!r}: sample {s['name']!r} has {len(s['data'])} bins, expected {nb}")
+                    raise ModelError(
+                        f"channel {ch['name']!r}: sample {s['name']!r} has {len(s['data'])} bins, expected {nb}"
+                    )
                 rows.append((ch, s))
             offsets[ch["name"]] = (nbins_total, nb)
             nbins_total += nb
@@ -379,7 +388,9 @@ class Model:
                 raise ModelError(f"no observed data for binned channel {ch['name']!r}")
             d = np.asarray(observations[ch["name"]], dtype=float)
             if d.shape != (offsets[ch["name"]][1],):
-                raise ModelError(f"observed data for channel {ch['name']!r} has {d.size} bins, expected {offsets[ch['name']][1]}")
+                raise ModelError(
+                    f"observed data for channel {ch['name']!r} has {d.size} bins, expected {offsets[ch['name']][1]}"
+                )
             obs.append(d)
         self._b_obs = np.concatenate(obs)
 
@@ -646,10 +657,10 @@ def _events_kernel(y, alpha, d, want_grad: bool, general: bool):
             # g'/g = ln g_up or -ln g_down
             a = alpha[k]
             out = jnp.abs(a) > 1.0
-            l = jnp.where(a > 0.0, lu, ld)
-            g = jnp.where(out, jnp.exp(jnp.abs(a) * l), g)
+            log_g = jnp.where(a > 0.0, lu, ld)
+            g = jnp.where(out, jnp.exp(jnp.abs(a) * log_g), g)
             if want_grad:
-                gp = jnp.where(out, jnp.sign(a) * l * g, gp)
+                gp = jnp.where(out, jnp.sign(a) * log_g * g, gp)
         if want_grad:
             rho = gp / g
         return g, rho
@@ -684,8 +695,11 @@ def _events_kernel(y, alpha, d, want_grad: bool, general: bool):
             T, RHO = jax.lax.optimization_barrier((jnp.stack(T), jnp.stack(RHO)))
         else:
             T = jax.lax.optimization_barrier(jnp.stack(T))
-            RHO = [factor(k, x["lu"][k, c], x["ld"][k, c], x["gu"][k, c], x["gd"][k, c])[1]
-                   for c in range(C) for k in range(K)]
+            RHO = [
+                factor(k, x["lu"][k, c], x["ld"][k, c], x["gu"][k, c], x["gd"][k, c])[1]
+                for c in range(C)
+                for k in range(K)
+            ]
         Qk = [sum((y[c] * T[c]) * RHO[c * K + k] for c in range(C)) for k in range(K)]
         M = jax.lax.optimization_barrier(jnp.concatenate([T, jnp.stack(Qk)]) if K else T)
         s = 0.0
@@ -746,10 +760,10 @@ def _events_hessian_kernel(y, alpha, d, general: bool):
             # (a < -1) and g''/g = its square
             a = alpha[k]
             out = jnp.abs(a) > 1.0
-            l = jnp.where(a > 0.0, lu, ld)
-            g = jnp.where(out, jnp.exp(jnp.abs(a) * l), g)
-            rho = jnp.where(out, jnp.sign(a) * l, rho)
-            sig = jnp.where(out, l * l, sig)
+            log_g = jnp.where(a > 0.0, lu, ld)
+            g = jnp.where(out, jnp.exp(jnp.abs(a) * log_g), g)
+            rho = jnp.where(out, jnp.sign(a) * log_g, rho)
+            sig = jnp.where(out, log_g * log_g, sig)
         return g, rho, sig
 
     def body(carry, x):
@@ -771,8 +785,9 @@ def _events_hessian_kernel(y, alpha, d, general: bool):
         rows = [T[c] for c in range(C)]
         rows += [sum(YT[c] * R[c * K + k] for c in range(C)) for k in range(K)]  # Q_k
         rows += [T[c] * R[c * K + k] for c in range(C) for k in range(K)]
-        rows += [sum(YT[c] * (S[c * K + k] if k == m else R[c * K + k] * R[c * K + m]) for c in range(C))
-                 for k, m in pairs]
+        rows += [
+            sum(YT[c] * (S[c * K + k] if k == m else R[c * K + k] * R[c * K + m]) for c in range(C)) for k, m in pairs
+        ]
         Z = jax.lax.optimization_barrier(jnp.stack(rows))
         ws = x["w"] / s
         lin = Z @ ws
@@ -787,7 +802,7 @@ def _events_hessian_kernel(y, alpha, d, general: bool):
     (v, lin, DD), _ = jax.lax.scan(body, init, d)
     Hs = jnp.zeros((n, n), y.dtype)
     if K:
-        h_ya = lin[n:n + C * K].reshape(C, K)
+        h_ya = lin[n : n + C * K].reshape(C, K)
         h_aa = jnp.zeros((K, K), y.dtype)
         off = n + C * K
         for i, (k, m) in enumerate(pairs):
@@ -940,13 +955,22 @@ class _UnbinnedChannel:
                     try:
                         arrs = [np.asarray(nrm[d][f], dtype=float) for d in ("up", "down") for f in ("log", "p")]
                     except (KeyError, TypeError) as e:
-                        raise ModelError(f"unbinned channel {self.name!r}, sample {s['name']!r}: eventsys "
-                                         f"{m['name']!r} data.norm needs up/down with 'log' and 'p' lists") from e
+                        raise ModelError(
+                            f"unbinned channel {self.name!r}, sample {s['name']!r}: eventsys "
+                            f"{m['name']!r} data.norm needs up/down with 'log' and 'p' lists"
+                        ) from e
                     for d, (lg, pr) in zip(("up", "down"), (arrs[:2], arrs[2:])):
-                        if lg.shape != pr.shape or lg.ndim != 1 or not np.all(np.isfinite(lg)) or np.any(pr < 0) \
-                                or abs(pr.sum() - 1.0) > 1e-9:
-                            raise ModelError(f"unbinned channel {self.name!r}, sample {s['name']!r}: eventsys "
-                                             f"{m['name']!r} data.norm.{d} must be finite nodes with probabilities summing to 1")
+                        if (
+                            lg.shape != pr.shape
+                            or lg.ndim != 1
+                            or not np.all(np.isfinite(lg))
+                            or np.any(pr < 0)
+                            or abs(pr.sum() - 1.0) > 1e-9
+                        ):
+                            raise ModelError(
+                                f"unbinned channel {self.name!r}, sample {s['name']!r}: eventsys "
+                                f"{m['name']!r} data.norm.{d} must be finite nodes with probabilities summing to 1"
+                            )
                     norms[(shape_names.index(m["name"]), c)] = arrs
         self.has_shape_norm = bool(norms)
         if not norms:

@@ -50,8 +50,9 @@ def basis_matrix(functions: Sequence[str], points: Sequence, params: Sequence[st
     return np.array(rows, dtype=float)
 
 
-def coefficients_from_points(functions: Sequence[str], points: Mapping[str, object], params: Sequence[str] | str,
-                             rcond: float = 1e-10) -> dict[str, str]:
+def coefficients_from_points(
+    functions: Sequence[str], points: Mapping[str, object], params: Sequence[str] | str, rcond: float = 1e-10
+) -> dict[str, str]:
     """Morphing coefficient expression f_j(θ) for every sample of ``points``
     (sample -> parameter value, or {parameter: value} for several parameters).
 
@@ -67,7 +68,9 @@ def coefficients_from_points(functions: Sequence[str], points: Mapping[str, obje
         raise MorphingError("a basis function is not finite at a sampled point")
     s = np.linalg.svd(A, compute_uv=False)
     if s[-1] <= rcond * s[0]:
-        raise MorphingError(f"the sampled points do not determine the basis (condition number {s[0] / max(s[-1], 1e-300):.3g})")
+        raise MorphingError(
+            f"the sampled points do not determine the basis (condition number {s[0] / max(s[-1], 1e-300):.3g})"
+        )
     inv = np.linalg.inv(A)  # (k, j)
     out = {}
     for j, name in enumerate(names):

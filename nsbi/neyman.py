@@ -108,8 +108,13 @@ def _poi(model) -> int:
     return int(model.poi_index)
 
 
-def theta_at(gen: ToyGenerator, mu: float, nuisances: str | Mapping[str, float] | None = "nominal",
-             observed_model=None, tolerance: float = 1e-6) -> np.ndarray:
+def theta_at(
+    gen: ToyGenerator,
+    mu: float,
+    nuisances: str | Mapping[str, float] | None = "nominal",
+    observed_model=None,
+    tolerance: float = 1e-6,
+) -> np.ndarray:
     """Generation point for POI = ``mu``: ``"nominal"`` (model inits), a mapping of values,
     or ``"profiled"`` (conditional MLE on ``observed_model``, default ``gen.model``)."""
     model = gen.model
@@ -129,8 +134,15 @@ def theta_at(gen: ToyGenerator, mu: float, nuisances: str | Mapping[str, float] 
     return x
 
 
-def toy_t(gen: ToyGenerator, toys: ToySet, mu: float, kind: str = "t", batch_size: int | None = None,
-          progress: bool = False, tol: float = 1e-10) -> dict[str, Any]:
+def toy_t(
+    gen: ToyGenerator,
+    toys: ToySet,
+    mu: float,
+    kind: str = "t",
+    batch_size: int | None = None,
+    progress: bool = False,
+    tol: float = 1e-10,
+) -> dict[str, Any]:
     """t_mu of every toy: batched free fit (POI within its bounds) and conditional fit (POI = mu),
     both started at the generation point."""
     model = gen.model
@@ -184,13 +196,31 @@ def observed_t(model, mu_values: Sequence[float], kind: str = "t", tolerance: fl
     mu_hat = float(best.values[ip])
     if kind == "q":
         t = np.where(mu_hat > mu_values, 0.0, t)
-    return {"poi": model.poi_name, "kind": kind, "mu": mu_values.tolist(), "t": t.tolist(), "mu_hat": mu_hat,
-            "twice_nll_free": float(best.twice_nll), "twice_nll_cond": cond.tolist()}
+    return {
+        "poi": model.poi_name,
+        "kind": kind,
+        "mu": mu_values.tolist(),
+        "t": t.tolist(),
+        "mu_hat": mu_hat,
+        "twice_nll_free": float(best.twice_nll),
+        "twice_nll_cond": cond.tolist(),
+    }
 
 
 # ---------------------------------------------------------------------------- chunks
-def compute_chunk(gen: ToyGenerator, mu: float, n_toys: int, seed: int, *, mu_index: int = 0, batch: int = 0,
-                  kind: str = "t", theta=None, batch_size: int | None = None, progress: bool = False) -> dict:
+def compute_chunk(
+    gen: ToyGenerator,
+    mu: float,
+    n_toys: int,
+    seed: int,
+    *,
+    mu_index: int = 0,
+    batch: int = 0,
+    kind: str = "t",
+    theta=None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict:
     """One (mu grid point, toy batch) job: ``n_toys`` toys at ``theta`` (default
     :func:`theta_at` nominal) with seed ``(seed, mu_index, batch)``; returns a JSON-able dict."""
     t0 = time.perf_counter()
@@ -272,8 +302,14 @@ def acceptance_interval(mu: Sequence[float], d: Sequence[float]) -> dict[str, An
 
     lo = float(mu[0]) if i0 == 0 else cross(i0 - 1, i0)
     hi = float(mu[-1]) if i1 == len(mu) - 1 else cross(i1, i1 + 1)
-    return {"lo": lo, "hi": hi, "open_lo": i0 == 0, "open_hi": i1 == len(mu) - 1,
-            "connected": bool(acc[i0 : i1 + 1].all()), "empty": False}
+    return {
+        "lo": lo,
+        "hi": hi,
+        "open_lo": i0 == 0,
+        "open_hi": i1 == len(mu) - 1,
+        "connected": bool(acc[i0 : i1 + 1].all()),
+        "empty": False,
+    }
 
 
 def _quantile_with_error(t: np.ndarray, cl: float) -> tuple[float, float, float]:
@@ -287,8 +323,12 @@ def _quantile_with_error(t: np.ndarray, cl: float) -> tuple[float, float, float]
     return q, float(lo), float(hi)
 
 
-def gather(chunks: Iterable[Mapping | str | Path], observed: Mapping | None = None, asimov: Mapping | None = None,
-           cls: Sequence[float] = DEFAULT_CLS) -> dict[str, Any]:
+def gather(
+    chunks: Iterable[Mapping | str | Path],
+    observed: Mapping | None = None,
+    asimov: Mapping | None = None,
+    cls: Sequence[float] = DEFAULT_CLS,
+) -> dict[str, Any]:
     """Merge chunks into the belt: per mu, the toy critical values (with +-1 sigma bands)
     and the asymptotic ones; intervals for the ``observed`` / ``asimov`` t_mu curves
     (:func:`observed_t` outputs; interpolated onto the belt grid if needed)."""
@@ -302,7 +342,7 @@ def gather(chunks: Iterable[Mapping | str | Path], observed: Mapping | None = No
     seen = set()
     by_mu: dict[float, list] = {}
     for c in chunks:
-        key = (tuple(c["seed"]))
+        key = tuple(c["seed"])
         if key in seen:
             raise ValueError(f"duplicate chunk seed {key} (same toys counted twice)")
         seen.add(key)
@@ -351,7 +391,9 @@ def gather(chunks: Iterable[Mapping | str | Path], observed: Mapping | None = No
                 "asymptotic": acceptance_interval(mus, t_obs - asym[k]),
             }
             # asymptotic interval on the (possibly finer) grid of the t_mu curve itself
-            ds["intervals"][k]["asymptotic_fine"] = acceptance_interval(obs["mu"], np.asarray(obs["t"], float) - asym[k])
+            ds["intervals"][k]["asymptotic_fine"] = acceptance_interval(
+                obs["mu"], np.asarray(obs["t"], float) - asym[k]
+            )
         out["datasets"][name] = ds
     return out
 
@@ -364,12 +406,20 @@ def _binomial(k: int, n: int, cl: float) -> dict[str, float]:
     lo = stats.beta.ppf(a / 2, k, n - k + 1) if k > 0 else 0.0
     hi = stats.beta.ppf(1 - a / 2, k + 1, n - k) if k < n else 1.0
     nominal_err = math.sqrt(cl * (1 - cl) / n)
-    return {"nominal": cl, "covered": int(k), "n": int(n), "fraction": p, "error": err,
-            "clopper_pearson_68": [float(lo), float(hi)], "pull": (p - cl) / nominal_err}
+    return {
+        "nominal": cl,
+        "covered": int(k),
+        "n": int(n),
+        "fraction": p,
+        "error": err,
+        "clopper_pearson_68": [float(lo), float(hi)],
+        "pull": (p - cl) / nominal_err,
+    }
 
 
-def coverage_from_chunks(chunks: Iterable[Mapping | str | Path], belt: Mapping | None = None,
-                         cls: Sequence[float] = DEFAULT_CLS) -> dict[str, Any]:
+def coverage_from_chunks(
+    chunks: Iterable[Mapping | str | Path], belt: Mapping | None = None, cls: Sequence[float] = DEFAULT_CLS
+) -> dict[str, Any]:
     """Coverage at each true mu of the chunks (toys generated at mu_true, t evaluated at
     mu_true): fraction with t_mu_true <= critical value, i.e. the interval contains the truth.
     Asymptotic critical values always; toy-based ones from ``belt`` (:func:`gather` output,
@@ -383,9 +433,14 @@ def coverage_from_chunks(chunks: Iterable[Mapping | str | Path], belt: Mapping |
     rows = []
     for mu in sorted(by_mu):
         t = np.concatenate([np.asarray(c["t"], float) for c in by_mu[mu]])
-        row: dict[str, Any] = {"mu_true": mu, "n_toys": len(t), "asymptotic": {}, "toys": {},
-                               "n_fallback": sum(int(c["n_fallback"]) for c in by_mu[mu]),
-                               "n_failed": sum(int(c["n_failed"]) for c in by_mu[mu])}
+        row: dict[str, Any] = {
+            "mu_true": mu,
+            "n_toys": len(t),
+            "asymptotic": {},
+            "toys": {},
+            "n_fallback": sum(int(c["n_fallback"]) for c in by_mu[mu]),
+            "n_failed": sum(int(c["n_failed"]) for c in by_mu[mu]),
+        }
         for cl in cls:
             k = _cl_key(cl)
             row["asymptotic"][k] = _binomial(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
@@ -399,9 +454,19 @@ def coverage_from_chunks(chunks: Iterable[Mapping | str | Path], belt: Mapping |
     return {"kind": kind, "cls": [float(c) for c in cls], "points": rows}
 
 
-def coverage(gen: ToyGenerator, mu_true: Sequence[float], n_toys: int, seed: int, *, kind: str = "t",
-             belt: Mapping | None = None, cls: Sequence[float] = DEFAULT_CLS, nuisances="nominal",
-             batch_size: int | None = None, progress: bool = False) -> dict[str, Any]:
+def coverage(
+    gen: ToyGenerator,
+    mu_true: Sequence[float],
+    n_toys: int,
+    seed: int,
+    *,
+    kind: str = "t",
+    belt: Mapping | None = None,
+    cls: Sequence[float] = DEFAULT_CLS,
+    nuisances="nominal",
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Coverage check (locally, one chunk per true mu; see :func:`coverage_from_chunks`)."""
     it = list(enumerate(mu_true))
     if progress:
@@ -409,8 +474,16 @@ def coverage(gen: ToyGenerator, mu_true: Sequence[float], n_toys: int, seed: int
 
         it = tqdm(it, desc="coverage", unit="mu")
     chunks = [
-        compute_chunk(gen, float(mu), n_toys, seed, mu_index=i, kind=kind, batch_size=batch_size,
-                      theta=theta_at(gen, float(mu), nuisances))
+        compute_chunk(
+            gen,
+            float(mu),
+            n_toys,
+            seed,
+            mu_index=i,
+            kind=kind,
+            batch_size=batch_size,
+            theta=theta_at(gen, float(mu), nuisances),
+        )
         for i, mu in it
     ]
     return coverage_from_chunks(chunks, belt=belt, cls=cls)
@@ -441,8 +514,9 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     thetas = [param_vector(model, p) for p in injected]
     x0 = param_vector(model, start)
     # strict tolerance: the points test the model, not the minimiser (EDM < 2e-7)
-    results = [F.fit(gen.model_for(gen.asimov(th)), init=x0, errors="exact", hesse=False, tolerance=1e-4)
-               for th in thetas]
+    results = [
+        F.fit(gen.model_for(gen.asimov(th)), init=x0, errors="exact", hesse=False, tolerance=1e-4) for th in thetas
+    ]
     points = []
     lo, hi = (np.array([b[j] for b in model.bounds], float) for j in (0, 1))
     free = ~np.asarray(model.fixed, bool)
@@ -456,22 +530,24 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
         stuck = free & on_bound(values) & ~on_bound(th)
         nuis = free & (np.arange(len(th)) != ip) & (err > 0)
         nuis_pull.append(np.max(np.abs(values - th)[nuis] / err[nuis], initial=0.0))
-        points.append({
-            "injected": dict(zip(model.par_names, th.tolist())),
-            "fitted": dict(zip(model.par_names, values.tolist())),
-            "errors": dict(zip(model.par_names, err.tolist())),
-            "poi_injected": float(th[ip]),
-            "poi_fitted": float(values[ip]),
-            "poi_error": float(err[ip]),
-            "poi_bias": float(values[ip] - th[ip]),
-            "shifted": sorted(k for k in injected[i] if k != model.poi_name),
-            # injected at a POI bound: the fit sits on the bound and its Hessian error is not a
-            # Gaussian error (e.g. mu = 0 with sqrt(mu) morphing: infinite curvature)
-            "at_bound": bool(th[ip] <= model.bounds[ip][0] or th[ip] >= model.bounds[ip][1]),
-            "fitted_at_bound": [n for n, b in zip(model.par_names, stuck) if b],
-            "converged": bool(r.status.get("valid", False)),
-            "minimizer": r.status.get("minimizer"),
-        })
+        points.append(
+            {
+                "injected": dict(zip(model.par_names, th.tolist())),
+                "fitted": dict(zip(model.par_names, values.tolist())),
+                "errors": dict(zip(model.par_names, err.tolist())),
+                "poi_injected": float(th[ip]),
+                "poi_fitted": float(values[ip]),
+                "poi_error": float(err[ip]),
+                "poi_bias": float(values[ip] - th[ip]),
+                "shifted": sorted(k for k in injected[i] if k != model.poi_name),
+                # injected at a POI bound: the fit sits on the bound and its Hessian error is not a
+                # Gaussian error (e.g. mu = 0 with sqrt(mu) morphing: infinite curvature)
+                "at_bound": bool(th[ip] <= model.bounds[ip][0] or th[ip] >= model.bounds[ip][1]),
+                "fitted_at_bound": [n for n, b in zip(model.par_names, stuck) if b],
+                "converged": bool(r.status.get("valid", False)),
+                "minimizer": r.status.get("minimizer"),
+            }
+        )
     x = np.array([p["poi_injected"] for p in points])
     y = np.array([p["poi_fitted"] for p in points])
     e = np.array([p["poi_error"] for p in points])

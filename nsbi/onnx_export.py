@@ -8,6 +8,7 @@ onnxruntime and its output compared with the torch output on a sample of events;
 the file is written atomically (temporary file + ``os.replace``), so a failed export
 never leaves a truncated ``model.onnx`` behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,30 @@ def _export(module: torch.nn.Module, path: str, example: torch.Tensor, opset: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (example,), path,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            module,
+            (example,),
+            path,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=int(opset), do_constant_folding=True, dynamo=False,
+            opset_version=int(opset),
+            do_constant_folding=True,
+            dynamo=False,
         )
 
 
-def export_onnx(module: torch.nn.Module, path: str | Path, n_features: int, opset: int = 17,
-                check_inputs: np.ndarray | None = None, atol: float = 1e-5, rtol: float = 1e-5,
-                metadata: Mapping[str, Any] | None = None, n_check: int = 1000, seed: int = 0) -> Path:
+def export_onnx(
+    module: torch.nn.Module,
+    path: str | Path,
+    n_features: int,
+    opset: int = 17,
+    check_inputs: np.ndarray | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    metadata: Mapping[str, Any] | None = None,
+    n_check: int = 1000,
+    seed: int = 0,
+) -> Path:
     """Export ``module`` (raw features -> output) to ``path`` and verify it.
 
     ``check_inputs``: raw feature rows to compare torch and onnxruntime on (e.g. a
@@ -96,7 +111,8 @@ def export_onnx(module: torch.nn.Module, path: str | Path, n_features: int, opse
         if not np.all(np.isfinite(got)) or bad.any():
             raise OnnxMismatchError(
                 f"ONNX export of {path} disagrees with torch: max |diff| = {np.nanmax(diff):.3g} "
-                f"on {int(bad.sum())} of {bad.size} outputs (atol={atol}, rtol={rtol})")
+                f"on {int(bad.sum())} of {bad.size} outputs (atol={atol}, rtol={rtol})"
+            )
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)

@@ -47,5 +47,7 @@ def oracle_table(
             out[f"logr_{c}__{syst}_{direction}"] = oracle.log_syst_ratio(c, syst, direction, x, norm=True)
     for k, v in out.items():
         if k.startswith("logr_") and not np.all(np.isfinite(v)):
-            raise ValueError(f"oracle {k} is not finite for {int(np.sum(~np.isfinite(v)))} event(s) (outside the simulator's support?)")
+            raise ValueError(
+                f"oracle {k} is not finite for {int(np.sum(~np.isfinite(v)))} event(s) (outside the simulator's support?)"
+            )
     return out

@@ -27,7 +27,16 @@ from . import config as nconfig
 from .expr import ExpressionError, parse
 from .io import InputError, check_inputs, iterate_chunks, write_json, write_parquet
 
-__all__ = ["PrepError", "prepare", "prepare_from_config", "prep_spec", "region_spec", "split_region", "yields_summary", "write_prepared"]
+__all__ = [
+    "PrepError",
+    "prepare",
+    "prepare_from_config",
+    "prep_spec",
+    "region_spec",
+    "split_region",
+    "yields_summary",
+    "write_prepared",
+]
 
 
 class PrepError(RuntimeError):
@@ -159,7 +168,11 @@ def prepare(
         if not np.isfinite(w).all():
             raise PrepError(f"config key '{k_weight}': weight {weight!r} is NaN/inf in '{path}' ({label})")
         out["weight"].append(w)
-        keyvals = ak.to_numpy(sel[event_key]) if type(sel[event_key]).__module__.startswith("awkward") else np.asarray(sel[event_key])
+        keyvals = (
+            ak.to_numpy(sel[event_key])
+            if type(sel[event_key]).__module__.startswith("awkward")
+            else np.asarray(sel[event_key])
+        )
         if keyvals.ndim != 1 or not np.issubdtype(keyvals.dtype, np.integer):
             raise PrepError(f"config key '{k_key}': branch '{event_key}' must hold one integer per event in '{path}'")
         out["event_key"].append(keyvals.astype(np.uint64))
@@ -170,8 +183,7 @@ def prepare(
     }
     if len(result["weight"]) == 0:
         raise PrepError(
-            f"config keys {', '.join(repr(k) for k in selections)}: no event selected ({label}) in "
-            f"{', '.join(files)}"
+            f"config keys {', '.join(repr(k) for k in selections)}: no event selected ({label}) in {', '.join(files)}"
         )
     if not np.any(result["weight"] != 0):
         raise PrepError(f"config key '{k_weight}': all selected event weights are zero ({label}) in {', '.join(files)}")
@@ -236,7 +248,9 @@ def split_region(
     return out
 
 
-def write_prepared(result: Mapping[str, np.ndarray], parquet: str, yields: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def write_prepared(
+    result: Mapping[str, np.ndarray], parquet: str, yields: str, meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Write the prepared columns and their yield summary (both atomically)."""
     summary = {**yields_summary(result["weight"]), **dict(meta or {})}
     write_parquet(result, parquet)

@@ -15,7 +15,8 @@ HESSE for parameters with limits depends on its internal step sizes at the 1e-3 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,9 @@ def _fd_errors(model, pm, pdata, x, free, h=1e-4) -> np.ndarray:
             if a == b:
                 H[a, a] = (f(x + ea) - 2 * f0 + f(x - ea)) / steps[a] ** 2
             else:
-                H[a, b] = H[b, a] = (f(x + ea + eb) - f(x + ea - eb) - f(x - ea + eb) + f(x - ea - eb)) / (4 * steps[a] * steps[b])
+                H[a, b] = H[b, a] = (f(x + ea + eb) - f(x + ea - eb) - f(x - ea + eb) + f(x - ea - eb)) / (
+                    4 * steps[a] * steps[b]
+                )
     return np.sqrt(np.diag(2.0 * np.linalg.inv(H)))
 
 
@@ -160,9 +163,15 @@ def compare(
                 okv = abs(vn - vp) <= tol_fit * max(1.0, abs(vp))
                 oke = abs(ex - efd) <= tol_fit * max(abs(efd), 1e-12) + 1e-12
                 okh = abs(en - ep) <= rtol_hesse * max(abs(ep), 1e-12) + 1e-12
-                rows.append({"name": lab, "value": {"nsbi": float(vn), "pyhf": float(vp)},
-                             "error_exact": {"nsbi": float(ex), "pyhf_fd": float(efd)},
-                             "error_hesse": {"nsbi": float(en), "pyhf": float(ep)}, "ok": bool(okv and oke and okh)})
+                rows.append(
+                    {
+                        "name": lab,
+                        "value": {"nsbi": float(vn), "pyhf": float(vp)},
+                        "error_exact": {"nsbi": float(ex), "pyhf_fd": float(efd)},
+                        "error_hesse": {"nsbi": float(en), "pyhf": float(ep)},
+                        "ok": bool(okv and oke and okh),
+                    }
+                )
                 if not okv:
                     report["failures"].append(f"fit {lab}: value nsbi {vn:.8g} vs pyhf {vp:.8g}")
                 if not oke:

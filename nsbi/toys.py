@@ -61,12 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp
-
+from nsbi.jax_setup import jax, jnp
 from nsbi.model import Model
 
 _log = logging.getLogger(__name__)
@@ -137,8 +134,16 @@ class ToySet:
 
     def subset(self, sel) -> ToySet:
         sel = np.atleast_1d(np.arange(len(self))[sel])
-        return ToySet(self.theta, self.binned[sel], self.aux_normal[sel], self.aux_poisson[sel],
-                      [i[sel] for i in self.idx], [k[sel] for k in self.k], self.seed, dict(self.meta))
+        return ToySet(
+            self.theta,
+            self.binned[sel],
+            self.aux_normal[sel],
+            self.aux_poisson[sel],
+            [i[sel] for i in self.idx],
+            [k[sel] for k in self.k],
+            self.seed,
+            dict(self.meta),
+        )
 
     def n_events(self) -> np.ndarray:
         """(T, n_unbinned_channels) total event counts."""
@@ -149,8 +154,13 @@ class ToySet:
     def save(self, path) -> Path:
         """npz (no pickle)."""
         path = Path(path)
-        arrs = {"theta": self.theta, "binned": self.binned, "aux_normal": self.aux_normal,
-                "aux_poisson": self.aux_poisson, "n_unbinned": np.array(len(self.idx))}
+        arrs = {
+            "theta": self.theta,
+            "binned": self.binned,
+            "aux_normal": self.aux_normal,
+            "aux_poisson": self.aux_poisson,
+            "n_unbinned": np.array(len(self.idx)),
+        }
         for j, (i, k) in enumerate(zip(self.idx, self.k)):
             arrs[f"idx_{j}"], arrs[f"k_{j}"] = i, k
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,8 +171,14 @@ class ToySet:
     def load(cls, path) -> ToySet:
         with np.load(path, allow_pickle=False) as z:
             n = int(z["n_unbinned"])
-            return cls(z["theta"], z["binned"], z["aux_normal"], z["aux_poisson"],
-                       [z[f"idx_{j}"] for j in range(n)], [z[f"k_{j}"] for j in range(n)])
+            return cls(
+                z["theta"],
+                z["binned"],
+                z["aux_normal"],
+                z["aux_poisson"],
+                [z[f"idx_{j}"] for j in range(n)],
+                [z[f"k_{j}"] for j in range(n)],
+            )
 
 
 def _unchunk(a, n: int) -> np.ndarray:
@@ -180,8 +196,14 @@ class ToyGenerator:
     the reference density) or the parameter point (vector or mapping) the MC weights describe.
     """
 
-    def __init__(self, model: Model, mc: Mapping[str, Mapping[str, Any]] | None = None, mc_at=None,
-                 normalise: bool = True, negative: str = "raise"):
+    def __init__(
+        self,
+        model: Model,
+        mc: Mapping[str, Mapping[str, Any]] | None = None,
+        mc_at=None,
+        normalise: bool = True,
+        negative: str = "raise",
+    ):
         if negative not in ("raise", "drop"):
             raise ValueError("negative must be 'raise' or 'drop'")
         self.model = model
@@ -199,9 +221,7 @@ class ToyGenerator:
         m = self.mc_model
         self.channel_names = names
         self.n_mc = [u.n_events for u in m._unb]
-        self.mc_arrays = [
-            {key: jnp.asarray(_unchunk(a, u.n_events)) for key, a in u.arrays.items()} for u in m._unb
-        ]
+        self.mc_arrays = [{key: jnp.asarray(_unchunk(a, u.n_events)) for key, a in u.arrays.items()} for u in m._unb]
         self._w = [np.asarray(self.mc_columns[n]["weight"], float) for n in names]
         for n, w in zip(names, self._w):
             if np.any(w < 0):
@@ -222,8 +242,16 @@ class ToyGenerator:
                 self._den.append(np.exp(self.log_density(self.mc_at)[j]))
         ni, _, sig = model._c_normal
         pi, _, fac = model._c_poisson
-        self._n_idx, self._n_sig, self._n_aux0 = np.asarray(ni, int), np.asarray(sig, float), np.asarray(model._c_normal[1], float)
-        self._p_idx, self._p_fac, self._p_aux0 = np.asarray(pi, int), np.asarray(fac, float), np.asarray(model._c_poisson[1], float)
+        self._n_idx, self._n_sig, self._n_aux0 = (
+            np.asarray(ni, int),
+            np.asarray(sig, float),
+            np.asarray(model._c_normal[1], float),
+        )
+        self._p_idx, self._p_fac, self._p_aux0 = (
+            np.asarray(pi, int),
+            np.asarray(fac, float),
+            np.asarray(model._c_poisson[1], float),
+        )
         self.twice_nll = self._make_nll()
         #: default padded event count per unbinned channel for :meth:`generate` (None: automatic
         #: bucket 2^k or 1.5*2^k). Fixing it keeps one compiled shape across parameter points.
@@ -272,9 +300,15 @@ class ToyGenerator:
                 wt = np.where(bad, 0.0, w * np.exp(np.where(bad, 0.0, logS[j])) / self._den[j])
             frac = float(w[bad].sum() / w.sum()) if w.sum() > 0 else 0.0
             if bad.any():
-                _log.warning("unbinned channel %r: model density not positive for %d of %d MC events "
-                             "(%.2g of the MC weight) at theta = %s; they get expected weight 0",
-                             self.channel_names[j], int(bad.sum()), bad.size, frac, np.round(theta, 4).tolist())
+                _log.warning(
+                    "unbinned channel %r: model density not positive for %d of %d MC events "
+                    "(%.2g of the MC weight) at theta = %s; they get expected weight 0",
+                    self.channel_names[j],
+                    int(bad.sum()),
+                    bad.size,
+                    frac,
+                    np.round(theta, 4).tolist(),
+                )
             if info is not None:
                 info["nonpositive_events"].append(int(bad.sum()))
                 info["nonpositive_weight_fraction"].append(frac)
@@ -328,7 +362,7 @@ class ToyGenerator:
             cdf = np.cumsum(wt) / tot
             per_idx, per_k = [], []
             n_rep = n_tot = 0
-            for t in range(T):
+            for _ in range(T):
                 n = rng.poisson(tot)
                 pick = np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(wt) - 1)
                 u, c = np.unique(pick, return_counts=True)
@@ -338,15 +372,16 @@ class ToyGenerator:
                 n_tot += int(n)
             nmax = max([len(u) for u in per_idx] + [1])
             nmax = _bucket(nmax) if pad_to is None else max(int(pad_to[j]), nmax)
-            I = np.zeros((T, nmax), np.int64)
+            idx = np.zeros((T, nmax), np.int64)
             K = np.zeros((T, nmax), float)
             for t, (u, c) in enumerate(zip(per_idx, per_k)):
-                I[t, : len(u)], K[t, : len(u)] = u, c
-            idxs.append(I)
+                idx[t, : len(u)], K[t, : len(u)] = u, c
+            idxs.append(idx)
             ks.append(K)
             rep.append(n_rep / max(n_tot, 1))
-        return ToySet(theta, binned, aux_n, aux_p, idxs, ks, seed=seed,
-                      meta={"repeat_fraction": rep, "n_toys": T, **info})
+        return ToySet(
+            theta, binned, aux_n, aux_p, idxs, ks, seed=seed, meta={"repeat_fraction": rep, "n_toys": T, **info}
+        )
 
     def asimov(self, theta) -> ToySet:
         """Asimov dataset at ``theta`` as a one-entry ToySet: all MC events with their expected
@@ -356,9 +391,16 @@ class ToyGenerator:
         aux_n = np.where(fixed[self._n_idx], self._n_aux0, theta[self._n_idx])
         aux_p = np.where(fixed[self._p_idx], self._p_aux0, theta[self._p_idx] * self._p_fac)
         ws = self.expected_weights(theta)
-        return ToySet(theta, self.expected_binned(theta)[None, :], aux_n[None, :], aux_p[None, :],
-                      [np.arange(len(w))[None, :] for w in ws], [w[None, :] for w in ws], seed=None,
-                      meta={"asimov": True})
+        return ToySet(
+            theta,
+            self.expected_binned(theta)[None, :],
+            aux_n[None, :],
+            aux_p[None, :],
+            [np.arange(len(w))[None, :] for w in ws],
+            [w[None, :] for w in ws],
+            seed=None,
+            meta={"asimov": True},
+        )
 
     # ------------------------------------------------------------------ likelihood
     def _make_nll(self):
@@ -369,14 +411,16 @@ class ToyGenerator:
             data = []
             for j in range(len(mc)):
                 a, i, k = mc[j], toy["idx"][j], toy["k"][j]
-                data.append({
-                    "w": k[None, :],
-                    "r": a["r"][:, i][None],
-                    "lu": a["lu"][:, :, i][None],
-                    "ld": a["ld"][:, :, i][None],
-                    "gu": a["gu"][:, :, i][None],
-                    "gd": a["gd"][:, :, i][None],
-                })
+                data.append(
+                    {
+                        "w": k[None, :],
+                        "r": a["r"][:, i][None],
+                        "lu": a["lu"][:, :, i][None],
+                        "ld": a["ld"][:, :, i][None],
+                        "gu": a["gu"][:, :, i][None],
+                        "gd": a["gd"][:, :, i][None],
+                    }
+                )
             return m.twice_nll_with(p, data, toy["binned"], toy["aux_normal"], toy["aux_poisson"], custom_grad=False)
 
         return twice_nll

@@ -29,9 +29,10 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,9 @@ def _check_consistency(spec: Mapping, source: str) -> None:
                 raise WorkspaceError(f"{source}: at {where}: unbinned channel {c['name']!r} needs 'events'")
         missing = set(chans) - seen
         if missing:
-            raise WorkspaceError(f"{source}: at $.observations[{i}]: dataset {ds['name']!r} lacks channels {sorted(missing)}")
+            raise WorkspaceError(
+                f"{source}: at $.observations[{i}]: dataset {ds['name']!r} lacks channels {sorted(missing)}"
+            )
     mnames = [m["name"] for m in spec["measurements"]]
     if len(set(mnames)) != len(mnames):
         raise WorkspaceError(f"{source}: at $.measurements: duplicate measurement names")
@@ -164,7 +167,9 @@ def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def read_events(path: str | os.PathLike, fmt: str | None = None, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def read_events(
+    path: str | os.PathLike, fmt: str | None = None, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """Read a per-event table (npz without pickle, or parquet) into float arrays."""
     path = Path(path)
     fmt = fmt or ("parquet" if path.suffix == ".parquet" else "npz")
@@ -174,7 +179,6 @@ def read_events(path: str | os.PathLike, fmt: str | None = None, columns: Sequen
             return {k: np.asarray(z[k], dtype=float) for k in names}
     if fmt == "parquet":
         import pyarrow.parquet as pq
-
         import pyarrow.types as pat
 
         t = pq.read_table(path, columns=list(columns) if columns else None)
@@ -213,7 +217,13 @@ class Workspace:
     lazily (hash already verified by :func:`load`).
     """
 
-    def __init__(self, spec: Mapping, base_dir: str | os.PathLike = ".", events: Mapping | None = None, validate_spec: bool = True):
+    def __init__(
+        self,
+        spec: Mapping,
+        base_dir: str | os.PathLike = ".",
+        events: Mapping | None = None,
+        validate_spec: bool = True,
+    ):
         self.spec = copy.deepcopy(dict(spec))
         self.base_dir = Path(base_dir)
         self._events: dict[tuple[str, str], dict[str, np.ndarray]] = dict(events or {})
@@ -313,7 +323,9 @@ def load(path: str | os.PathLike, verify: bool = True) -> Workspace:
                 ev = c["events"]
                 f = base / ev["path"]
                 if not f.is_file():
-                    raise WorkspaceError(f"{path}: side file {f} (dataset {ds['name']!r}, channel {c['name']!r}) not found")
+                    raise WorkspaceError(
+                        f"{path}: side file {f} (dataset {ds['name']!r}, channel {c['name']!r}) not found"
+                    )
                 h = sha256_file(f)
                 if h != ev["sha256"]:
                     raise WorkspaceError(
@@ -389,12 +401,23 @@ def from_pyhf(spec: Mapping, measurement: str | None = None, dataset: str = "obs
     for m in meas:
         params = []
         for p in m["config"].get("parameters", []):
-            params.append({k: copy.deepcopy(v) for k, v in p.items() if k in ("name", "inits", "bounds", "fixed", "auxdata", "sigmas")})
+            params.append(
+                {
+                    k: copy.deepcopy(v)
+                    for k, v in p.items()
+                    if k in ("name", "inits", "bounds", "fixed", "auxdata", "sigmas")
+                }
+            )
         measurements.append({"name": m["name"], "config": {"poi": m["config"]["poi"], "parameters": params}})
     nspec = {
         "version": SCHEMA_VERSION,
         "channels": channels,
-        "observations": [{"name": dataset, "channels": [{"name": o["name"], "data": list(map(float, o["data"]))} for o in spec["observations"]]}],
+        "observations": [
+            {
+                "name": dataset,
+                "channels": [{"name": o["name"], "data": list(map(float, o["data"]))} for o in spec["observations"]],
+            }
+        ],
         "measurements": measurements,
     }
     return Workspace(nspec)
@@ -445,7 +468,9 @@ def to_pyhf(ws: Workspace | Mapping, dataset: str | None = None, unbinned: str =
     for m in ws.spec["measurements"]:
         params = [dict(p) for p in m["config"]["parameters"] if p["name"] in used]
         if m["config"]["poi"] not in used:
-            raise WorkspaceError(f"to_pyhf: POI {m['config']['poi']!r} of measurement {m['name']!r} is not in a binned channel")
+            raise WorkspaceError(
+                f"to_pyhf: POI {m['config']['poi']!r} of measurement {m['name']!r} is not in a binned channel"
+            )
         meas.append({"name": m["name"], "config": {"poi": m["config"]["poi"], "parameters": params}})
     out = {"channels": channels, "observations": obs, "measurements": meas, "version": "1.0.0"}
     pyhf.Workspace(out)
@@ -496,7 +521,13 @@ def binned_channel_from_histograms(
                 up, dn = up / ku, dn / kd
             mods.append({"name": syst, "type": "histosys", "data": {"hi_data": up.tolist(), "lo_data": dn.tolist()}})
         if sumw2 is not None and proc in sumw2:
-            mods.append({"name": staterror_name or f"staterror_{name}", "type": "staterror", "data": np.sqrt(np.asarray(sumw2[proc], float)).tolist()})
+            mods.append(
+                {
+                    "name": staterror_name or f"staterror_{name}",
+                    "type": "staterror",
+                    "data": np.sqrt(np.asarray(sumw2[proc], float)).tolist(),
+                }
+            )
         s = {"name": proc, "data": nom.tolist(), "modifiers": mods}
         if proc in morphing and str(morphing[proc]).strip() != "1":
             s["morphing"] = str(morphing[proc])
@@ -550,7 +581,9 @@ def build_workspace(
                         ns.setdefault(sy, (sumw[f"{sy}_up"] / nu, sumw[f"{sy}_down"] / nu))
             for sy, (hi, lo) in sorted(ns.items()):
                 if hi <= 0 or lo <= 0:
-                    raise WorkspaceError(f"region {region!r} process {proc!r}: normsys {sy!r} kappas must be > 0, got {(hi, lo)}")
+                    raise WorkspaceError(
+                        f"region {region!r} process {proc!r}: normsys {sy!r} kappas must be > 0, got {(hi, lo)}"
+                    )
                 if hi == 1.0 and lo == 1.0:
                     continue
                 mods.append({"name": sy, "type": "normsys", "data": {"hi": float(hi), "lo": float(lo)}})
@@ -582,15 +615,36 @@ def build_workspace(
             if chtype[cname] == "binned":
                 entries.append({"name": cname, "data": [float(x) for x in np.asarray(val, float)]})
             else:
-                arrays = read_events(val) if isinstance(val, (str, os.PathLike)) else {k: np.asarray(v, float) for k, v in val.items()}
+                arrays = (
+                    read_events(val)
+                    if isinstance(val, (str, os.PathLike))
+                    else {k: np.asarray(v, float) for k, v in val.items()}
+                )
                 events[(dname, cname)] = arrays
                 n = len(arrays["weight"])
-                entries.append({"name": cname, "events": {"path": f"<memory:{dname}.{cname}>", "sha256": "0" * 64, "format": "npz", "n_events": n}})
+                entries.append(
+                    {
+                        "name": cname,
+                        "events": {
+                            "path": f"<memory:{dname}.{cname}>",
+                            "sha256": "0" * 64,
+                            "format": "npz",
+                            "n_events": n,
+                        },
+                    }
+                )
         obs.append({"name": dname, "channels": entries})
     params = [dict(p) for p in (parameters or [])]
     if lumi and not any(p["name"] == lumi[0] for p in params):
-        params.append({"name": lumi[0], "auxdata": [float(lumi[1])], "sigmas": [float(lumi[2])], "inits": [float(lumi[1])],
-                       "bounds": [[max(0.0, lumi[1] - 5 * lumi[2]), lumi[1] + 5 * lumi[2]]]})
+        params.append(
+            {
+                "name": lumi[0],
+                "auxdata": [float(lumi[1])],
+                "sigmas": [float(lumi[2])],
+                "inits": [float(lumi[1])],
+                "bounds": [[max(0.0, lumi[1] - 5 * lumi[2]), lumi[1] + 5 * lumi[2]]],
+            }
+        )
     spec = {
         "version": SCHEMA_VERSION,
         "channels": channels,

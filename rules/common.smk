@@ -19,6 +19,7 @@ def _alternatives(names):
 
 ALL_VARIATIONS = sorted({v for s in config["samples"] for v in ncfg.variations(config, s["name"])})
 
+
 wildcard_constraints:
     region=_alternatives(r["name"] for r in config["regions"]),
     process=_alternatives(s["name"] for s in config["samples"]),
@@ -114,8 +115,10 @@ def _diag_inputs(w):
     proc, syst, direction = ntgt.parse_target(w.target)
     prep = f"{RESULTS}/prep/{w.region}"
     if syst is None:
-        return {"num": f"{prep}/{proc}/nominal.parquet",
-                "den": [f"{prep}/{k}/nominal.parquet" for k in TRAIN_REFERENCE]}
+        return {
+            "num": f"{prep}/{proc}/nominal.parquet",
+            "den": [f"{prep}/{k}/nominal.parquet" for k in TRAIN_REFERENCE],
+        }
     return {"num": f"{prep}/{proc}/{syst}_{direction}.parquet", "den": [f"{prep}/{proc}/nominal.parquet"]}
 
 
@@ -131,11 +134,7 @@ def _diag_oracle(w):
 
 # rules/workspace.smk
 def prep_parquets(regions):
-    return [
-        f"{RESULTS}/prep/{r}/{p}/{v}.parquet"
-        for r, p, v in ncfg.prep_targets(config)
-        if r in regions
-    ]
+    return [f"{RESULTS}/prep/{r}/{p}/{v}.parquet" for r, p, v in ncfg.prep_targets(config) if r in regions]
 
 
 # rules/fit.smk

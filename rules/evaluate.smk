@@ -14,58 +14,58 @@ wildcard_constraints:
 
 
 rule evaluate_dataset:
-    output:
-        f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
     input:
         samples=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in eval_dataset_samples(w)],
         code=nsbi_sources("evaluate"),
-    params:
-        samples=eval_dataset_samples,
-        features=TRAIN_FEATURES,
+    output:
+        f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
     log:
         f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/events.log",
     conda:
         CONDA_ENV
+    params:
+        samples=eval_dataset_samples,
+        features=TRAIN_FEATURES,
     script:
         "../scripts/evaluate_dataset.py"
 
 
 rule evaluate_target:
-    output:
-        f"{RESULTS}/eval/{{region}}/{{dataset}}/logr/{{target}}.npz",
     input:
         events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
         models=lambda w: train_members(w.region, w.target),
         code=nsbi_sources("evaluate"),
-    params:
-        folds=N_FOLDS,
-        out_of_fold=lambda w: w.dataset == "asimov",
-        aggregate=EVAL_AGGREGATE,
-    threads: 1
+    output:
+        f"{RESULTS}/eval/{{region}}/{{dataset}}/logr/{{target}}.npz",
     log:
         f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/{{target}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{region}}/{{dataset}}/{{target}}.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        folds=N_FOLDS,
+        out_of_fold=lambda w: w.dataset == "asimov",
+        aggregate=EVAL_AGGREGATE,
     script:
         "../scripts/evaluate_target.py"
 
 
 rule evaluate_table:
-    output:
-        f"{RESULTS}/eval/{{region}}/{{dataset}}.parquet",
     input:
         events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
         targets=lambda w: [f"{RESULTS}/eval/{w.region}/{w.dataset}/logr/{t}.npz" for t in ntgt.target_names(config)],
         code=nsbi_sources("evaluate"),
-    params:
-        targets=ntgt.target_names(config),
-        keep_features=[],
+    output:
+        f"{RESULTS}/eval/{{region}}/{{dataset}}.parquet",
     log:
         f"{RESULTS}/logs/eval/{{region}}/{{dataset}}/table.log",
     conda:
         CONDA_ENV
+    params:
+        targets=ntgt.target_names(config),
+        keep_features=[],
     script:
         "../scripts/evaluate_table.py"
 
@@ -75,6 +75,11 @@ DIAG_PLOTS += ["oracle"] if config["simulation"]["enabled"] else []
 
 
 rule evaluate_diagnostics:
+    input:
+        unpack(_diag_inputs),
+        models=lambda w: train_members(w.region, w.target),
+        histories=lambda w: train_histories(w.region, w.target),
+        code=nsbi_sources("evaluate", "plotting/diag", "train/data", "simulate"),
     output:
         summary=f"{RESULTS}/diagnostics/{{region}}/{{target}}/summary.json",
         plots=report(
@@ -82,40 +87,41 @@ rule evaluate_diagnostics:
             category="Density ratios",
             subcategory="{region} {target}",
         ),
-    input:
-        unpack(_diag_inputs),
-        models=lambda w: train_members(w.region, w.target),
-        histories=lambda w: train_histories(w.region, w.target),
-        code=nsbi_sources("evaluate", "plotting/diag", "train/data", "simulate"),
+    log:
+        f"{RESULTS}/logs/diagnostics/{{region}}/{{target}}.log",
+    conda:
+        CONDA_ENV
     params:
         target=lambda w: w.target,
-        components=lambda w: list(TRAIN_REFERENCE) if ntgt.parse_target(w.target)[1] is None else [ntgt.parse_target(w.target)[0]],
+        components=lambda w: (
+            list(TRAIN_REFERENCE) if ntgt.parse_target(w.target)[1] is None else [ntgt.parse_target(w.target)[0]]
+        ),
         coefficients=lambda w: canonical(TRAIN_REFERENCE) if ntgt.parse_target(w.target)[1] is None else None,
         features=TRAIN_FEATURES,
         folds=N_FOLDS,
         aggregate=EVAL_AGGREGATE,
         feature_labels=canonical({f["name"]: f.get("label", f["name"]) for f in config["features"]}),
         oracle=_diag_oracle,
-    log:
-        f"{RESULTS}/logs/diagnostics/{{region}}/{{target}}.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/evaluate_diagnostics.py"
 
 
 rule evaluate_diagnostics_summary:
+    input:
+        [
+            f"{RESULTS}/diagnostics/{r}/{t}/summary.json"
+            for r in ntgt.unbinned_regions(config)
+            for t in ntgt.target_names(config)
+        ],
     output:
         f"{RESULTS}/diagnostics/summary.json",
-    input:
-        [f"{RESULTS}/diagnostics/{r}/{t}/summary.json" for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config)],
-    params:
-        summary_keys=[f"{r}/{t}" for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config)],
     log:
         f"{RESULTS}/logs/diagnostics/summary.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        summary_keys=[f"{r}/{t}" for r in ntgt.unbinned_regions(config) for t in ntgt.target_names(config)],
     script:
         "../scripts/evaluate_diagnostics_summary.py"
 
@@ -128,6 +134,11 @@ POI = config["morphing"]["poi"]
 
 
 rule plot_network:
+    input:
+        events=f"{RESULTS}/eval/{{region}}/asimov/events.parquet",
+        table=f"{RESULTS}/eval/{{region}}/asimov.parquet",
+        data=[f"{RESULTS}/eval/{{region}}/observed.parquet"] if "observed" in EVAL_DATASETS else [],
+        code=nsbi_sources("plotting/network", "plotting/datamc", "build", "expr"),
     output:
         logr=report(
             [f"{RESULTS}/plots/network/{{region}}/logr_{c}.png" for c in ntgt.ratio_processes(config)],
@@ -142,11 +153,10 @@ rule plot_network:
             caption="../report/network.rst",
         ),
         summary=f"{RESULTS}/plots/network/{{region}}/summary.json",
-    input:
-        events=f"{RESULTS}/eval/{{region}}/asimov/events.parquet",
-        table=f"{RESULTS}/eval/{{region}}/asimov.parquet",
-        data=[f"{RESULTS}/eval/{{region}}/observed.parquet"] if "observed" in EVAL_DATASETS else [],
-        code=nsbi_sources("plotting/network", "plotting/datamc", "build", "expr"),
+    log:
+        f"{RESULTS}/logs/plots/network_{{region}}.log",
+    conda:
+        CONDA_ENV
     params:
         processes=ntgt.ratio_processes(config),
         coefficients=canonical(config["morphing"]["coefficients"]),
@@ -160,9 +170,5 @@ rule plot_network:
         labels=canonical({f["name"]: f.get("label", f["name"]) for f in config["features"]}),
         sample_labels=canonical({s["name"]: s.get("label", s["name"]) for s in config["samples"]}),
         region_label=lambda w: next(r.get("label", r["name"]) for r in config["regions"] if r["name"] == w.region),
-    log:
-        f"{RESULTS}/logs/plots/network_{{region}}.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/plot_network.py"

@@ -7,6 +7,14 @@ PLOT_LABELS.update({s: f"region classifier: $p$({s[len('score_'):]})" for s in S
 
 
 rule plot_datamc:
+    input:
+        mc=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in ncfg.mc_samples(config)],
+        data=lambda w: (
+            [f"{RESULTS}/prep/{w.region}/{ncfg.data_sample(config)}/nominal.parquet"]
+            if ncfg.data_sample(config)
+            else []
+        ),
+        code=nsbi_sources("plotting/datamc"),
     output:
         report(
             expand(f"{RESULTS}/plots/datamc/{{{{region}}}}/{{feature}}.png", feature=FEATURES + SCORES),
@@ -14,10 +22,10 @@ rule plot_datamc:
             subcategory="{region}",
             caption="../report/datamc.rst",
         ),
-    input:
-        mc=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in ncfg.mc_samples(config)],
-        data=lambda w: [f"{RESULTS}/prep/{w.region}/{ncfg.data_sample(config)}/nominal.parquet"] if ncfg.data_sample(config) else [],
-        code=nsbi_sources("plotting/datamc"),
+    log:
+        f"{RESULTS}/logs/plots/datamc_{{region}}.log",
+    conda:
+        CONDA_ENV
     params:
         mc_samples=ncfg.mc_samples(config),
         data_sample=ncfg.data_sample(config),
@@ -28,9 +36,5 @@ rule plot_datamc:
         poi=config["morphing"]["poi"],
         poi_value=config["morphing"]["poi_init"],
         region_label=lambda w: next(r.get("label", r["name"]) for r in config["regions"] if r["name"] == w.region),
-    log:
-        f"{RESULTS}/logs/plots/datamc_{{region}}.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/plot_datamc.py"

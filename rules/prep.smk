@@ -14,43 +14,43 @@ RC_MODELS = [f"{RESULTS}/train/region_classifier/{m}/model.onnx" for m in range(
 
 
 rule select:
-    output:
-        parquet=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
-        yields=f"{RESULTS}/select/{{process}}/{{variation}}.yields.json",
     input:
         files=lambda w: ncfg.variation_inputs(config, w.process, w.variation)["files"],
         code=nsbi_sources("prep", "io", "expr"),
-    params:
-        spec=lambda w: canonical(prep_spec(config, w.process, w.variation)),
+    output:
+        parquet=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
+        yields=f"{RESULTS}/select/{{process}}/{{variation}}.yields.json",
     log:
         f"{RESULTS}/logs/select/{{process}}/{{variation}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/select/{{process}}/{{variation}}.tsv"
     conda:
         CONDA_ENV
+    params:
+        spec=lambda w: canonical(prep_spec(config, w.process, w.variation)),
     script:
         "../scripts/select.py"
 
 
 rule prep:
-    output:
-        parquet=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.parquet",
-        yields=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.yields.json",
     input:
         sample=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
         classifier=RC_MODELS,
         code=nsbi_sources("prep", "evaluate", "expr"),
-    params:
-        region=lambda w: region_spec(config, w.region),
-        folds=RC_FOLDS,
-        # MC events are scored by the classifier member that did not train on them
-        out_of_fold=lambda w: w.process != ncfg.data_sample(config),
+    output:
+        parquet=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.parquet",
+        yields=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.yields.json",
     log:
         f"{RESULTS}/logs/prep/{{region}}/{{process}}/{{variation}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prep/{{region}}/{{process}}/{{variation}}.tsv"
     conda:
         CONDA_ENV
+    params:
+        region=lambda w: region_spec(config, w.region),
+        folds=RC_FOLDS,
+        # MC events are scored by the classifier member that did not train on them
+        out_of_fold=lambda w: w.process != ncfg.data_sample(config),
     script:
         "../scripts/prep.py"
 
@@ -58,41 +58,43 @@ rule prep:
 if REGION_CLF:
 
     rule train_region:
-        output:
-            onnx=f"{RESULTS}/train/region_classifier/{{member}}/model.onnx",
-            history=f"{RESULTS}/train/region_classifier/{{member}}/history.json",
         input:
             samples=[f"{RESULTS}/select/{p}/nominal.parquet" for procs in RC_CLASSES.values() for p in procs],
             code=nsbi_sources("train", "onnx_export"),
-        params:
-            classes=RC_CLASSES,
-            member=lambda w: int(w.member),
-            features=REGION_CLF.get("features") or [f["name"] for f in config["features"]],
-            settings=canonical({k: v for k, v in REGION_CLF.items() if k not in ("classes", "features", "folds", "seed")}),
-            folds=RC_FOLDS,
-            seed=REGION_CLF["seed"],
-        threads: 1
+        output:
+            onnx=f"{RESULTS}/train/region_classifier/{{member}}/model.onnx",
+            history=f"{RESULTS}/train/region_classifier/{{member}}/history.json",
         log:
             f"{RESULTS}/logs/train/region_classifier/{{member}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/train/region_classifier/{{member}}.tsv"
         conda:
             CONDA_ENV
+        threads: 1
+        params:
+            classes=RC_CLASSES,
+            member=lambda w: int(w.member),
+            features=REGION_CLF.get("features") or [f["name"] for f in config["features"]],
+            settings=canonical(
+                {k: v for k, v in REGION_CLF.items() if k not in ("classes", "features", "folds", "seed")}
+            ),
+            folds=RC_FOLDS,
+            seed=REGION_CLF["seed"],
         script:
             "../scripts/train_region.py"
 
 
 rule prep_summary:
-    output:
-        f"{RESULTS}/prep/yields.json",
     input:
         yields=lambda w: [p for p in prep_outputs() if p.endswith(".yields.json")],
-    params:
-        targets=[list(t) for t in ncfg.prep_targets(config)],
+    output:
+        f"{RESULTS}/prep/yields.json",
     log:
         f"{RESULTS}/logs/prep/summary.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        targets=[list(t) for t in ncfg.prep_targets(config)],
     script:
         "../scripts/prep_summary.py"

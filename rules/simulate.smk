@@ -4,12 +4,18 @@ SIM = config["simulation"]
 
 
 rule simulate_sample:
+    input:
+        code=nsbi_sources("simulate"),
     output:
         nominal=f"{SIMDIR}/{{simprocess}}.root",
         les_up=f"{SIMDIR}/{{simprocess}}_LES_up.root",
         les_down=f"{SIMDIR}/{{simprocess}}_LES_down.root",
-    input:
-        code=nsbi_sources("simulate"),
+    log:
+        f"{RESULTS}/logs/simulate/{{simprocess}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/simulate/{{simprocess}}.tsv"
+    conda:
+        CONDA_ENV
     params:
         settings=lambda w: canonical(
             {
@@ -20,21 +26,21 @@ rule simulate_sample:
                 "tree": config["input"]["tree"],
             }
         ),
-    log:
-        f"{RESULTS}/logs/simulate/{{simprocess}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/simulate/{{simprocess}}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/simulate_sample.py"
 
 
 rule simulate_data:
-    output:
-        f"{SIMDIR}/data.root",
     input:
         code=nsbi_sources("simulate"),
+    output:
+        f"{SIMDIR}/data.root",
+    log:
+        f"{RESULTS}/logs/simulate/data.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/simulate/data.tsv"
+    conda:
+        CONDA_ENV
     params:
         settings=canonical(
             {
@@ -45,11 +51,5 @@ rule simulate_data:
                 "tree": config["input"]["tree"],
             }
         ),
-    log:
-        f"{RESULTS}/logs/simulate/data.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/simulate/data.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/simulate_data.py"

@@ -14,17 +14,26 @@ TRAIN_CODE = nsbi_sources("train", "onnx_export")
 wildcard_constraints:
     member=r"\d+",
     direction="up|down",
-    systematic=_alternatives(s["name"] for s in config["systematics"]) if config.get("systematics") else "NO_SYSTEMATICS",
+    systematic=(
+        _alternatives(s["name"] for s in config["systematics"]) if config.get("systematics") else "NO_SYSTEMATICS"
+    ),
 
 
 rule train_ratio:
-    output:
-        onnx=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/model.onnx",
-        history=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/history.json",
     input:
         num=f"{RESULTS}/prep/{{region}}/{{process}}/nominal.parquet",
         den=[f"{RESULTS}/prep/{{region}}/{k}/nominal.parquet" for k in TRAIN_REFERENCE],
         code=TRAIN_CODE,
+    output:
+        onnx=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/model.onnx",
+        history=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/history.json",
+    log:
+        f"{RESULTS}/logs/train/{{region}}/ratio/{{process}}/{{member}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{region}}/ratio/{{process}}/{{member}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
     params:
         kind="ratio",
         target=lambda w: w.process,
@@ -35,25 +44,25 @@ rule train_ratio:
         settings=TRAIN_SETTINGS,
         folds=N_FOLDS,
         seed=TRAIN_SEED,
-    threads: 1
-    log:
-        f"{RESULTS}/logs/train/{{region}}/ratio/{{process}}/{{member}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{region}}/ratio/{{process}}/{{member}}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/train_ratio.py"
 
 
 rule train_syst:
-    output:
-        onnx=f"{RESULTS}/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}/model.onnx",
-        history=f"{RESULTS}/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}/history.json",
     input:
         num=f"{RESULTS}/prep/{{region}}/{{process}}/{{systematic}}_{{direction}}.parquet",
         den=[f"{RESULTS}/prep/{{region}}/{{process}}/nominal.parquet"],
         code=TRAIN_CODE,
+    output:
+        onnx=f"{RESULTS}/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}/model.onnx",
+        history=f"{RESULTS}/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}/history.json",
+    log:
+        f"{RESULTS}/logs/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
     params:
         kind="syst",
         target=lambda w: f"{w.process}__{w.systematic}_{w.direction}",
@@ -64,12 +73,5 @@ rule train_syst:
         settings=TRAIN_SETTINGS,
         folds=N_FOLDS,
         seed=TRAIN_SEED,
-    threads: 1
-    log:
-        f"{RESULTS}/logs/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/train_ratio.py"

@@ -5,61 +5,61 @@ import numpy as np
 
 
 rule oracle_table:
-    output:
-        f"{RESULTS}/oracle/{{region}}/{{dataset}}.parquet",
     input:
         events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
         code=nsbi_sources("oracle_tables", "simulate"),
+    output:
+        f"{RESULTS}/oracle/{{region}}/{{dataset}}.parquet",
+    log:
+        f"{RESULTS}/logs/oracle/{{region}}/{{dataset}}.log",
+    conda:
+        CONDA_ENV
     params:
         processes=ncfg.mc_samples(config),
         reference=canonical(ntgt.reference(config)),
         systematics=[list(t) for t in ntgt.syst_targets(config)],
         lumi_ifb=config["simulation"]["lumi_ifb"],
-    log:
-        f"{RESULTS}/logs/oracle/{{region}}/{{dataset}}.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/oracle_table.py"
 
 
 rule workspace_oracle:
-    output:
-        ws=f"{RESULTS}/workspace/oracle.json",
-        side=[f"{RESULTS}/workspace/oracle.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
     input:
         tables=[f"{RESULTS}/oracle/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
         yields=[f"{RESULTS}/prep/{r}/{p}/{v}.yields.json" for r, p, v in ncfg.prep_targets(config)],
         binned=prep_parquets(BINNED),
         code=nsbi_sources("build", "workspace"),
+    output:
+        ws=f"{RESULTS}/workspace/oracle.json",
+        side=[f"{RESULTS}/workspace/oracle.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
+    log:
+        f"{RESULTS}/logs/workspace/oracle.log",
+    conda:
+        CONDA_ENV
     params:
         cfg=config_subset("analysis", "input", "samples", "systematics", "regions", "morphing"),
         reference=canonical(ntgt.reference(config)),
         targets=[list(t) for t in ncfg.prep_targets(config)],
         unbinned=UNBINNED,
         datasets=WS_DATASETS,
-    log:
-        f"{RESULTS}/logs/workspace/oracle.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/workspace_build.py"
 
 
 rule closure_summary:
-    output:
-        summary=f"{RESULTS}/validation/closure.json",
-        plot=report(f"{RESULTS}/validation/closure_scans.png", category="Validation", subcategory="oracle closure"),
     input:
         scans=[f"{RESULTS}/fit/{k}/asimov/{s}.json" for k in WS_KINDS for s in ("scan", "scan_stat_only")],
         code=nsbi_sources("analysis", "plotting/fit_plots"),
-    params:
-        kinds=WS_KINDS,
-        target_ratio=1.05,
+    output:
+        summary=f"{RESULTS}/validation/closure.json",
+        plot=report(f"{RESULTS}/validation/closure_scans.png", category="Validation", subcategory="oracle closure"),
     log:
         f"{RESULTS}/logs/validation/closure.log",
     conda:
         CONDA_ENV
+    params:
+        kinds=WS_KINDS,
+        target_ratio=1.05,
     script:
         "../scripts/closure_summary.py"
 
@@ -78,11 +78,17 @@ wildcard_constraints:
 
 
 rule neyman_chunk:
-    output:
-        f"{RESULTS}/validation/neyman/chunks/mu{{imu}}_b{{batch}}.json",
     input:
         ws=VAL_WS,
         code=VAL_CODE,
+    output:
+        f"{RESULTS}/validation/neyman/chunks/mu{{imu}}_b{{batch}}.json",
+    log:
+        f"{RESULTS}/logs/validation/neyman/mu{{imu}}_b{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/neyman/mu{{imu}}_b{{batch}}.tsv"
+    conda:
+        CONDA_ENV
     params:
         mu=lambda w: VAL_GRID[int(w.imu)],
         n=VAL["toys"]["per_batch"],
@@ -90,22 +96,22 @@ rule neyman_chunk:
         kind=VAL["kind"],
         nuisances=VAL["nuisances"],
         dataset=VAL_DATASET,
-    log:
-        f"{RESULTS}/logs/validation/neyman/mu{{imu}}_b{{batch}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/validation/neyman/mu{{imu}}_b{{batch}}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/neyman_chunk.py"
 
 
 rule coverage_chunk:
-    output:
-        f"{RESULTS}/validation/coverage/chunks/mu{{imu}}_b{{batch}}.json",
     input:
         ws=VAL_WS,
         code=VAL_CODE,
+    output:
+        f"{RESULTS}/validation/coverage/chunks/mu{{imu}}_b{{batch}}.json",
+    log:
+        f"{RESULTS}/logs/validation/coverage/mu{{imu}}_b{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/coverage/mu{{imu}}_b{{batch}}.tsv"
+    conda:
+        CONDA_ENV
     params:
         mu=lambda w: float(VAL["coverage"]["mu_true"][int(w.imu)]),
         n=VAL["coverage"]["per_batch"],
@@ -113,20 +119,11 @@ rule coverage_chunk:
         kind=VAL["kind"],
         nuisances=VAL["nuisances"],
         dataset=VAL_DATASET,
-    log:
-        f"{RESULTS}/logs/validation/coverage/mu{{imu}}_b{{batch}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/validation/coverage/mu{{imu}}_b{{batch}}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/neyman_chunk.py"
 
 
 rule neyman_gather:
-    output:
-        belt=f"{RESULTS}/validation/neyman/belt.json",
-        plot=report(f"{RESULTS}/validation/neyman/belt.png", category="Validation", subcategory="Neyman construction"),
     input:
         chunks=[
             f"{RESULTS}/validation/neyman/chunks/mu{i}_b{b}.json"
@@ -135,24 +132,24 @@ rule neyman_gather:
         ],
         ws=VAL_WS,
         code=VAL_CODE,
+    output:
+        belt=f"{RESULTS}/validation/neyman/belt.json",
+        plot=report(f"{RESULTS}/validation/neyman/belt.png", category="Validation", subcategory="Neyman construction"),
+    log:
+        f"{RESULTS}/logs/validation/neyman_gather.log",
+    conda:
+        CONDA_ENV
     params:
         grid=VAL_GRID,
         fine=[float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["observed_points"])],
         cls=VAL["cls"],
         kind=VAL["kind"],
         dataset=VAL_DATASET,
-    log:
-        f"{RESULTS}/logs/validation/neyman_gather.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/neyman_gather.py"
 
 
 rule coverage:
-    output:
-        summary=f"{RESULTS}/validation/coverage.json",
-        plot=report(f"{RESULTS}/validation/coverage.png", category="Validation", subcategory="coverage"),
     input:
         chunks=[
             f"{RESULTS}/validation/coverage/chunks/mu{i}_b{b}.json"
@@ -161,33 +158,36 @@ rule coverage:
         ],
         belt=f"{RESULTS}/validation/neyman/belt.json",
         code=VAL_CODE,
-    params:
-        cls=VAL["cls"],
+    output:
+        summary=f"{RESULTS}/validation/coverage.json",
+        plot=report(f"{RESULTS}/validation/coverage.png", category="Validation", subcategory="coverage"),
     log:
         f"{RESULTS}/logs/validation/coverage.log",
     conda:
         CONDA_ENV
+    params:
+        cls=VAL["cls"],
     script:
         "../scripts/coverage.py"
 
 
 rule linearity:
-    output:
-        summary=f"{RESULTS}/validation/linearity.json",
-        plot=report(f"{RESULTS}/validation/linearity.png", category="Validation", subcategory="bias and linearity"),
     input:
         ws=VAL_WS,
         code=nsbi_sources("validation", "toys", "batchfit", "neyman", "fit", "model", "workspace", "plotting/intervals"),
-    params:
-        injected=VAL["linearity"],
-        nuisances=VAL["linearity_nuisances"],
-        poi_init=config["morphing"]["poi_init"],
-        dataset=VAL_DATASET,
+    output:
+        summary=f"{RESULTS}/validation/linearity.json",
+        plot=report(f"{RESULTS}/validation/linearity.png", category="Validation", subcategory="bias and linearity"),
     log:
         f"{RESULTS}/logs/validation/linearity.log",
     benchmark:
         f"{RESULTS}/benchmarks/validation/linearity.tsv"
     conda:
         CONDA_ENV
+    params:
+        injected=VAL["linearity"],
+        nuisances=VAL["linearity_nuisances"],
+        poi_init=config["morphing"]["poi_init"],
+        dataset=VAL_DATASET,
     script:
         "../scripts/linearity.py"

@@ -8,42 +8,47 @@ WS_KINDS = ["nsbi", "hist"] + (["oracle"] if config["simulation"]["enabled"] els
 
 
 rule workspace_nsbi:
-    output:
-        ws=f"{RESULTS}/workspace/nsbi.json",
-        side=[f"{RESULTS}/workspace/nsbi.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
     input:
         tables=[f"{RESULTS}/eval/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
         yields=[f"{RESULTS}/prep/{r}/{p}/{v}.yields.json" for r, p, v in ncfg.prep_targets(config)],
         binned=prep_parquets(BINNED),
         code=nsbi_sources("build", "workspace"),
+    output:
+        ws=f"{RESULTS}/workspace/nsbi.json",
+        side=[f"{RESULTS}/workspace/nsbi.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
+    log:
+        f"{RESULTS}/logs/workspace/nsbi.log",
+    conda:
+        CONDA_ENV
     params:
         cfg=config_subset("analysis", "input", "samples", "systematics", "regions", "morphing"),
         reference=canonical(ntgt.reference(config)),
         targets=[list(t) for t in ncfg.prep_targets(config)],
         unbinned=UNBINNED,
         datasets=WS_DATASETS,
-    log:
-        f"{RESULTS}/logs/workspace/nsbi.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/workspace_build.py"
 
 
 rule workspace_hist:
-    output:
-        ws=f"{RESULTS}/workspace/hist.json",
     input:
         binned=prep_parquets(UNBINNED + BINNED),
         code=nsbi_sources("build", "workspace"),
-    params:
-        cfg=config_subset(
-            "analysis", "input", "samples", "systematics", "regions", "morphing",
-            fit={"histogram_baseline": config["fit"]["histogram_baseline"]},
-        ),
+    output:
+        ws=f"{RESULTS}/workspace/hist.json",
     log:
         f"{RESULTS}/logs/workspace/hist.log",
     conda:
         CONDA_ENV
+    params:
+        cfg=config_subset(
+            "analysis",
+            "input",
+            "samples",
+            "systematics",
+            "regions",
+            "morphing",
+            fit={"histogram_baseline": config["fit"]["histogram_baseline"]},
+        ),
     script:
         "../scripts/workspace_hist.py"

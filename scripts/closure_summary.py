@@ -1,4 +1,5 @@
 """Snakemake script: NSBI vs oracle vs histogram on the Asimov dataset (intervals, significance)."""
+
 import json
 
 from nsbi.analysis import closure_report, scan_from_dict
@@ -6,8 +7,8 @@ from nsbi.io import write_json
 from nsbi.plotting.fit_plots import plot_scan
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.validation") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.validation") as log:
+    sm = snakemake
     kinds = sm.params.kinds
     scans = {}
     it = iter(sm.input.scans)
@@ -16,6 +17,9 @@ with job_logging(snakemake, "nsbi.validation") as log:  # noqa: F821
             scans[(kind, mode)] = json.load(open(next(it)))
     report = closure_report(scans, target_ratio=sm.params.target_ratio)
     write_json(report, sm.output.summary)
-    plot_scan([scan_from_dict(s) for s in scans.values()], sm.output.plot,
-              labels=[f"{k} {'stat+syst' if m == 'scan' else 'stat only'}" for k, m in scans])
+    plot_scan(
+        [scan_from_dict(s) for s in scans.values()],
+        sm.output.plot,
+        labels=[f"{k} {'stat+syst' if m == 'scan' else 'stat only'}" for k, m in scans],
+    )
     log.info("%s", json.dumps(report, indent=1))

@@ -1,4 +1,5 @@
 """Snakemake script: NSBI vs histogram profile scans (stat+syst and stat-only) on one plot."""
+
 import json
 
 from nsbi.analysis import compare_scans, scan_from_dict
@@ -6,12 +7,14 @@ from nsbi.io import write_json
 from nsbi.plotting.fit_plots import plot_scan
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.fit") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.fit") as log:
+    sm = snakemake
     raw = {n: json.load(open(p)) for n, p in zip(sm.params.names, sm.input.scans)}
     summary = compare_scans(raw)
     scans = [scan_from_dict(s) for s in raw.values()]
     plot_scan(scans, sm.output.plot, labels=sm.params.labels)
     write_json(summary, sm.output.summary)
     for name, row in summary.items():
-        log.info("%-22s best %.4f  68%% width %s  95%% width %s", name, row["best"], row.get("width_68"), row.get("width_95"))
+        log.info(
+            "%-22s best %.4f  68%% width %s  95%% width %s", name, row["best"], row.get("width_68"), row.get("width_95")
+        )

@@ -1,12 +1,13 @@
 """Snakemake script: coverage of the toy-based and asymptotic intervals at the true POI values."""
+
 import json
 
 from nsbi.neyman import coverage_from_chunks, write_json
 from nsbi.plotting.intervals import plot_coverage
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.neyman") as log:
+    sm = snakemake
     belt = json.load(open(sm.input.belt))
     cov = coverage_from_chunks(list(sm.input.chunks), belt, sm.params.cls)
     write_json(cov, sm.output.summary)

@@ -1,10 +1,11 @@
 """Snakemake script: merge the per-target diagnostics summaries into one JSON."""
+
 import json
 
 from nsbi.plotting.diag import write_summary
 from nsbi.workflow import job_logging
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with job_logging(smk, "nsbi.diagnostics"):
     merged = {}
     for key, path in zip(smk.params.summary_keys, list(smk.input)):

@@ -1,8 +1,9 @@
 """Snakemake script: per-event table (weight, logr_*, spread_*) of a region dataset."""
+
 from nsbi.evaluate import run_region_table
 from nsbi.workflow import job_logging
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with job_logging(smk, "nsbi.evaluate") as log:
     p = smk.params
     paths = dict(zip(p.targets, list(smk.input.targets)))

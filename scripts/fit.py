@@ -1,10 +1,11 @@
 """Snakemake script: fit, scans (stat+syst, stat-only), pulls and impacts of one workspace dataset."""
+
 from nsbi import workspace as W
 from nsbi.analysis import fit_and_scan, write_fit_outputs
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.fit") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.fit") as log:
+    sm = snakemake
     ws = W.load(sm.input.ws)
     out = fit_and_scan(ws, sm.wildcards.dataset, sm.params.scan, minos=sm.params.minos)
     res = out["fit"]

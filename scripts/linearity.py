@@ -1,4 +1,5 @@
 """Snakemake script: Asimov bias and linearity at several injected POI values."""
+
 import json
 
 from nsbi.neyman import linearity, write_json
@@ -6,8 +7,8 @@ from nsbi.plotting.intervals import plot_linearity
 from nsbi.validation import linearity_points, toy_generator
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.neyman") as log:
+    sm = snakemake
     model, gen = toy_generator(sm.input.ws, sm.params.dataset)
     lin = linearity(gen, linearity_points(model.poi_name, sm.params.injected, sm.params.nuisances, sm.params.poi_init))
     write_json(lin, sm.output.summary)

@@ -1,13 +1,20 @@
 """Snakemake script: toys and t_mu at one POI grid point, one batch (Neyman construction or coverage)."""
+
 from nsbi.neyman import compute_chunk, theta_at, write_chunk
 from nsbi.validation import toy_generator
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
-    sm, p = snakemake, snakemake.params  # noqa: F821
+with job_logging(snakemake, "nsbi.neyman") as log:
+    sm, p = snakemake, snakemake.params
     model, gen = toy_generator(sm.input.ws, p.dataset)
     theta = theta_at(gen, p.mu, p.nuisances)
-    chunk = compute_chunk(gen, p.mu, p.n, p.seed, mu_index=int(sm.wildcards.imu), batch=int(sm.wildcards.batch),
-                          kind=p.kind, theta=theta)
+    chunk = compute_chunk(
+        gen, p.mu, p.n, p.seed, mu_index=int(sm.wildcards.imu), batch=int(sm.wildcards.batch), kind=p.kind, theta=theta
+    )
     write_chunk(chunk, sm.output[0])
-    log.info("mu=%g: %d toys, %s", p.mu, p.n, {k: v for k, v in chunk.items() if k in ("n_fallback", "n_failed", "nonpositive_events", "seconds")})
+    log.info(
+        "mu=%g: %d toys, %s",
+        p.mu,
+        p.n,
+        {k: v for k, v in chunk.items() if k in ("n_fallback", "n_failed", "nonpositive_events", "seconds")},
+    )

@@ -1,11 +1,12 @@
 """Snakemake script: confidence belt and Neyman intervals (observed and Asimov) vs Wilks."""
+
 from nsbi.neyman import gather, observed_t, write_json
 from nsbi.plotting.intervals import plot_belt
 from nsbi.validation import toy_generator
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.neyman") as log:  # noqa: F821
-    sm, p = snakemake, snakemake.params  # noqa: F821
+with job_logging(snakemake, "nsbi.neyman") as log:
+    sm, p = snakemake, snakemake.params
     model, gen = toy_generator(sm.input.ws, p.dataset)
     obs = observed_t(model, p.fine, kind=p.kind)
     asimov = observed_t(gen.model_for(gen.asimov(model.init)), p.fine, kind=p.kind)

@@ -1,4 +1,5 @@
 """Snakemake script: data vs MC plot of every feature in one region."""
+
 import matplotlib.pyplot as plt
 
 from nsbi.expr import parse
@@ -6,12 +7,12 @@ from nsbi.io import read_parquet
 from nsbi.plotting.datamc import auto_edges, datamc_figure
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.plot") as log:  # noqa: F821
-    p = snakemake.params  # noqa: F821
-    mc = {name: read_parquet(path) for name, path in zip(p.mc_samples, snakemake.input.mc)}  # noqa: F821
-    data = read_parquet(snakemake.input.data) if p.data_sample else None  # noqa: F821
+with job_logging(snakemake, "nsbi.plot") as log:
+    p = snakemake.params
+    mc = {name: read_parquet(path) for name, path in zip(p.mc_samples, snakemake.input.mc)}
+    data = read_parquet(snakemake.input.data) if p.data_sample else None
     coefficients = {name: float(parse(text).evaluate({p.poi: p.poi_value})) for name, text in p.coefficients.items()}
-    for feature, out in zip(p.features, snakemake.output):  # noqa: F821
+    for feature, out in zip(p.features, snakemake.output):
         edges = auto_edges([c[feature] for c in mc.values()], [c["weight"] for c in mc.values()])
         fig = datamc_figure(
             {n: (c[feature], c["weight"]) for n, c in mc.items()},

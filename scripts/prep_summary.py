@@ -1,14 +1,17 @@
 """Snakemake script: collect all prep yields into one table (JSON)."""
+
 import json
 
 from nsbi.io import write_json
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.prep") as log:  # noqa: F821
+with job_logging(snakemake, "nsbi.prep") as log:
     table = {}
-    for (region, process, variation), path in zip(snakemake.params.targets, snakemake.input.yields):  # noqa: F821
+    for (region, process, variation), path in zip(snakemake.params.targets, snakemake.input.yields):
         with open(path) as fh:
             y = json.load(fh)
-        table.setdefault(region, {}).setdefault(process, {})[variation] = {k: y[k] for k in ("sumw", "sumw2", "n_events", "n_negative")}
+        table.setdefault(region, {}).setdefault(process, {})[variation] = {
+            k: y[k] for k in ("sumw", "sumw2", "n_events", "n_negative")
+        }
         log.info("%-6s %-6s %-14s sumw=%10.4g  n=%d", region, process, variation, y["sumw"], y["n_events"])
-    write_json(table, snakemake.output[0])  # noqa: F821
+    write_json(table, snakemake.output[0])

@@ -1,4 +1,5 @@
 """Snakemake script: cross-check every binned channel of a workspace against pyhf (fails on disagreement)."""
+
 import json
 
 from nsbi import workspace as W
@@ -7,16 +8,22 @@ from nsbi.io import write_json
 from nsbi.pyhf_check import compare
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.pyhf") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.pyhf") as log:
+    sm = snakemake
     s = sm.params.settings
     ws = W.load(sm.input.ws)
     spec = pyhf_comparable(ws.spec, sm.config)
     if not spec["channels"]:
         report = {"ok": True, "skipped": "no binned channels"}
     else:
-        report = compare(W.Workspace(spec), n_random=s["random_points"], seed=s["seed"], rtol_nll=s["rtol_nll"],
-                         tol_fit=s["rtol_fit"], raise_on_fail=False)
+        report = compare(
+            W.Workspace(spec),
+            n_random=s["random_points"],
+            seed=s["seed"],
+            rtol_nll=s["rtol_nll"],
+            tol_fit=s["rtol_fit"],
+            raise_on_fail=False,
+        )
     write_json(report, sm.output[0])
     log.info("pyhf cross-check of %s: ok=%s", sm.input.ws, report["ok"])
     if not report["ok"]:

@@ -1,9 +1,17 @@
 """Snakemake script: draw the pseudo-observed dataset from the built-in simulator."""
+
 from nsbi.simulate import write_data
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.simulate") as log:  # noqa: F821
-    s = snakemake.params.settings  # noqa: F821
+with job_logging(snakemake, "nsbi.simulate") as log:
+    s = snakemake.params.settings
     log.info("pseudo-data at mu=%g, nuisances=%s, seed %d", s["mu"], s["nuisances"], s["seed"])
-    write_data(snakemake.output[0], mu=s["mu"], nuisances=s["nuisances"], seed=s["seed"], lumi_ifb=s["lumi_ifb"], tree=s["tree"])  # noqa: F821
-    log.info("wrote %s", snakemake.output[0])  # noqa: F821
+    write_data(
+        snakemake.output[0],
+        mu=s["mu"],
+        nuisances=s["nuisances"],
+        seed=s["seed"],
+        lumi_ifb=s["lumi_ifb"],
+        tree=s["tree"],
+    )
+    log.info("wrote %s", snakemake.output[0])

@@ -7,12 +7,13 @@ Used for both kinds of ratio (params.kind):
                            input.den = prep/{region}/{process}/nominal.parquet
 Outputs: output.onnx (model.onnx); history.json and metrics.csv are written next to it.
 """
+
 import torch
 
 from nsbi.train.run import run_train_ratio
 from nsbi.workflow import job_logging
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with job_logging(smk, "nsbi.train") as log:
     p = smk.params
     torch.set_num_threads(max(1, int(smk.threads)))
@@ -20,8 +21,15 @@ with job_logging(smk, "nsbi.train") as log:
     out_dir = str(smk.output.onnx).rsplit("/", 1)[0]
     log.info("training %s member %s (%d folds) on %s vs %s", p.target, p.member, p.folds, smk.input.num, den_paths)
     history = run_train_ratio(
-        num_path=smk.input.num, den_paths=den_paths, out_dir=out_dir, features=p.features,
-        settings=p.settings, member=int(p.member), n_folds=int(p.folds), base_seed=int(p.seed),
-        target=p.target, coefficients=p.coefficients if p.kind == "ratio" else None,
+        num_path=smk.input.num,
+        den_paths=den_paths,
+        out_dir=out_dir,
+        features=p.features,
+        settings=p.settings,
+        member=int(p.member),
+        n_folds=int(p.folds),
+        base_seed=int(p.seed),
+        target=p.target,
+        coefficients=p.coefficients if p.kind == "ratio" else None,
     )
     log.info("done: best validation loss %.6g at epoch %d", history["best_val_loss"], history["best_epoch"])

@@ -1,10 +1,11 @@
 """Snakemake script: train one member of the multi-class region classifier."""
+
 import torch
 
 from nsbi.train.run import run_train_classifier
 from nsbi.workflow import job_logging
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with job_logging(smk, "nsbi.train") as log:
     p = smk.params
     torch.set_num_threads(max(1, int(smk.threads)))
@@ -12,7 +13,7 @@ with job_logging(smk, "nsbi.train") as log:
     paths = list(smk.input.samples)
     class_paths, i = {}, 0
     for name, procs in p.classes.items():
-        class_paths[name] = paths[i:i + len(procs)]
+        class_paths[name] = paths[i : i + len(procs)]
         i += len(procs)
     out_dir = str(smk.output.onnx).rsplit("/", 1)[0]
     h = run_train_classifier(class_paths, out_dir, p.features, p.settings, int(p.member), int(p.folds), int(p.seed))

@@ -1,4 +1,5 @@
 """Snakemake script: assemble the NSBI workspace from evaluation tables and prep outputs."""
+
 import json
 
 from nsbi import workspace as W
@@ -7,8 +8,8 @@ from nsbi.evaluate import read_table
 from nsbi.io import read_parquet
 from nsbi.workflow import job_logging
 
-with job_logging(snakemake, "nsbi.workspace") as log:  # noqa: F821
-    sm = snakemake  # noqa: F821
+with job_logging(snakemake, "nsbi.workspace") as log:
+    sm = snakemake
     targets = [tuple(t) for t in sm.params.targets]
     yields = {t: json.load(open(p))["sumw"] for t, p in zip(targets, sm.input.yields)}
     tables = {}
@@ -21,7 +22,7 @@ with job_logging(snakemake, "nsbi.workspace") as log:  # noqa: F821
         region, process, variation = path.split("/")[-3], path.split("/")[-2], path.split("/")[-1][: -len(".parquet")]
         prep.setdefault(region, {})[(process, variation)] = read_parquet(path)
     ws = build_nsbi_workspace(sm.params.cfg, yields, tables, prep, reference=sm.params.reference)
-    for region, corr in ws.spec['metadata']['log_normalisation'].items():
-        log.info('%s: log normalisation of the learned ratios %s', region, corr)
+    for region, corr in ws.spec["metadata"]["log_normalisation"].items():
+        log.info("%s: log normalisation of the learned ratios %s", region, corr)
     W.save(ws, sm.output.ws)
     log.info("wrote %s: %r", sm.output.ws, ws)

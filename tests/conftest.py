@@ -1,4 +1,5 @@
 """Shared helpers: running Snakemake in a scratch directory, and one local run of the test config."""
+
 import os
 import re
 import subprocess
@@ -40,5 +41,3 @@ def test_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("run")
     snakemake("--cores", "2", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work))
     return work, ncfg.load(ROOT / "config/test.yaml")
-
-

@@ -1,4 +1,5 @@
 """Summaries of scans: interval widths, expected significance, NSBI/oracle ratio."""
+
 import numpy as np
 import pytest
 
@@ -10,8 +11,16 @@ def _scan(sigma, best=1.0):
     d = ((mu - best) / sigma) ** 2
     lo68, hi68 = best - sigma, best + sigma
     lo95, hi95 = best - 1.959964 * sigma, best + 1.959964 * sigma
-    return {"poi": "mu", "mode": "profile", "values": mu.tolist(), "twice_nll": d.tolist(), "delta_twice_nll": d.tolist(),
-            "best": best, "best_twice_nll": 0.0, "intervals": {"68": [lo68, hi68], "95": [max(lo95, np.nan), hi95]}}
+    return {
+        "poi": "mu",
+        "mode": "profile",
+        "values": mu.tolist(),
+        "twice_nll": d.tolist(),
+        "delta_twice_nll": d.tolist(),
+        "best": best,
+        "best_twice_nll": 0.0,
+        "intervals": {"68": [lo68, hi68], "95": [max(lo95, np.nan), hi95]},
+    }
 
 
 def test_expected_significance_of_parabola():
@@ -21,8 +30,13 @@ def test_expected_significance_of_parabola():
 
 
 def test_closure_report_ratio_and_target():
-    scans = {("nsbi", "scan"): _scan(0.52), ("oracle", "scan"): _scan(0.5), ("hist", "scan"): _scan(0.8),
-             ("nsbi", "scan_stat_only"): _scan(0.6), ("oracle", "scan_stat_only"): _scan(0.5)}
+    scans = {
+        ("nsbi", "scan"): _scan(0.52),
+        ("oracle", "scan"): _scan(0.5),
+        ("hist", "scan"): _scan(0.8),
+        ("nsbi", "scan_stat_only"): _scan(0.6),
+        ("oracle", "scan_stat_only"): _scan(0.5),
+    }
     r = closure_report(scans, target_ratio=1.05)
     assert r["nsbi_over_oracle_width_68_stat_syst"] == pytest.approx(1.04)
     assert r["within_target_stat_syst"] is True

@@ -24,8 +24,13 @@ def _events(n, seed):
     lr = np.log(stats.norm.pdf(x, M0, SW) / ZS) - np.log(LAM * np.exp(-LAM * x) / ZB)
     # a normalised per-event shape systematic on B: g_up/down = exp(+-0.05 (x - <x>))
     xm = np.mean(x)
-    return {"weight": np.ones(n), "logr_S": lr, "logr_B": np.zeros(n),
-            "logr_B__shp_up": 0.05 * (x - xm), "logr_B__shp_down": -0.05 * (x - xm)}
+    return {
+        "weight": np.ones(n),
+        "logr_S": lr,
+        "logr_B": np.zeros(n),
+        "logr_B__shp_up": 0.05 * (x - xm),
+        "logr_B__shp_down": -0.05 * (x - xm),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +40,40 @@ def mixed():
 
 def mixed_model():
     ev = _events(20000, 1)
-    spec = {"channels": [
-        {"name": "u", "type": "unbinned", "samples": [
-            {"name": "S", "yield": 40.0, "morphing": "mu", "modifiers": [
-                {"name": "a", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}}]},
-            {"name": "B", "yield": 200.0, "modifiers": [{"name": "shp", "type": "eventsys"}]}]},
-        {"name": "c", "type": "binned", "samples": [
-            {"name": "b", "data": [30.0, 20.0], "modifiers": [{"name": "sh", "type": "shapesys", "data": [3.0, 4.0]}]},
-            {"name": "s", "data": [5.0, 8.0], "morphing": "mu", "modifiers": [
-                {"name": "a", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}}]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {
+                        "name": "S",
+                        "yield": 40.0,
+                        "morphing": "mu",
+                        "modifiers": [{"name": "a", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}}],
+                    },
+                    {"name": "B", "yield": 200.0, "modifiers": [{"name": "shp", "type": "eventsys"}]},
+                ],
+            },
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {
+                        "name": "b",
+                        "data": [30.0, 20.0],
+                        "modifiers": [{"name": "sh", "type": "shapesys", "data": [3.0, 4.0]}],
+                    },
+                    {
+                        "name": "s",
+                        "data": [5.0, 8.0],
+                        "morphing": "mu",
+                        "modifiers": [{"name": "a", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}}],
+                    },
+                ],
+            },
+        ]
+    }
     meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}]}}
     m = Model(spec, {"u": {k: v[:100] for k, v in ev.items()}, "c": [33, 25]}, meas)
     return m, ToyGenerator(m, {"u": ev})
@@ -63,8 +93,9 @@ def test_batched_agrees_with_iminuit_on_toys(mixed):
     assert r.converged.all() and rc.converged.all() and r.n_fallback == 0
     # a sample of toys with iminuit on the same (jitted) objective ...
     for i in range(4, 16):
-        v, x, ok = batchfit._iminuit_one(gen.twice_nll, batchfit.take(toys.data(), i), (gen.mc_arrays,), toys.theta,
-                                         m.bounds, free, tolerance=1e-7)
+        v, x, ok = batchfit._iminuit_one(
+            gen.twice_nll, batchfit.take(toys.data(), i), (gen.mc_arrays,), toys.theta, m.bounds, free, tolerance=1e-7
+        )
         assert ok and r.twice_nll[i] == pytest.approx(v, abs=1e-6)
         np.testing.assert_allclose(r.values[i], x, atol=1e-4)
     # ... and a few with nsbi.fit.fit on an ordinary Model built from the toy (independent path)
@@ -81,9 +112,18 @@ def test_batched_agrees_with_iminuit_on_toys(mixed):
 
 
 def _counting(s=10.0, b=20.0, lo=0.0, hi=3.0):
-    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
-        {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "b", "data": [b], "modifiers": []}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+                    {"name": "b", "data": [b], "modifiers": []},
+                ],
+            }
+        ]
+    }
     meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[lo, hi]]}]}}
     return Model(spec, {"c": [25]}, meas)
 
@@ -100,8 +140,9 @@ def test_bounds_against_analytic_and_fallback(max_iter):
     toys = gen.generate({"mu": 0.3}, 300, seed=4)
     n = toys.binned[:, 0]
     assert np.any((n - 20) / 10 < 0) and np.any((n - 20) / 10 > 0)  # bound active for some toys
-    r = batchfit.minimize(gen.twice_nll, toys.data(), toys.theta, m.bounds, ~m.fixed,
-                          shared=(gen.mc_arrays,), max_iter=max_iter)
+    r = batchfit.minimize(
+        gen.twice_nll, toys.data(), toys.theta, m.bounds, ~m.fixed, shared=(gen.mc_arrays,), max_iter=max_iter
+    )
     mu_hat, nll = _analytic_min(n)
     ok = n > 0  # n = 0: mu_hat = 0 and -2 ln L = 2 b (the formula covers it, kept for clarity)
     # batched Newton: ~1e-7; iminuit fallback (max_iter=1): MIGRAD precision (EDM ~ 2e-9)
@@ -126,10 +167,16 @@ def test_toys_per_second_batched_vs_sequential(mixed, capsys):
     tb = time.perf_counter() - t0
     # sequential: iminuit per toy on the same (jitted) objective, i.e. the fallback path
     nseq = 10
-    batchfit._iminuit_one(gen.twice_nll, batchfit.take(toys.data(), 0), (gen.mc_arrays,), toys.theta, m.bounds, ~m.fixed)
+    batchfit._iminuit_one(
+        gen.twice_nll, batchfit.take(toys.data(), 0), (gen.mc_arrays,), toys.theta, m.bounds, ~m.fixed
+    )
     t0 = time.perf_counter()
-    seq = [batchfit._iminuit_one(gen.twice_nll, batchfit.take(toys.data(), i), (gen.mc_arrays,), toys.theta, m.bounds,
-                                 ~m.fixed) for i in range(nseq)]
+    seq = [
+        batchfit._iminuit_one(
+            gen.twice_nll, batchfit.take(toys.data(), i), (gen.mc_arrays,), toys.theta, m.bounds, ~m.fixed
+        )
+        for i in range(nseq)
+    ]
     ts = time.perf_counter() - t0
     # sequential with nsbi.fit.fit on a Model per toy (includes building/compiling each Model)
     t0 = time.perf_counter()
@@ -139,5 +186,7 @@ def test_toys_per_second_batched_vs_sequential(mixed, capsys):
     for i in range(nseq):
         assert seq[i][0] == pytest.approx(r.twice_nll[i], abs=1e-5)
     with capsys.disabled():
-        print(f"\n[toys/s] batched Newton: {len(toys) / tb:.0f}; sequential iminuit (jitted objective): "
-              f"{nseq / ts:.1f}; nsbi.fit.fit on a Model per toy: {3 / tf:.2f}")
+        print(
+            f"\n[toys/s] batched Newton: {len(toys) / tb:.0f}; sequential iminuit (jitted objective): "
+            f"{nseq / ts:.1f}; nsbi.fit.fit on a Model per toy: {3 / tf:.2f}"
+        )

@@ -8,15 +8,36 @@ import pytest
 from nsbi.cli import main
 
 PYHF_SPEC = {
-    "channels": [{"name": "SR", "samples": [
-        {"name": "sig", "data": [5.0, 10.0, 3.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "bkg", "data": [50.0, 60.0, 20.0], "modifiers": [
-            {"name": "ns", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}},
-            {"name": "hs", "type": "histosys", "data": {"hi_data": [53.0, 61.0, 19.0], "lo_data": [48.0, 58.0, 21.5]}},
-            {"name": "st", "type": "staterror", "data": [2.0, 2.5, 1.5]}]}]}],
+    "channels": [
+        {
+            "name": "SR",
+            "samples": [
+                {
+                    "name": "sig",
+                    "data": [5.0, 10.0, 3.0],
+                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                },
+                {
+                    "name": "bkg",
+                    "data": [50.0, 60.0, 20.0],
+                    "modifiers": [
+                        {"name": "ns", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}},
+                        {
+                            "name": "hs",
+                            "type": "histosys",
+                            "data": {"hi_data": [53.0, 61.0, 19.0], "lo_data": [48.0, 58.0, 21.5]},
+                        },
+                        {"name": "st", "type": "staterror", "data": [2.0, 2.5, 1.5]},
+                    ],
+                },
+            ],
+        }
+    ],
     "observations": [{"name": "SR", "data": [58.0, 74.0, 22.0]}],
-    "measurements": [{"name": "first", "config": {"poi": "mu", "parameters": []}},
-                     {"name": "second", "config": {"poi": "mu", "parameters": [{"name": "ns", "fixed": True}]}}],
+    "measurements": [
+        {"name": "first", "config": {"poi": "mu", "parameters": []}},
+        {"name": "second", "config": {"poi": "mu", "parameters": [{"name": "ns", "fixed": True}]}},
+    ],
     "version": "1.0.0",
 }
 
@@ -25,8 +46,10 @@ def _pyhf_fit(measurement):
     import pyhf
 
     ws = pyhf.Workspace(PYHF_SPEC)
-    m = ws.model(measurement_name=measurement,
-                 modifier_settings={"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}})
+    m = ws.model(
+        measurement_name=measurement,
+        modifier_settings={"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}},
+    )
     prev = pyhf.get_backend()
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-5, strategy=2))
     try:

@@ -4,6 +4,7 @@ The learned ratios are replaced by the simulator's exact ones; the NSBI workspac
 by the same code as in the workflow (nsbi.build) and fitted (nsbi.fit). Asimov fits must
 return the injected μ, and the NSBI interval must not be wider than the histogram one.
 """
+
 import copy
 
 import numpy as np
@@ -29,7 +30,20 @@ def setup():
     cfg["systematics"] = [s for s in cfg["systematics"] if s["name"] in ("kfactor", "lumi")]
     cfg = ncfg.validate(cfg)
     oracle = Oracle(lumi_ifb=140.0)
-    feats = list(oracle_features := ["m4l", "mZ1", "mZ2", "cos_theta_star", "cos_theta1", "cos_theta2", "phi", "phi1", "pt4l", "y4l"])
+    feats = list(
+        oracle_features := [
+            "m4l",
+            "mZ1",
+            "mZ2",
+            "cos_theta_star",
+            "cos_theta1",
+            "cos_theta2",
+            "phi",
+            "phi1",
+            "pt4l",
+            "y4l",
+        ]
+    )
     events = {p: generate(p, N, seed=11 + i) for i, p in enumerate(PROCS)}
     data = generate_data(mu=1.0, seed=5)
 
@@ -38,8 +52,12 @@ def setup():
         return np.log(dens / sum(REF.values()))
 
     def table(evs, procs):
-        cols = {k: [] for k in ["weight", "process"] + [f"logr_{c}" for c in PROCS]
-                + [f"logr_{c}__kfactor_{d}" for c in ("S", "SBI", "B") for d in ("up", "down")]}
+        cols = {
+            k: []
+            for k in ["weight", "process"]
+            + [f"logr_{c}" for c in PROCS]
+            + [f"logr_{c}__kfactor_{d}" for c in ("S", "SBI", "B") for d in ("up", "down")]
+        }
         for p, ev in zip(procs, evs):
             n = len(ev["m4l"])
             sub = {f: np.asarray(ev[f]) for f in oracle_features}
@@ -103,8 +121,14 @@ def test_asimov_fit_recovers_injected_mu(setup, mu):
     assert res.values[i] == pytest.approx(mu, abs=1e-3)
     # nuisance parameters stay at nominal: the builder stores the shape-normalisation nodes of
     # every per-event systematic, so each interpolated g(α) keeps unit mean for all α
-    eventsys = [m for ch in ws.spec["channels"] if ch["type"] == "unbinned" for s in ch["samples"]
-                for m in s["modifiers"] if m["type"] == "eventsys"]
+    eventsys = [
+        m
+        for ch in ws.spec["channels"]
+        if ch["type"] == "unbinned"
+        for s in ch["samples"]
+        for m in s["modifiers"]
+        if m["type"] == "eventsys"
+    ]
     assert len(eventsys) == 3
     for m in eventsys:
         for d in ("up", "down"):
@@ -114,7 +138,9 @@ def test_asimov_fit_recovers_injected_mu(setup, mu):
             assert abs(value) < 1e-3, (name, value)
     # the Asimov total equals the model expectation at the injected point
     nu = sum(f * setup[1][("SR", c, "nominal")] for c, f in morphing_at(cfg, mu).items())
-    assert model.twice_nll(res.values) < model.twice_nll([v + 0.05 if n == "mu" else v for n, v in zip(res.names, res.values)])
+    assert model.twice_nll(res.values) < model.twice_nll(
+        [v + 0.05 if n == "mu" else v for n, v in zip(res.names, res.values)]
+    )
     w = asimov_events({**cfg, "morphing": {**cfg["morphing"], "poi_init": mu}}, _normalised(setup), REF)["weight"]
     assert np.sum(w) == pytest.approx(nu, rel=1e-9)
 

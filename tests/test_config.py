@@ -1,4 +1,5 @@
 """Schema and semantic validation of the analysis configuration."""
+
 import copy
 
 import pytest
@@ -62,22 +63,46 @@ def _mutate(raw, fn):
         (lambda r: r["samples"][0].update(type="signal"), r"'samples\[0\]\.type': 'signal' is not one of"),
         (lambda r: r.pop("regions"), r"'regions': required key is missing"),
         (lambda r: r["samples"][1].update(name="S"), r"'samples\[1\]\.name': duplicate name 'S'"),
-        (lambda r: r["systematics"][1].update(samples=["ttZ"]), r"'systematics\[1\]\.samples\[0\]': unknown sample 'ttZ'"),
-        (lambda r: r["systematics"][1]["up"].update(files=["x.root"]), r"'systematics\[1\]\.up': a 'weight' systematic takes weight"),
+        (
+            lambda r: r["systematics"][1].update(samples=["ttZ"]),
+            r"'systematics\[1\]\.samples\[0\]': unknown sample 'ttZ'",
+        ),
+        (
+            lambda r: r["systematics"][1]["up"].update(files=["x.root"]),
+            r"'systematics\[1\]\.up': a 'weight' systematic takes weight",
+        ),
         (lambda r: r["systematics"][1].pop("down"), r"'systematics\[1\]': only 'up' given"),
         (lambda r: r["features"][0].update(expr="__import__('os')"), r"'features\[0\]\.expr': unknown function"),
         (lambda r: r["regions"][0].update(selection="m4l >"), r"'regions\[0\]\.selection': invalid syntax"),
         (lambda r: r["regions"][1].pop("binning"), r"'regions\[1\]\.binning': required for a binned region"),
         (lambda r: r["regions"][1].update(binning=[1, 3, 2]), r"'regions\[1\]\.binning': bin edges must increase"),
-        (lambda r: r["morphing"]["coefficients"].update(S="k * mu"), r"'morphing\.coefficients\.S': unknown name\(s\) k"),
-        (lambda r: r["morphing"]["coefficients"].update(data="1"), r"'morphing\.coefficients\.data': not a basis sample"),
-        (lambda r: r["training"].update(reference={"data": 1.0}), r"'training\.reference\.data': not a Monte Carlo sample"),
+        (
+            lambda r: r["morphing"]["coefficients"].update(S="k * mu"),
+            r"'morphing\.coefficients\.S': unknown name\(s\) k",
+        ),
+        (
+            lambda r: r["morphing"]["coefficients"].update(data="1"),
+            r"'morphing\.coefficients\.data': not a basis sample",
+        ),
+        (
+            lambda r: r["training"].update(reference={"data": 1.0}),
+            r"'training\.reference\.data': not a Monte Carlo sample",
+        ),
         (lambda r: r["training"].update(features=["mjj"]), r"'training\.features\[0\]': unknown feature 'mjj'"),
         (lambda r: r["samples"][0].update(name="S/1"), r"'samples\[0\]\.name': 'S/1' does not match"),
         (lambda r: r["simulation"].update(processes=["ttbar"]), r"'simulation\.processes\[0\]': 'ttbar' is not one of"),
-        (lambda r: r["validation"].update(linearity_nuisances=[{"JES": 1.0}]), r"'validation\.linearity_nuisances\[0\]\.JES': not a systematic"),
-        (lambda r: r.update(plots={"sensitivity": {"x": "mjj"}}), r"'plots\.sensitivity\.x': 'mjj' is not a training feature"),
-        (lambda r: r.update(plots={"sensitivity": {"poi_values": [-1.0]}}), r"'plots\.sensitivity\.poi_values\[0\]': -1\.0 is outside"),
+        (
+            lambda r: r["validation"].update(linearity_nuisances=[{"JES": 1.0}]),
+            r"'validation\.linearity_nuisances\[0\]\.JES': not a systematic",
+        ),
+        (
+            lambda r: r.update(plots={"sensitivity": {"x": "mjj"}}),
+            r"'plots\.sensitivity\.x': 'mjj' is not a training feature",
+        ),
+        (
+            lambda r: r.update(plots={"sensitivity": {"poi_values": [-1.0]}}),
+            r"'plots\.sensitivity\.poi_values\[0\]': -1\.0 is outside",
+        ),
     ],
 )
 def test_bad_configs_are_rejected_naming_the_key(raw, mutation, message):
@@ -118,12 +143,24 @@ def test_morphing_basis_derives_the_coefficients(raw):
     assert "qqZZ" not in cfg["morphing"]["coefficients"]
 
 
-@pytest.mark.parametrize("basis, message", [
-    ({"functions": ["mu", "sqrt(mu)", "1"], "points": {"B": 0.0, "SBI": 1.0}}, r"3 basis function\(s\) need as many"),
-    ({"functions": ["mu", "1"], "points": {"B": 1.0, "SBI": 1.0}}, r"do not determine the basis"),
-    ({"functions": ["mu", "k"], "points": {"B": 0.0, "SBI": 1.0}}, r"'morphing\.basis\.functions\[1\]': unknown name"),
-    ({"functions": ["mu", "1"], "points": {"B": 0.0, "data": 1.0}}, r"'morphing\.basis\.points\.data': not a basis sample"),
-])
+@pytest.mark.parametrize(
+    "basis, message",
+    [
+        (
+            {"functions": ["mu", "sqrt(mu)", "1"], "points": {"B": 0.0, "SBI": 1.0}},
+            r"3 basis function\(s\) need as many",
+        ),
+        ({"functions": ["mu", "1"], "points": {"B": 1.0, "SBI": 1.0}}, r"do not determine the basis"),
+        (
+            {"functions": ["mu", "k"], "points": {"B": 0.0, "SBI": 1.0}},
+            r"'morphing\.basis\.functions\[1\]': unknown name",
+        ),
+        (
+            {"functions": ["mu", "1"], "points": {"B": 0.0, "data": 1.0}},
+            r"'morphing\.basis\.points\.data': not a basis sample",
+        ),
+    ],
+)
 def test_morphing_basis_errors(raw, basis, message):
     raw["morphing"] = {"poi": "mu", "basis": basis}
     with pytest.raises(ncfg.ConfigError, match=message):
@@ -134,7 +171,10 @@ def test_morphing_needs_coefficients_or_basis(raw):
     raw["morphing"] = {"poi": "mu"}
     with pytest.raises(ncfg.ConfigError, match="either 'coefficients' or 'basis'"):
         ncfg.validate(raw)
-    raw["morphing"] = {"poi": "mu", "coefficients": {"S": "mu"},
-                       "basis": {"functions": ["mu", "1"], "points": {"B": 0.0, "SBI": 1.0}}}
+    raw["morphing"] = {
+        "poi": "mu",
+        "coefficients": {"S": "mu"},
+        "basis": {"functions": ["mu", "1"], "points": {"B": 0.0, "SBI": 1.0}},
+    }
     with pytest.raises(ncfg.ConfigError, match="not both"):
         ncfg.validate(raw)

@@ -1,4 +1,5 @@
 """The conda environments install the same packages as pyproject.toml."""
+
 import re
 import tomllib
 from pathlib import Path

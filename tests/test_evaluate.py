@@ -1,4 +1,5 @@
 """Evaluation with onnxruntime and ensemble aggregation."""
+
 import logging
 
 import numpy as np
@@ -45,18 +46,28 @@ def _export_members(tmp_path, n_members, features=("a", "b")):
     paths, mods = [], []
     for m in range(n_members):
         torch.manual_seed(m)
-        mod = models.build_model("mlp", n_features=len(features), mean=[1.0, -1.0], std=[2.0, 0.5],
-                                 settings={"hidden": [8], "zero_init_output": False})
-        paths.append(export_onnx(mod, tmp_path / f"m{m}" / "model.onnx", len(features),
-                                 metadata={"features": list(features)}))
+        mod = models.build_model(
+            "mlp",
+            n_features=len(features),
+            mean=[1.0, -1.0],
+            std=[2.0, 0.5],
+            settings={"hidden": [8], "zero_init_output": False},
+        )
+        paths.append(
+            export_onnx(mod, tmp_path / f"m{m}" / "model.onnx", len(features), metadata={"features": list(features)})
+        )
         mods.append(mod)
     return paths, mods
 
 
 def _events(n, seed=0):
     rng = np.random.default_rng(seed)
-    return {"a": rng.normal(1, 2, n), "b": rng.normal(-1, 0.5, n), "weight": rng.uniform(-0.1, 1, n),
-            "event_key": rng.integers(0, 2**62, n).astype(np.uint64)}
+    return {
+        "a": rng.normal(1, 2, n),
+        "b": rng.normal(-1, 0.5, n),
+        "weight": rng.uniform(-0.1, 1, n),
+        "event_key": rng.integers(0, 2**62, n).astype(np.uint64),
+    }
 
 
 def test_evaluate_ensemble_out_of_fold(tmp_path, caplog):
@@ -109,11 +120,19 @@ def test_predictions_and_region_table_roundtrip(tmp_path):
     np.testing.assert_allclose(loaded["logr"], agg)
     target = ev.target_name("S", "kfactor", "up")
     assert target == "S__kfactor_up"
-    out = ev.write_region_table(tmp_path / "SR" / "asimov.parquet", data,
-                                {"S": (loaded["logr"], loaded["spread"]), target: (agg, spread)})
+    out = ev.write_region_table(
+        tmp_path / "SR" / "asimov.parquet", data, {"S": (loaded["logr"], loaded["spread"]), target: (agg, spread)}
+    )
     table = ev.read_table(out)
-    assert {"weight", "process", "event_key", "logr_S", "spread_S", "logr_S__kfactor_up",
-            "spread_S__kfactor_up"} <= set(table)
+    assert {
+        "weight",
+        "process",
+        "event_key",
+        "logr_S",
+        "spread_S",
+        "logr_S__kfactor_up",
+        "spread_S__kfactor_up",
+    } <= set(table)
     np.testing.assert_array_equal(table["weight"], data["weight"])
     np.testing.assert_array_equal(table["event_key"], data["event_key"])
     assert list(table["process"][:2]) == ["S", "S"]
@@ -138,8 +157,14 @@ def test_classifier_evaluation_and_regions(tmp_path):
     paths = []
     for m in range(2):
         torch.manual_seed(10 + m)
-        mod = models.build_model("mlp_multiclass", n_features=2, mean=None, std=None, settings={"hidden": [8], "zero_init_output": False},
-                                 n_outputs=3)
+        mod = models.build_model(
+            "mlp_multiclass",
+            n_features=2,
+            mean=None,
+            std=None,
+            settings={"hidden": [8], "zero_init_output": False},
+            n_outputs=3,
+        )
         paths.append(export_onnx(mod, tmp_path / f"r{m}.onnx", 2, metadata={"features": ["a", "b"]}))
         mods.append(mod)
     data = _events(300)

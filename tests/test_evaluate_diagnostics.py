@@ -1,4 +1,5 @@
 """Diagnostics: calibration, closure chi2, normalisation, oracle RMS, plots + summary."""
+
 import json
 
 import numpy as np
@@ -62,8 +63,18 @@ def test_ratio_diagnostics_files(tmp_path):
     rng = np.random.default_rng(0)
     logr_ref = exact(ref) + rng.normal(0, 0.05, 3000)
     hist = {"m0": {"epoch": [0, 1, 2], "train_loss": [0.7, 0.69, 0.68], "val_loss": [0.71, 0.7, 0.7]}}
-    summary = diag.ratio_diagnostics(tmp_path / "S", "S", ["x"], ref, logr_ref, c, exact(c),
-                                     spread_ref=np.full(3000, 0.01), histories=hist, exact_log_ratio=exact)
+    summary = diag.ratio_diagnostics(
+        tmp_path / "S",
+        "S",
+        ["x"],
+        ref,
+        logr_ref,
+        c,
+        exact(c),
+        spread_ref=np.full(3000, 0.01),
+        histories=hist,
+        exact_log_ratio=exact,
+    )
     for f in ("loss.png", "calibration.png", "closure_x.png", "spread.png", "oracle.png", "summary.json"):
         assert (tmp_path / "S" / f).stat().st_size > 0, f
     js = json.loads((tmp_path / "S" / "summary.json").read_text())

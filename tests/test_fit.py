@@ -31,10 +31,21 @@ def p_s(x):
 
 def _model(x, w):
     ev = {"weight": w, "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x)}
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
-        {"name": "B", "yield": NU_B, "modifiers": []}]}]}
-    return Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}]}})
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+                    {"name": "B", "yield": NU_B, "modifiers": []},
+                ],
+            }
+        ]
+    }
+    return Model(
+        spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}]}}
+    )
 
 
 def _fisher(mu):
@@ -64,8 +75,11 @@ def test_asimov_scan_width_matches_fisher_and_quadrature():
     rng = np.random.default_rng(11)
     N = 200_000
     pick = rng.uniform(size=N) < 0.5
-    x = np.where(pick, _sample_bkg(rng, N),
-                 stats.truncnorm.rvs((LO - M0) / SW, (HI - M0) / SW, loc=M0, scale=SW, size=N, random_state=rng))
+    x = np.where(
+        pick,
+        _sample_bkg(rng, N),
+        stats.truncnorm.rvs((LO - M0) / SW, (HI - M0) / SW, loc=M0, scale=SW, size=N, random_state=rng),
+    )
     q = 0.5 * (p_b(x) + p_s(x))
     w = (MU0 * NU_S * p_s(x) + NU_B * p_b(x)) / q / N
     model = _model(x, w)
@@ -84,8 +98,8 @@ def test_asimov_scan_width_matches_fisher_and_quadrature():
         return 2 * ((mu - MU0) * NU_S - integrate.quad(g, LO, HI, points=[M0], limit=200)[0])
 
     for key, level in (("68", 1.0), ("95", 3.841458820694124)):
-        lo = optimize.brentq(lambda m: q2(m) - level, MU0 - 5 * sigma, MU0)
-        hi = optimize.brentq(lambda m: q2(m) - level, MU0, MU0 + 5 * sigma)
+        lo = optimize.brentq(lambda m, level=level: q2(m) - level, MU0 - 5 * sigma, MU0)
+        hi = optimize.brentq(lambda m, level=level: q2(m) - level, MU0, MU0 + 5 * sigma)
         assert s.intervals[key][0] == pytest.approx(lo, abs=0.02 * sigma * 3)
         assert s.intervals[key][1] == pytest.approx(hi, abs=0.02 * sigma * 3)
     half = 0.5 * (s.intervals["68"][1] - s.intervals["68"][0])
@@ -93,10 +107,25 @@ def test_asimov_scan_width_matches_fisher_and_quadrature():
 
 
 def _one_bin(n=30.0):
-    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
-        {"name": "s", "data": [10.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None},
-                                                   {"name": "a", "type": "normsys", "data": {"hi": 1.2, "lo": 0.9}}]},
-        {"name": "b", "data": [15.0], "modifiers": []}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {
+                        "name": "s",
+                        "data": [10.0],
+                        "modifiers": [
+                            {"name": "mu", "type": "normfactor", "data": None},
+                            {"name": "a", "type": "normsys", "data": {"hi": 1.2, "lo": 0.9}},
+                        ],
+                    },
+                    {"name": "b", "data": [15.0], "modifiers": []},
+                ],
+            }
+        ]
+    }
     return Model(spec, {"c": [n]}, {"name": "m", "config": {"poi": "mu", "parameters": []}})
 
 
@@ -159,11 +188,25 @@ def test_exact_hessian_in_minuit_matches_plain_migrad_hesse():
     x = np.concatenate([_sample_bkg(rng, 1000), rng.normal(M0, SW, 60)])
     x = x[(x > LO) & (x < HI)]
     ev = {"weight": np.ones_like(x), "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x)}
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
-        {"name": "B", "yield": NU_B, "modifiers": [{"name": "nb", "type": "normfactor", "data": None}]}]}]}
-    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]},
-                                                               {"name": "nb", "bounds": [[0.5, 1.5]]}]}}
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+                    {"name": "B", "yield": NU_B, "modifiers": [{"name": "nb", "type": "normfactor", "data": None}]},
+                ],
+            }
+        ]
+    }
+    meas = {
+        "name": "m",
+        "config": {
+            "poi": "mu",
+            "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}, {"name": "nb", "bounds": [[0.5, 1.5]]}],
+        },
+    }
     m = Model(spec, {"u": ev}, meas)
     for fixed in (None, {"nb": 1.0}):
         a = F.fit(m, fixed=fixed, use_hessian=True, minimizer="migrad")
@@ -183,11 +226,25 @@ def _two_param_model(seed=11, n_sig=60, mu_bounds=(-2.0, 5.0), morphing="mu"):
     x = np.concatenate([_sample_bkg(rng, 1000), rng.normal(M0, SW, n_sig)])
     x = x[(x > LO) & (x < HI)]
     ev = {"weight": np.ones_like(x), "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x)}
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": NU_S, "morphing": morphing, "modifiers": []},
-        {"name": "B", "yield": NU_B, "modifiers": [{"name": "nb", "type": "normfactor", "data": None}]}]}]}
-    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [list(mu_bounds)]},
-                                                               {"name": "nb", "bounds": [[0.5, 1.5]]}]}}
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": NU_S, "morphing": morphing, "modifiers": []},
+                    {"name": "B", "yield": NU_B, "modifiers": [{"name": "nb", "type": "normfactor", "data": None}]},
+                ],
+            }
+        ]
+    }
+    meas = {
+        "name": "m",
+        "config": {
+            "poi": "mu",
+            "parameters": [{"name": "mu", "bounds": [list(mu_bounds)]}, {"name": "nb", "bounds": [[0.5, 1.5]]}],
+        },
+    }
     return Model(spec, {"u": ev}, meas)
 
 
@@ -288,13 +345,28 @@ def test_start_where_the_hessian_is_not_positive_definite():
     x = np.concatenate([_sample_bkg(rng, 1000), rng.normal(M0, SW, 60)])
     x = x[(x > LO) & (x < HI)]
     t = (x - 5.0) / 5.0
-    ev = {"weight": np.ones_like(x), "logr_S": np.log(p_s(x)) - np.log(p_b(x)), "logr_B": np.zeros_like(x),
-          "logr_B__shp_up": 0.3 * t - np.log(np.mean(np.exp(0.3 * t))),
-          "logr_B__shp_down": -0.3 * t - np.log(np.mean(np.exp(-0.3 * t)))}
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
-        {"name": "B", "yield": NU_B, "modifiers": [{"name": "shp", "type": "eventsys"}]}]}]}
-    m = Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}]}})
+    ev = {
+        "weight": np.ones_like(x),
+        "logr_S": np.log(p_s(x)) - np.log(p_b(x)),
+        "logr_B": np.zeros_like(x),
+        "logr_B__shp_up": 0.3 * t - np.log(np.mean(np.exp(0.3 * t))),
+        "logr_B__shp_down": -0.3 * t - np.log(np.mean(np.exp(-0.3 * t))),
+    }
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+                    {"name": "B", "yield": NU_B, "modifiers": [{"name": "shp", "type": "eventsys"}]},
+                ],
+            }
+        ]
+    }
+    m = Model(
+        spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-2.0, 5.0]]}]}}
+    )
     start = [1.0, -2.0]
     assert np.linalg.eigvalsh(m.hessian(np.array(start))).min() < 0
     ref = F.fit(m, init=start, use_hessian=False, strategy=2, tolerance=1e-6)

@@ -57,7 +57,11 @@ def test_code4_smooth_at_boundaries(ku, kd):
         return jnp.exp(-a * ld)
 
     for x, ext in ((1.0, hi), (-1.0, lo)):
-        for f1, f2 in ((poly, ext), (jax.grad(poly), jax.grad(ext)), (jax.grad(jax.grad(poly)), jax.grad(jax.grad(ext)))):
+        for f1, f2 in (
+            (poly, ext),
+            (jax.grad(poly), jax.grad(ext)),
+            (jax.grad(jax.grad(poly)), jax.grad(jax.grad(ext))),
+        ):
             assert float(f1(x)) == pytest.approx(float(f2(x)), rel=1e-10, abs=1e-12)
     # the full (branch-selecting) function: one-sided derivatives just inside/outside
     f = jax.grad(lambda a: code4(a, jnp.asarray(ku), jnp.asarray(kd)))

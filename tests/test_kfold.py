@@ -1,4 +1,5 @@
 """K-fold assignment: stable hash, member <-> fold mapping, out-of-fold evaluation."""
+
 import numpy as np
 import pytest
 import torch
@@ -26,13 +27,19 @@ def test_splitmix64_known_values():
 
 def test_splitmix64_matches_bigint_reference():
     rng = np.random.default_rng(1)
-    keys = np.concatenate([rng.integers(0, 2**63, 200, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
-                           np.array([0, 1, 2, MASK64], dtype=np.uint64)])
+    keys = np.concatenate(
+        [
+            rng.integers(0, 2**63, 200, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+            np.array([0, 1, 2, MASK64], dtype=np.uint64),
+        ]
+    )
     got = kfold.splitmix64(keys)
     assert got.dtype == np.uint64
     assert [int(g) for g in got] == [_splitmix64_reference(int(k)) for k in keys]
     # integer dtypes other than uint64 give the same answer
-    assert np.array_equal(kfold.splitmix64(np.arange(50, dtype=np.int64)), kfold.splitmix64(np.arange(50, dtype=np.uint64)))
+    assert np.array_equal(
+        kfold.splitmix64(np.arange(50, dtype=np.int64)), kfold.splitmix64(np.arange(50, dtype=np.uint64))
+    )
 
 
 def test_fold_of_deterministic_and_balanced():
@@ -101,8 +108,11 @@ def test_trained_members_never_evaluate_their_training_events(tmp_path):
         used.append(set(np.concatenate([Xtr[:, 0], Xva[:, 0]]).tolist()))
         module, _ = trainer.train_ratio(num, den, ["x"], settings, seed=m, member=m, n_folds=k)
         paths.append(export_onnx(module, tmp_path / f"{m}.onnx", 1, metadata={"features": ["x"]}))
-    events = {"x": np.concatenate([num["x"], den["x"]]), "weight": np.ones(2 * n),
-              "event_key": np.concatenate([num["event_key"], den["event_key"]])}
+    events = {
+        "x": np.concatenate([num["x"], den["x"]]),
+        "weight": np.ones(2 * n),
+        "event_key": np.concatenate([num["event_key"], den["event_key"]]),
+    }
     pred = evaluate_ensemble(paths, events, n_folds=k, out_of_fold=True)
     assert pred.shape == (n_members, 2 * n)
     for m in range(n_members):

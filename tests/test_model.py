@@ -18,11 +18,29 @@ def _gaus(x, mu, s):
 
 
 def test_binned_hand_computed():
-    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
-        {"name": "s", "data": [4.0, 2.0], "morphing": "mu - sqrt(mu)",
-         "modifiers": [{"name": "a", "type": "normsys", "data": {"hi": 1.2, "lo": 0.9}}]},
-        {"name": "b", "data": [10.0, 20.0], "modifiers": [
-            {"name": "h", "type": "histosys", "data": {"hi_data": [12.0, 21.0], "lo_data": [9.0, 18.0]}}]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {
+                        "name": "s",
+                        "data": [4.0, 2.0],
+                        "morphing": "mu - sqrt(mu)",
+                        "modifiers": [{"name": "a", "type": "normsys", "data": {"hi": 1.2, "lo": 0.9}}],
+                    },
+                    {
+                        "name": "b",
+                        "data": [10.0, 20.0],
+                        "modifiers": [
+                            {"name": "h", "type": "histosys", "data": {"hi_data": [12.0, 21.0], "lo_data": [9.0, 18.0]}}
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
     meas = {"name": "m", "config": {"poi": "mu", "parameters": []}}
     m = Model(spec, {"c": [13, 19]}, meas)
     mu, a, h = 2.25, 1.5, -0.5  # a outside the polynomial region, h inside
@@ -51,15 +69,32 @@ def _unbinned_model(n=3, K=True, norm=False):
     def s1(c):
         if not norm:
             return {"name": "s1", "type": "eventsys"}
-        nodes = {d: code4_mean_nodes(ev[f"logr_{c}__s1_{d}"], ev["weight"] * np.exp(ev[f"logr_{c}"]), 32)
-                 for d in ("up", "down")}
-        return {"name": "s1", "type": "eventsys",
-                "data": {"norm": {d: {"log": v.tolist(), "p": q.tolist()} for d, (v, q) in nodes.items()}}}
+        nodes = {
+            d: code4_mean_nodes(ev[f"logr_{c}__s1_{d}"], ev["weight"] * np.exp(ev[f"logr_{c}"]), 32)
+            for d in ("up", "down")
+        }
+        return {
+            "name": "s1",
+            "type": "eventsys",
+            "data": {"norm": {d: {"log": v.tolist(), "p": q.tolist()} for d, (v, q) in nodes.items()}},
+        }
 
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "A", "yield": 20.0, "morphing": "mu", "modifiers": [s1("A")]},
-        {"name": "B", "yield": 50.0, "modifiers": [s1("B"),
-                                                  {"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.95}}]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "A", "yield": 20.0, "morphing": "mu", "modifiers": [s1("A")]},
+                    {
+                        "name": "B",
+                        "yield": 50.0,
+                        "modifiers": [s1("B"), {"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.95}}],
+                    },
+                ],
+            }
+        ]
+    }
     meas = {"name": "m", "config": {"poi": "mu", "parameters": []}}
     return Model(spec, {"u": ev}, meas), ev
 
@@ -121,11 +156,15 @@ def test_unbinned_gradient_and_hessian_many_systematics(K, outside):
         for k in range(K):
             for d in ("up", "down"):
                 ev[f"logr_{c}__s{k}_{d}"] = rng.normal(0, 0.05 + 0.01 * k, n)
-        samples.append({"name": c, "yield": 30.0, "modifiers": [{"name": f"s{k}", "type": "eventsys"}
-                                                                 for k in range(K)]})
+        samples.append(
+            {"name": c, "yield": 30.0, "modifiers": [{"name": f"s{k}", "type": "eventsys"} for k in range(K)]}
+        )
     samples[0]["morphing"] = "mu"
-    m = Model({"channels": [{"name": "u", "type": "unbinned", "samples": samples}]}, {"u": ev},
-              {"name": "m", "config": {"poi": "mu", "parameters": []}})
+    m = Model(
+        {"channels": [{"name": "u", "type": "unbinned", "samples": samples}]},
+        {"u": ev},
+        {"name": "m", "config": {"poi": "mu", "parameters": []}},
+    )
     p = np.zeros(m.npars)
     p[m.index("mu")] = 1.3
     for k in range(K):
@@ -149,8 +188,17 @@ def test_missing_column_is_reported():
 
 
 def test_lumi_requires_config():
-    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
-        {"name": "s", "data": [1.0], "modifiers": [{"name": "lumi", "type": "lumi", "data": None}]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {"name": "s", "data": [1.0], "modifiers": [{"name": "lumi", "type": "lumi", "data": None}]}
+                ],
+            }
+        ]
+    }
     with pytest.raises(ModelError, match="lumi"):
         Model(spec, {"c": [1]}, {"name": "m", "config": {"poi": None, "parameters": []}})
 
@@ -164,11 +212,34 @@ def test_one_pass_hessian_matches_autodiff(point, norm):
     import jax.numpy as jnp
 
     m0, ev = _unbinned_model(n=3000, norm=norm)
-    spec = {"channels": m0.spec["channels"] + [{"name": "b", "type": "binned", "samples": [
-        {"name": "s", "data": [4.0, 2.0], "morphing": "mu - sqrt(mu)",
-         "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.2, "lo": 0.9}}]},
-        {"name": "bk", "data": [10.0, 20.0], "modifiers": [
-            {"name": "s1", "type": "histosys", "data": {"hi_data": [12.0, 21.0], "lo_data": [9.0, 18.0]}}]}]}]}
+    spec = {
+        "channels": m0.spec["channels"]
+        + [
+            {
+                "name": "b",
+                "type": "binned",
+                "samples": [
+                    {
+                        "name": "s",
+                        "data": [4.0, 2.0],
+                        "morphing": "mu - sqrt(mu)",
+                        "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.2, "lo": 0.9}}],
+                    },
+                    {
+                        "name": "bk",
+                        "data": [10.0, 20.0],
+                        "modifiers": [
+                            {
+                                "name": "s1",
+                                "type": "histosys",
+                                "data": {"hi_data": [12.0, 21.0], "lo_data": [9.0, 18.0]},
+                            }
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
     m = Model(spec, {"u": ev, "b": [13, 19]}, {"name": "m", "config": {"poi": "mu", "parameters": []}})
     p = np.zeros(m.npars)
     for name, v in zip(("mu", "s1", "n1"), point):
@@ -193,12 +264,30 @@ def test_sqrt_morphing_derivatives_finite_at_mu_zero():
     ev["logr_S"] = ev["logr_S"] - 1.0  # keep S(x|mu) > 0 for mu in [0, 1]
     ev["logr_B__s1_up"] = rng.normal(0.05, 0.1, n)
     ev["logr_B__s1_down"] = rng.normal(-0.05, 0.1, n)
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": 5.0, "morphing": "mu - sqrt(mu)", "modifiers": []},
-        {"name": "SBI", "yield": 30.0, "morphing": "sqrt(mu)", "modifiers": []},
-        {"name": "B", "yield": 60.0, "morphing": "1 - sqrt(mu)",
-         "modifiers": [{"name": "s1", "type": "eventsys"}, {"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}}]}]}]}
-    m = Model(spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}})
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": 5.0, "morphing": "mu - sqrt(mu)", "modifiers": []},
+                    {"name": "SBI", "yield": 30.0, "morphing": "sqrt(mu)", "modifiers": []},
+                    {
+                        "name": "B",
+                        "yield": 60.0,
+                        "morphing": "1 - sqrt(mu)",
+                        "modifiers": [
+                            {"name": "s1", "type": "eventsys"},
+                            {"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.92}},
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    m = Model(
+        spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}}
+    )
     p = np.array([0.0, 0.3, -0.2])
     assert m.par_names == ["mu", "s1", "n1"]
     v, g = m.twice_nll_and_grad(p)
@@ -214,8 +303,9 @@ def test_sqrt_morphing_derivatives_finite_at_mu_zero():
             hh = 1e-3
             a, b = np.zeros(3), np.zeros(3)
             a[i], b[j] = hh, hh
-            num = (m.twice_nll(p + a + b) - m.twice_nll(p + a - b) - m.twice_nll(p - a + b)
-                   + m.twice_nll(p - a - b)) / (4 * hh * hh)
+            num = (
+                m.twice_nll(p + a + b) - m.twice_nll(p + a - b) - m.twice_nll(p - a + b) + m.twice_nll(p - a - b)
+            ) / (4 * hh * hh)
             assert H[i, j] == pytest.approx(num, rel=1e-4, abs=1e-4)
     assert np.all(np.isfinite(m.hessian(p)[1:, 1:]))
     ref = F.fit(m, fixed={"mu": 0.0}, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)
@@ -245,10 +335,13 @@ def _norm_events(n=40000, seed=11):
     x = -np.log(1 - rng.uniform(size=n) * (1 - math.exp(-_LAM * _HI))) / _LAM
     zs = stats.norm.cdf(_HI, _M0, _SW) - stats.norm.cdf(0, _M0, _SW)
     pb = _texp(x, _LAM)
-    ev = {"weight": np.full(n, 1.0 / n), "logr_S": np.log(stats.norm.pdf(x, _M0, _SW) / zs / pb),
-          "logr_B": np.zeros(n),
-          "logr_B__sh_up": np.log(_texp(x, _LAM * (1 - _D)) / pb),
-          "logr_B__sh_down": np.log(_texp(x, _LAM * (1 + _D)) / pb)}
+    ev = {
+        "weight": np.full(n, 1.0 / n),
+        "logr_S": np.log(stats.norm.pdf(x, _M0, _SW) / zs / pb),
+        "logr_B": np.zeros(n),
+        "logr_B__sh_up": np.log(_texp(x, _LAM * (1 - _D)) / pb),
+        "logr_B__sh_down": np.log(_texp(x, _LAM * (1 + _D)) / pb),
+    }
     for k in ("logr_S", "logr_B__sh_up", "logr_B__sh_down"):  # normalised on the MC, as nsbi.build does
         ev[k] = ev[k] - np.log(np.sum(ev["weight"] * np.exp(ev[k])))
     return ev
@@ -261,13 +354,28 @@ def _norm_model(ev, obs, norm: bool):
     if norm:
         w = ev["weight"]
         (lu, pu), (ld, pd) = (code4_mean_nodes(ev[f"logr_B__sh_{d}"], w) for d in ("up", "down"))
-        mods[0]["data"] = {"norm": {"up": {"log": lu.tolist(), "p": pu.tolist()},
-                                    "down": {"log": ld.tolist(), "p": pd.tolist()}}}
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": 300.0, "morphing": "mu", "modifiers": []},
-        {"name": "B", "yield": 3000.0, "modifiers": mods}]}]}
-    meas = {"name": "m", "config": {"poi": "mu", "parameters": [
-        {"name": "mu", "bounds": [[0.0, 5.0]]}, {"name": "sh", "bounds": [[-5.0, 5.0]]}]}}
+        mods[0]["data"] = {
+            "norm": {"up": {"log": lu.tolist(), "p": pu.tolist()}, "down": {"log": ld.tolist(), "p": pd.tolist()}}
+        }
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": 300.0, "morphing": "mu", "modifiers": []},
+                    {"name": "B", "yield": 3000.0, "modifiers": mods},
+                ],
+            }
+        ]
+    }
+    meas = {
+        "name": "m",
+        "config": {
+            "poi": "mu",
+            "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}, {"name": "sh", "bounds": [[-5.0, 5.0]]}],
+        },
+    }
     return Model(spec, {"u": obs}, meas)
 
 
@@ -318,8 +426,16 @@ def test_asimov_fit_returns_the_injected_point_with_shape_normalisation(truth):
     assert good.values[i_sh] == pytest.approx(truth[1], abs=0.02 * good.errors[i_sh])
     if truth[1] != 0.0:
         pull = max(abs(bad.values[i] - t) / good.errors[i] for i, t in ((i_mu, truth[0]), (i_sh, truth[1])))
-        print(truth, "normalised:", good.values[[i_mu, i_sh]], good.errors[[i_mu, i_sh]],
-              "not normalised:", bad.values[[i_mu, i_sh]], "largest pull", pull)
+        print(
+            truth,
+            "normalised:",
+            good.values[[i_mu, i_sh]],
+            good.errors[[i_mu, i_sh]],
+            "not normalised:",
+            bad.values[[i_mu, i_sh]],
+            "largest pull",
+            pull,
+        )
         assert pull > 0.2
 
 

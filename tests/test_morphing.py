@@ -1,5 +1,6 @@
 """Polynomial-basis morphing: derived coefficients against the simulator's exact density and
 a two-parameter quadratic basis."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """Network-output plots: the per-event sensitivity -2 log p(x|mu)/p(x|mu_ref) against exact
 densities, and its Asimov total against the likelihood of nsbi.model."""
+
 import json
 
 import numpy as np
@@ -29,8 +30,9 @@ def test_log_density_ratio_exact_mixture():
 
 
 def test_sensitivity_histograms_weighted_mean():
-    h = sensitivity_histograms([0.5, 0.5, 1.5, 9.0], [0.5, 0.5, 0.5, 0.5], [1.0, 3.0, 2.0, np.nan],
-                               [1.0, 3.0, 2.0, 1.0], [0, 1, 2], [0, 1])
+    h = sensitivity_histograms(
+        [0.5, 0.5, 1.5, 9.0], [0.5, 0.5, 0.5, 0.5], [1.0, 3.0, 2.0, np.nan], [1.0, 3.0, 2.0, 1.0], [0, 1, 2], [0, 1]
+    )
     assert h["mean"][0, 0] == pytest.approx((1 * 1 + 3 * 3) / 4) and h["mean"][1, 0] == pytest.approx(2.0)
     assert h["sum_wq"] == pytest.approx(14.0) and h["n_invalid"] == 1
 
@@ -49,8 +51,24 @@ def test_run_network_plots_matches_the_model_likelihood(tmp_path):
     events = {"x": x, "y": y, "weight": w, "process": proc}
     logr_out = [tmp_path / "logr_S.png", tmp_path / "logr_B.png"]
     sens_out = [tmp_path / "mu_0.png", tmp_path / "mu_2.png"]
-    summary = run_network_plots(events, table, table, ["S", "B"], {"S": "mu"}, "mu", 1.0, [0.0, 2.0], {"B": 1.0},
-                                "x", "y", 10, logr_out, sens_out, labels={"x": "$x$"}, region_label="SR")
+    summary = run_network_plots(
+        events,
+        table,
+        table,
+        ["S", "B"],
+        {"S": "mu"},
+        "mu",
+        1.0,
+        [0.0, 2.0],
+        {"B": 1.0},
+        "x",
+        "y",
+        10,
+        logr_out,
+        sens_out,
+        labels={"x": "$x$"},
+        region_label="SR",
+    )
     for path in logr_out + sens_out:
         assert path.stat().st_size > 1000
     json.dumps(summary)
@@ -60,9 +78,18 @@ def test_run_network_plots_matches_the_model_likelihood(tmp_path):
     # normalised as in the summary
     nrm = summary["log_normalisation"]
     obs = {"weight": w, "logr_S": table["logr_S"] - nrm["logr_S"], "logr_B": table["logr_B"] - nrm["logr_B"]}
-    spec = {"channels": [{"name": "SR", "type": "unbinned", "samples": [
-        {"name": "S", "yield": summary["yields"]["S"], "morphing": "mu"},
-        {"name": "B", "yield": summary["yields"]["B"]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "SR",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": summary["yields"]["S"], "morphing": "mu"},
+                    {"name": "B", "yield": summary["yields"]["B"]},
+                ],
+            }
+        ]
+    }
     model = Model(spec, {"SR": obs}, {"name": "m", "config": {"poi": "mu", "parameters": []}})
     ref = model.twice_nll(np.array([1.0]))
     for value in (0.0, 2.0):

@@ -21,9 +21,18 @@ from nsbi.toys import ToyGenerator
 
 def counting(s, b, n_obs, normsys=None, bounds=(0.0, 5.0)):
     mods = [] if normsys is None else [{"name": "a", "type": "normsys", "data": {"hi": 1 + normsys, "lo": 1 - normsys}}]
-    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
-        {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "b", "data": [b], "modifiers": mods}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+                    {"name": "b", "data": [b], "modifiers": mods},
+                ],
+            }
+        ]
+    }
     meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [list(bounds)]}]}}
     return Model(spec, {"c": [n_obs]}, meas)
 
@@ -79,6 +88,7 @@ def test_belt_from_chunks_and_intervals(tmp_path):
     for cl in (0.68, 0.95):
         k = f"{cl:g}"
         level = stats.chi2.ppf(cl, 1)
+
         def f(x, level=level):
             return _t_counting(x, s, b, n_obs) - level
 
@@ -110,16 +120,39 @@ def unbinned(n_mc=20000, seed=1, with_binned=False):
     lr = np.log(stats.norm.pdf(x, M0, SW) / ZS) - np.log(LAM * np.exp(-LAM * x) / ZB)
     lr -= np.log(np.mean(np.exp(lr)))  # ratio normalised on the MC (as the NSBI workspace does)
     ev = {"weight": np.ones(n_mc), "logr_S": lr, "logr_B": np.zeros(n_mc)}
-    chans = [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": 50.0, "morphing": "mu", "modifiers": []},
-        {"name": "B", "yield": 200.0, "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]}]}]
+    chans = [
+        {
+            "name": "u",
+            "type": "unbinned",
+            "samples": [
+                {"name": "S", "yield": 50.0, "morphing": "mu", "modifiers": []},
+                {
+                    "name": "B",
+                    "yield": 200.0,
+                    "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}],
+                },
+            ],
+        }
+    ]
     obs = {"u": {k: v[:200] for k, v in ev.items()}}
     if with_binned:
-        chans.append({"name": "c", "type": "binned", "samples": [
-            {"name": "b", "data": [30.0, 20.0], "modifiers": [
-                {"name": "sh", "type": "shapesys", "data": [3.0, 4.0]},
-                {"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]},
-            {"name": "s", "data": [5.0, 8.0], "morphing": "mu", "modifiers": []}]})
+        chans.append(
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {
+                        "name": "b",
+                        "data": [30.0, 20.0],
+                        "modifiers": [
+                            {"name": "sh", "type": "shapesys", "data": [3.0, 4.0]},
+                            {"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
+                        ],
+                    },
+                    {"name": "s", "data": [5.0, 8.0], "morphing": "mu", "modifiers": []},
+                ],
+            }
+        )
         obs["c"] = [33, 25]
     meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-1.0, 5.0]]}]}}
     m = Model({"channels": chans}, obs, meas)
@@ -132,7 +165,8 @@ def test_coverage_unbinned(tmp_path):
     mus, n_belt, n_cov = [0.5, 1.5], 600, 300
     belt = N.gather([N.compute_chunk(gen, mu, n_belt, seed=1, mu_index=i, batch_size=150) for i, mu in enumerate(mus)])
     cov = N.coverage_from_chunks(
-        [N.compute_chunk(gen, mu, n_cov, seed=2, mu_index=i, batch_size=150) for i, mu in enumerate(mus)], belt=belt)
+        [N.compute_chunk(gen, mu, n_cov, seed=2, mu_index=i, batch_size=150) for i, mu in enumerate(mus)], belt=belt
+    )
     N.write_json(cov, tmp_path / "coverage.json")
     for row in cov["points"]:
         assert row["n_failed"] == 0
@@ -151,8 +185,14 @@ def test_coverage_unbinned(tmp_path):
 
 def test_linearity_on_asimov(tmp_path):
     _, gen = unbinned(n_mc=5000, with_binned=True)
-    points = [{"mu": 0.5}, {"mu": 1.0}, {"mu": 2.0}, {"mu": 1.0, "n1": 0.5}, {"mu": 1.5, "n1": -1.3, "sh[1]": 1.1},
-              {"mu": 5.0}]
+    points = [
+        {"mu": 0.5},
+        {"mu": 1.0},
+        {"mu": 2.0},
+        {"mu": 1.0, "n1": 0.5},
+        {"mu": 1.5, "n1": -1.3, "sh[1]": 1.1},
+        {"mu": 5.0},
+    ]
     lin = N.linearity(gen, points)
     N.write_json(lin, tmp_path / "linearity.json")
     assert lin["n_failed"] == 0

@@ -1,5 +1,6 @@
 """ONNX export: torch <-> onnxruntime agreement (standardisation inside), dynamic batch,
 metadata, atomic writes and the mismatch error."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -27,10 +28,20 @@ def _raw_features(n, seed=0):
 def test_ratio_model_matches_torch(tmp_path):
     X = _raw_features(2000)
     torch.manual_seed(0)
-    mod = models.build_model("mlp", n_features=3, mean=X.mean(0), std=X.std(0),
-                             settings={"hidden": [16, 16], "activation": "silu", "zero_init_output": False})
-    path = export_onnx(mod, tmp_path / "sub" / "model.onnx", 3, check_inputs=X[:500],
-                       metadata={"features": ["a", "b", "c"], "target": "S"})
+    mod = models.build_model(
+        "mlp",
+        n_features=3,
+        mean=X.mean(0),
+        std=X.std(0),
+        settings={"hidden": [16, 16], "activation": "silu", "zero_init_output": False},
+    )
+    path = export_onnx(
+        mod,
+        tmp_path / "sub" / "model.onnx",
+        3,
+        check_inputs=X[:500],
+        metadata={"features": ["a", "b", "c"], "target": "S"},
+    )
     assert path.is_file()
     ref = mod(torch.as_tensor(X, dtype=torch.float32)).detach().numpy()
     assert np.std(ref) > 1e-3  # a non-trivial function
@@ -64,8 +75,14 @@ def test_standardisation_is_in_graph(tmp_path):
 
 
 def test_multiclass_export(tmp_path):
-    mod = models.build_model("mlp_multiclass", n_features=2, mean=[1.0, 2.0], std=[3.0, 4.0],
-                             settings={"hidden": [8], "zero_init_output": False}, n_outputs=3)
+    mod = models.build_model(
+        "mlp_multiclass",
+        n_features=2,
+        mean=[1.0, 2.0],
+        std=[3.0, 4.0],
+        settings={"hidden": [8], "zero_init_output": False},
+        n_outputs=3,
+    )
     X = np.random.default_rng(2).normal(0, 5, (300, 2))
     path = export_onnx(mod, tmp_path / "region.onnx", 2, check_inputs=X)
     got = _run(path, X)
@@ -95,7 +112,9 @@ def test_mismatch_raises_and_leaves_no_file(tmp_path):
 
 
 def test_wrong_check_shape(tmp_path):
-    mod = models.build_model("mlp", n_features=2, mean=None, std=None, settings={"hidden": [4], "zero_init_output": False})
+    mod = models.build_model(
+        "mlp", n_features=2, mean=None, std=None, settings={"hidden": [4], "zero_init_output": False}
+    )
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         export_onnx(mod, tmp_path / "m.onnx", 2, check_inputs=np.zeros((5, 3)))
 
@@ -108,9 +127,11 @@ def test_trained_model_roundtrip(tmp_path):
     n = 1000
     num = {"m4l": rng.uniform(220, 1000, n), "phi": rng.uniform(-3, 3, n), "weight": np.ones(n)}
     den = {"m4l": rng.uniform(220, 900, n), "phi": rng.uniform(-3, 3, n), "weight": np.ones(n)}
-    mod, _ = train_ratio(num, den, ["m4l", "phi"], {"hidden": [8], "max_epochs": 2, "batch_size": 256,
-                                                         "progress_bar": False}, seed=0)
+    mod, _ = train_ratio(
+        num, den, ["m4l", "phi"], {"hidden": [8], "max_epochs": 2, "batch_size": 256, "progress_bar": False}, seed=0
+    )
     X = np.stack([num["m4l"], num["phi"]], axis=1)
     path = export_onnx(mod, tmp_path / "m.onnx", 2, check_inputs=X)
-    np.testing.assert_allclose(_run(path, X), mod(torch.as_tensor(X, dtype=torch.float32)).detach().numpy(),
-                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        _run(path, X), mod(torch.as_tensor(X, dtype=torch.float32)).detach().numpy(), atol=1e-5, rtol=1e-5
+    )

@@ -1,4 +1,5 @@
 """Data preparation on small synthetic ROOT files (flat, jagged and NanoAOD-like)."""
+
 import json
 
 import awkward as ak
@@ -94,10 +95,22 @@ def test_write_outputs_roundtrip(ntuple, tmp_path):
     [
         (dict(files=["missing.root"]), r"config key 'samples\[0\]\.files': input file 'missing.root' does not exist"),
         (dict(tree="nominal"), r"config key 'input\.tree': file '.*' has no tree 'nominal' \(trees: events\)"),
-        (dict(weight="weight * w_kfac"), r"config key 'samples\[0\]\.files': tree 'events' in '.*' lacks branch\(es\) w_kfac"),
-        (dict(features={"bad": "log(m4l - 500)"}), r"config key 'features\.bad': feature 'bad' = 'log\(m4l - 500\)' is NaN/inf"),
-        (dict(features={"pts": "lep_pt"}), r"config key 'features\.pts': feature 'pts' is not a single number per event"),
-        (dict(selections={"regions[1].selection": "m4l > 5000"}), r"config keys 'regions\[1\]\.selection': no event selected"),
+        (
+            dict(weight="weight * w_kfac"),
+            r"config key 'samples\[0\]\.files': tree 'events' in '.*' lacks branch\(es\) w_kfac",
+        ),
+        (
+            dict(features={"bad": "log(m4l - 500)"}),
+            r"config key 'features\.bad': feature 'bad' = 'log\(m4l - 500\)' is NaN/inf",
+        ),
+        (
+            dict(features={"pts": "lep_pt"}),
+            r"config key 'features\.pts': feature 'pts' is not a single number per event",
+        ),
+        (
+            dict(selections={"regions[1].selection": "m4l > 5000"}),
+            r"config keys 'regions\[1\]\.selection': no event selected",
+        ),
         (dict(weight="0 * weight"), r"config key 'samples\[0\]\.weight': all selected event weights are zero"),
         (dict(weight="weight +"), r"config key 'samples\[0\]\.weight': invalid syntax"),
     ],

@@ -1,17 +1,17 @@
 """Snakemake reruns exactly what a change invalidates (params, inputs, nsbi code), and an
 interrupted run resumes with only the incomplete jobs and gives identical results."""
+
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-
 from conftest import ROOT, SNAKEMAKE, TEST_CONFIG, job_counts, snakemake
+
 from nsbi import config as ncfg
 
 pytestmark = pytest.mark.slow
@@ -65,8 +65,19 @@ def test_interrupted_run_resumes_with_incomplete_jobs_only(test_run, tmp_path):
     shutil.copytree(work, resumed, symlinks=True)
     res = resumed / ncfg.results_dir(cfg)
     # retrain the ratio ensembles (--forcerun) and interrupt the run during training
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(TEST_CONFIG), "--directory", str(resumed),
-           "--cores", "1", "--forcerun", "train_ratio"]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(TEST_CONFIG),
+        "--directory",
+        str(resumed),
+        "--cores",
+        "1",
+        "--forcerun",
+        "train_ratio",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = ""
     for line in proc.stdout:  # interrupt as soon as the first training job has started
@@ -78,7 +89,9 @@ def test_interrupted_run_resumes_with_incomplete_jobs_only(test_run, tmp_path):
     log += proc.stdout.read()
     proc.wait(timeout=120)
     assert "train_ratio" in log and proc.returncode != 0, log[-2000:]
-    again = snakemake("--configfile", str(TEST_CONFIG), "--directory", str(resumed), "--cores", "2", "--rerun-incomplete")
+    again = snakemake(
+        "--configfile", str(TEST_CONFIG), "--directory", str(resumed), "--cores", "2", "--rerun-incomplete"
+    )
     counts = job_counts(again.stdout + again.stderr)
     # only the interrupted training job (and what depends on it) runs again
     assert 1 <= counts.get("train_ratio", 0) <= 2, counts

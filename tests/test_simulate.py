@@ -76,13 +76,9 @@ def test_analytic_xsec_matches_quadrature():
     xm, wm = np.polynomial.legendre.leggauss(96)
     m = 0.5 * (ph.M4L_MAX - ph.M4L_MIN) * xm + 0.5 * (ph.M4L_MAX + ph.M4L_MIN)
     wm = wm * 0.5 * (ph.M4L_MAX - ph.M4L_MIN)
-    xc, wc = np.polynomial.legendre.leggauss(
-        12
-    )  # integrands are polynomials in the cosines
+    xc, wc = np.polynomial.legendre.leggauss(12)  # integrands are polynomials in the cosines
     nphi = 16
-    phis = (
-        -np.pi + 2 * np.pi * (np.arange(nphi) + 0.5) / nphi
-    )  # exact for low trigonometric orders
+    phis = -np.pi + 2 * np.pi * (np.arange(nphi) + 0.5) / nphi  # exact for low trigonometric orders
     M, CS, C1, C2, PHI = np.meshgrid(m, xc, xc, xc, phis, indexing="ij")
     W = (
         wm[:, None, None, None, None]
@@ -97,15 +93,11 @@ def test_analytic_xsec_matches_quadrature():
     for p in sim.PROCESSES:
         val = n0[ph.family(p)] * np.sum(W * ph.matrix_element(p, M, CS, C1, C2, PHI))
         assert val == pytest.approx(sim.xsec(p), rel=1e-6), p
-        mom = n0[ph.family(p)] * np.sum(
-            W * ph.t_kfactor(M) * ph.matrix_element(p, M, CS, C1, C2, PHI)
-        )
+        mom = n0[ph.family(p)] * np.sum(W * ph.t_kfactor(M) * ph.matrix_element(p, M, CS, C1, C2, PHI))
         assert mom == pytest.approx(ph.xsec_t_moment(p), rel=1e-6), p
     assert sim.xsec("B") == pytest.approx(10.0, rel=1e-12)
     assert sim.xsec("qqZZ") == pytest.approx(12.0, rel=1e-12)
-    assert sim.xsec("SBI") == pytest.approx(
-        sim.xsec("S") + sim.xsec("B") + sim.xsec("I"), rel=1e-12
-    )
+    assert sim.xsec("SBI") == pytest.approx(sim.xsec("S") + sim.xsec("B") + sim.xsec("I"), rel=1e-12)
     mu = 2.7
     assert sim.xsec("SBI", mu=mu) == pytest.approx(
         mu * sim.xsec("S") + np.sqrt(mu) * sim.xsec("I") + sim.xsec("B"), rel=1e-12
@@ -127,15 +119,11 @@ def test_sum_of_weights_matches_xsec(samples, process):
     if ph.family(process) == "gg":
         for d, a in (("up", 1), ("down", -1)):
             wv = samples[process][f"weight_kfactor_{d}"]
-            assert abs(wv.sum() - LUMI * sim.xsec(process, kfactor=a)) < 3 * np.sqrt(
-                np.sum(wv**2)
-            )
+            assert abs(wv.sum() - LUMI * sim.xsec(process, kfactor=a)) < 3 * np.sqrt(np.sum(wv**2))
     else:
         for d, a in (("up", 1), ("down", -1)):
             wv = samples[process][f"weight_qcdscale_{d}"]
-            assert abs(wv.sum() - LUMI * sim.xsec(process, qcdscale=a)) < 3 * np.sqrt(
-                np.sum(wv**2)
-            )
+            assert abs(wv.sum() - LUMI * sim.xsec(process, qcdscale=a)) < 3 * np.sqrt(np.sum(wv**2))
     if process == "I":
         assert np.mean(w < 0) > 0.3
     else:
@@ -156,9 +144,7 @@ def _reweighted(oracle, base, num, den):
         ("qqZZ", "qqZZ", ("y4l", "cos_theta_star", "m4l")),
     ],
 )
-def test_oracle_reweighting_closure(
-    samples, b_variations, oracle, target, num, variables
-):
+def test_oracle_reweighting_closure(samples, b_variations, oracle, target, num, variables):
     base = b_variations["nominal"]  # independent seed from `samples`
     w = _reweighted(oracle, base, num, "B")
     for var in variables:
@@ -179,10 +165,7 @@ def test_oracle_reweighting_closure(
 
 def test_sbi_equals_s_plus_b_plus_i(samples):
     for var in ("m4l", "phi", "cos_theta1"):
-        hs = [
-            hist(samples[p][var], samples[p]["weight"], BINS[var])
-            for p in ("S", "B", "I")
-        ]
+        hs = [hist(samples[p][var], samples[p]["weight"], BINS[var]) for p in ("S", "B", "I")]
         summed = (sum(h[0] for h in hs), sum(h[1] for h in hs))
         assert_compatible(
             summed,
@@ -197,9 +180,7 @@ def test_oracle_consistency(samples, oracle):
     for mu in (0.0, 0.5, 1.0, 4.0):
         expect = np.log(mu * ds["S"] + np.sqrt(mu) * ds["I"] + ds["B"])
         np.testing.assert_allclose(oracle.log_dsigma_mu(ev, mu), expect, rtol=1e-10)
-    np.testing.assert_allclose(
-        oracle.log_dsigma("SBI", ev), oracle.log_dsigma_mu(ev, 1.0), rtol=1e-12
-    )
+    np.testing.assert_allclose(oracle.log_dsigma("SBI", ev), oracle.log_dsigma_mu(ev, 1.0), rtol=1e-12)
     # normalised ratio = unnormalised ratio minus log of the cross-section ratio
     lr_n = oracle.log_ratio("S", {"B": 1.0, "qqZZ": 1.0}, ev)
     lr_u = oracle.log_ratio("S", {"B": 1.0, "qqZZ": 1.0}, ev, norm=False)
@@ -209,9 +190,7 @@ def test_oracle_consistency(samples, oracle):
         rtol=1e-12,
     )
     lr_r = oracle.log_ratio("S", "B", ev, region_xsec={"S": 1.0, "B": 2.0})
-    np.testing.assert_allclose(
-        lr_r - oracle.log_ratio("S", "B", ev, norm=False), np.log(2.0), rtol=1e-12
-    )
+    np.testing.assert_allclose(lr_r - oracle.log_ratio("S", "B", ev, norm=False), np.log(2.0), rtol=1e-12)
     # normalised ratio integrates to one over the denominator sample: E_B[p_S / p_B] = 1
     wb = samples["B"]["weight"]
     r = np.exp(oracle.log_ratio("S", "B", features(samples["B"])))
@@ -223,12 +202,8 @@ def test_oracle_consistency(samples, oracle):
     bad["m4l"][0], bad["mZ1"][1], bad["cos_theta1"][2] = 1500.0, 60.0, 1.5
     assert np.all(np.isneginf(oracle.log_dsigma("B", bad)))
     # expected yields
-    assert oracle.nu_total(1.0) == pytest.approx(
-        LUMI * (sim.xsec("SBI") + sim.xsec("qqZZ")), rel=1e-12
-    )
-    assert oracle.expected_yield("qqZZ", nuisances={"lumi": 1.0}) == pytest.approx(
-        LUMI * 12.0 * 1.017, rel=1e-12
-    )
+    assert oracle.nu_total(1.0) == pytest.approx(LUMI * (sim.xsec("SBI") + sim.xsec("qqZZ")), rel=1e-12)
+    assert oracle.expected_yield("qqZZ", nuisances={"lumi": 1.0}) == pytest.approx(LUMI * 12.0 * 1.017, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- systematics
@@ -250,34 +225,22 @@ def test_les_variation_and_oracle(b_variations, samples, oracle):
     other = samples["B"]
     lr = oracle.log_syst_ratio("B", "LES", "up", features(other))
     w = other["weight"] * np.exp(lr)
-    sel = (
-        (up["mZ1"] <= ph.MZ_MAX) & (up["mZ2"] <= ph.MZ_MAX) & (up["m4l"] <= ph.M4L_MAX)
-    )
+    sel = (up["mZ1"] <= ph.MZ_MAX) & (up["mZ2"] <= ph.MZ_MAX) & (up["m4l"] <= ph.M4L_MAX)
     for var in ("mZ1", "m4l"):
         a = hist(other[var], w, BINS[var])
         b = hist(up[var][sel], up["weight"][sel], BINS[var])
         assert_compatible(a, b, f"LES_up {var}")
     # without the ratio the 0.5 % shift of the Z peak is clearly visible
     a = hist(other["mZ1"], other["weight"], BINS["mZ1"])
-    assert (
-        chi2_pvalue(a, hist(up["mZ1"][sel], up["weight"][sel], BINS["mZ1"]))[2] < 1e-6
-    )
+    assert chi2_pvalue(a, hist(up["mZ1"][sel], up["weight"][sel], BINS["mZ1"]))[2] < 1e-6
     # exactness of the change of variables: p_up(x_up) = p(x_nom) (1 + d)^-4, per event
     # (where x_up is also inside the nominal support, otherwise p(x_up) = 0 and the ratio is +inf)
     inside = sel & (up["mZ1"] >= ph.MZ_MIN) & (up["mZ2"] >= ph.MZ_MIN)
     fu, fn = features(up), features(nom)
     fu, fn = ({k: v[inside] for k, v in f.items()} for f in (fu, fn))
     lp_up = oracle.log_syst_ratio("B", "LES", "up", fu) + oracle.log_dsigma("B", fu)
-    np.testing.assert_allclose(
-        lp_up, oracle.log_dsigma("B", fn) - 4 * np.log1p(0.005), rtol=1e-9
-    )
-    assert np.all(
-        np.isposinf(
-            oracle.log_syst_ratio(
-                "B", "LES", "up", {k: v[~sel] for k, v in features(up).items()}
-            )
-        )
-    )
+    np.testing.assert_allclose(lp_up, oracle.log_dsigma("B", fn) - 4 * np.log1p(0.005), rtol=1e-9)
+    assert np.all(np.isposinf(oracle.log_syst_ratio("B", "LES", "up", {k: v[~sel] for k, v in features(up).items()})))
     # LES keeps the cross section: norm makes no difference
     np.testing.assert_allclose(
         oracle.log_syst_ratio("B", "LES", "down", features(nom)),
@@ -321,10 +284,7 @@ def test_weight_systematics_exact(samples, oracle):
         samples["qqZZ"]["weight"] * (1 - 0.03 - 0.04 * t),
         rtol=1e-13,
     )
-    assert (
-        "weight_kfactor_up" not in samples["qqZZ"]
-        and "weight_qcdscale_up" not in samples["S"]
-    )
+    assert "weight_kfactor_up" not in samples["qqZZ"] and "weight_qcdscale_up" not in samples["S"]
 
 
 # ----------------------------------------------------------------------------- pseudo-data
@@ -333,10 +293,7 @@ def test_weight_systematics_exact(samples, oracle):
     [(1.0, None), (2.0, {"lumi": 1.0, "kfactor": 1.5, "qcdscale": -1.0, "LES": 0.5})],
 )
 def test_data_counts(oracle, mu, nuis):
-    counts = [
-        len(sim.generate_data(mu=mu, nuisances=nuis, seed=s, lumi_ifb=LUMI)["weight"])
-        for s in range(16)
-    ]
+    counts = [len(sim.generate_data(mu=mu, nuisances=nuis, seed=s, lumi_ifb=LUMI)["weight"]) for s in range(16)]
     nu = oracle.nu_total(mu, nuis)
     assert nu == pytest.approx(sim.expected_yields(mu, nuis, LUMI)["total"], rel=1e-12)
     assert abs(np.mean(counts) - nu) < 4 * np.sqrt(nu / len(counts))
@@ -365,9 +322,7 @@ def test_data_follows_model(samples):
             BINS[var],
         )
         hd, _ = np.histogram(data[var], bins=BINS[var])
-        assert_compatible(
-            (hd, hd.astype(float)), (h + hq, v + vq), f"data vs model {var}"
-        )
+        assert_compatible((hd, hd.astype(float)), (h + hq, v + vq), f"data vs model {var}")
     # and it is not compatible with mu = 0 in the Phi distribution... at this luminosity
     assert len(data["weight"]) > 40_000
 
@@ -442,24 +397,18 @@ def test_kinematics_reproduce_generator(samples):
     assert np.all(np.sign(pdg) == -charge) and set(np.unique(np.abs(pdg))) == {11, 13}
     for z in (1, 2):
         sel = np.where(zidx == z, np.abs(pdg), 0)
-        assert np.all(
-            np.sort(sel, axis=1)[:, 2] == np.sort(sel, axis=1)[:, 3]
-        )  # same flavour per Z
+        assert np.all(np.sort(sel, axis=1)[:, 2] == np.sort(sel, axis=1)[:, 3])  # same flavour per Z
         assert np.all(np.where(zidx == z, charge, 0).sum(1) == 0)
     frac_mu = np.mean(np.abs(pdg[:, 0]) == 13)
     assert abs(frac_mu - 0.5) < 0.01
-    assert (
-        ev["lep_pt"].type.content.__class__.__name__ == "ListType"
-    )  # jagged (var), not regular
+    assert ev["lep_pt"].type.content.__class__.__name__ == "ListType"  # jagged (var), not regular
 
 
 def test_angles_from_leptons(samples):
     """Recompute the five angles from the lepton four-vectors with the documented convention."""
     ev = samples["S"]
     n = 20_000
-    lep = _lab_vectors(
-        {k: ev[k][:n] for k in ("lep_pt", "lep_eta", "lep_phi", "lep_E")}
-    )
+    lep = _lab_vectors({k: ev[k][:n] for k in ("lep_pt", "lep_eta", "lep_phi", "lep_E")})
     zidx, charge = ak.to_numpy(ev["lep_zidx"][:n]), ak.to_numpy(ev["lep_charge"][:n])
     comp = {c: np.asarray(getattr(lep, c)) for c in ("px", "py", "pz", "E")}
 
@@ -521,17 +470,13 @@ def test_determinism():
 
 # ----------------------------------------------------------------------------- ROOT output
 def test_root_round_trip(tmp_path):
-    paths = sim.write_sample(
-        "SBI", tmp_path / "nt", 3000, 5, lumi_ifb=LUMI, tree="events"
-    )
+    paths = sim.write_sample("SBI", tmp_path / "nt", 3000, 5, lumi_ifb=LUMI, tree="events")
     assert [p.name for p in paths] == [
         "SBI.root",
         "SBI_LES_up.root",
         "SBI_LES_down.root",
     ]
-    assert sorted(x.name for x in (tmp_path / "nt").iterdir()) == sorted(
-        p.name for p in paths
-    )  # no tmp files left
+    assert sorted(x.name for x in (tmp_path / "nt").iterdir()) == sorted(p.name for p in paths)  # no tmp files left
     ref = sim.generate_variations("SBI", 3000, 5, LUMI)
     for path, var in zip(paths, ("nominal", "LES_up", "LES_down")):
         with uproot.open(path) as f:
@@ -545,17 +490,11 @@ def test_root_round_trip(tmp_path):
                 else:
                     assert ak.to_numpy(got).dtype == v.dtype, k
                     np.testing.assert_array_equal(ak.to_numpy(got), v)
-            assert f["events"][
-                "lep_charge"
-            ].interpretation.content.from_dtype == np.dtype(">i4")
+            assert f["events"]["lep_charge"].interpretation.content.from_dtype == np.dtype(">i4")
     assert len(np.unique(ref["nominal"]["event_number"])) == 3000
-    pd = sim.write_data(
-        tmp_path / "data.root", mu=1.0, nuisances={"LES": 1.0}, seed=3, lumi_ifb=LUMI
-    )
+    pd = sim.write_data(tmp_path / "data.root", mu=1.0, nuisances={"LES": 1.0}, seed=3, lumi_ifb=LUMI)
     with uproot.open(pd) as f:
         arr = f["events"].arrays()
-        np.testing.assert_array_equal(
-            ak.to_numpy(arr["m4l"]), sim.generate_data(1.0, {"LES": 1.0}, seed=3)["m4l"]
-        )
+        np.testing.assert_array_equal(ak.to_numpy(arr["m4l"]), sim.generate_data(1.0, {"LES": 1.0}, seed=3)["m4l"])
         assert set(arr.fields) >= {"lep_pt", "weight", "event_number", *sim.FEATURES}
         assert "weight_kfactor_up" not in arr.fields

@@ -4,6 +4,7 @@ SBI (gg -> 4l signal + background + interference, weighted) against qqZZ, all te
 the network's log r(x) is compared with the simulator's exact log p_SBI(x)/p_qqZZ(x) on an
 independent qqZZ sample (the events the fit evaluates the ratio on).
 """
+
 import logging
 
 import numpy as np
@@ -29,8 +30,14 @@ def _sample(process, n, seed):
 
 def test_sbi_over_qqzz_ratio_matches_the_simulator():
     num, den, test = _sample("SBI", 60_000, 1), _sample("qqZZ", 60_000, 2), _sample("qqZZ", 20_000, 3)
-    settings = {"hidden": [64, 64], "batch_size": 512, "learning_rate": 3e-3, "max_epochs": 60, "patience": 5,
-                "progress_bar": False}
+    settings = {
+        "hidden": [64, 64],
+        "batch_size": 512,
+        "learning_rate": 3e-3,
+        "max_epochs": 60,
+        "patience": 5,
+        "progress_bar": False,
+    }
     module, _ = train_ratio(num, den, FEATURES, settings, seed=0)
     X = np.stack([test[f] for f in FEATURES], axis=1).astype(np.float32)
     with torch.no_grad():
@@ -42,5 +49,7 @@ def test_sbi_over_qqzz_ratio_matches_the_simulator():
     assert stats["n"] == len(pred)
     assert stats["rms"] < 0.5 and abs(stats["bias"]) < 0.1, stats
     # and the network is far better than no knowledge of the ratio (log r = const)
-    assert stats["rms"] < 0.5 * oracle_rms(np.full_like(exact, np.average(exact, weights=test["weight"])), exact,
-                                           test["weight"])["rms"]
+    assert (
+        stats["rms"]
+        < 0.5 * oracle_rms(np.full_like(exact, np.average(exact, weights=test["weight"])), exact, test["weight"])["rms"]
+    )

@@ -4,6 +4,7 @@ The cluster (munged, slurmctld, slurmd from Debian's slurm-wlm) is started by
 tests/slurm/cluster.sh and stopped afterwards. Skipped, with the reason, only where SLURM
 cannot be installed (not root, or no apt).
 """
+
 import json
 import os
 import re
@@ -12,8 +13,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, TEST_CONFIG, snakemake
+
 from nsbi import config as ncfg
 from nsbi.io import read_parquet
 
@@ -57,21 +58,32 @@ def test_slurm_run_equals_local_run(slurm, test_run, tmp_path):
     local, cfg = test_run
     work = tmp_path / "slurm-run"
     proc = snakemake(
-        "--profile", str(ROOT / "profiles" / "slurm"),
-        "--configfile", str(TEST_CONFIG),
-        "--directory", str(work),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(TEST_CONFIG),
+        "--directory",
+        str(work),
         "--slurm-no-account",
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "1",
-        "--jobs", "4",
-        "--set-resources", *[f"{r}:gpu=0" for r in GPU_RULES], *SMALL,
-        "--default-resources", "mem_mb=2000",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--jobs",
+        "4",
+        "--set-resources",
+        *[f"{r}:gpu=0" for r in GPU_RULES],
+        *SMALL,
+        "--default-resources",
+        "mem_mb=2000",
         env=slurm,
     )
     out = proc.stdout + proc.stderr
     jobids = re.findall(r"submitted with SLURM jobid (\d+)", out)
     assert jobids, f"no job went through sbatch:\n{out[-3000:]}"
-    sq = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, env={**os.environ, **slurm})
+    sq = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, env={**os.environ, **slurm}
+    )
     assert set(jobids) <= set(sq.stdout.split()), "job ids reported by Snakemake are unknown to SLURM"
 
     res_local, res_slurm = local / ncfg.results_dir(cfg), work / ncfg.results_dir(cfg)

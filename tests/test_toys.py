@@ -17,17 +17,45 @@ ST_UNC, SH_UNC = np.array([5.0, 2.0]), np.array([5.0, 8.0])
 
 
 def binned_model():
-    spec = {"channels": [{"name": "c", "type": "binned", "samples": [
-        {"name": "s", "data": S_NOM.tolist(), "modifiers": [
-            {"name": "mu", "type": "normfactor", "data": None},
-            {"name": "a", "type": "normsys", "data": {"hi": 1.2, "lo": 0.8}},
-            {"name": "lumi", "type": "lumi", "data": None}]},
-        {"name": "b", "data": B_NOM.tolist(), "modifiers": [
-            {"name": "h", "type": "histosys", "data": {"hi_data": B_HI.tolist(), "lo_data": B_LO.tolist()}},
-            {"name": "st", "type": "staterror", "data": ST_UNC.tolist()},
-            {"name": "sh", "type": "shapesys", "data": SH_UNC.tolist()}]}]}]}
-    meas = {"name": "m", "config": {"poi": "mu", "parameters": [
-        {"name": "lumi", "auxdata": [1.0], "sigmas": [0.05], "bounds": [[0.5, 1.5]]}]}}
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {
+                        "name": "s",
+                        "data": S_NOM.tolist(),
+                        "modifiers": [
+                            {"name": "mu", "type": "normfactor", "data": None},
+                            {"name": "a", "type": "normsys", "data": {"hi": 1.2, "lo": 0.8}},
+                            {"name": "lumi", "type": "lumi", "data": None},
+                        ],
+                    },
+                    {
+                        "name": "b",
+                        "data": B_NOM.tolist(),
+                        "modifiers": [
+                            {
+                                "name": "h",
+                                "type": "histosys",
+                                "data": {"hi_data": B_HI.tolist(), "lo_data": B_LO.tolist()},
+                            },
+                            {"name": "st", "type": "staterror", "data": ST_UNC.tolist()},
+                            {"name": "sh", "type": "shapesys", "data": SH_UNC.tolist()},
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    meas = {
+        "name": "m",
+        "config": {
+            "poi": "mu",
+            "parameters": [{"name": "lumi", "auxdata": [1.0], "sigmas": [0.05], "bounds": [[0.5, 1.5]]}],
+        },
+    }
     return Model(spec, {"c": [60, 60]}, meas)
 
 
@@ -40,7 +68,7 @@ def test_binned_counts_and_auxdata_distributions():
     T = 4000
     toys = gen.generate(THETA_B, T, seed=12)
     # hand-computed expected counts: a = 1.5 and h = 1 are outside the interpolation polynomials
-    lam = (S_NOM * 1.5 * 1.2**1.5 * 1.02 + B_HI * np.array([1.05, 0.97]) * np.array([0.9, 1.1]))
+    lam = S_NOM * 1.5 * 1.2**1.5 * 1.02 + B_HI * np.array([1.05, 0.97]) * np.array([0.9, 1.1])
     mean, var = toys.binned.mean(0), toys.binned.var(0, ddof=1)
     assert np.all(np.abs(mean - lam) < 4 * np.sqrt(lam / T))
     assert np.all(np.abs(var / lam - 1) < 4 * math.sqrt(2 / T))
@@ -105,9 +133,22 @@ def ref_events(n, seed):
 
 
 def unbinned_model(ev):
-    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": [
-        {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
-        {"name": "B", "yield": NU_B, "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "S", "yield": NU_S, "morphing": "mu", "modifiers": []},
+                    {
+                        "name": "B",
+                        "yield": NU_B,
+                        "modifiers": [{"name": "n1", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}],
+                    },
+                ],
+            }
+        ]
+    }
     meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[-1.0, 5.0]]}]}}
     return Model(spec, {"u": ev}, meas)
 

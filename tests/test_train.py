@@ -1,4 +1,5 @@
 """Density-ratio training: loss, weights, registry, determinism, exact-ratio closure."""
+
 import logging
 import math
 
@@ -18,7 +19,14 @@ from nsbi.train.models import (
 torch.set_num_threads(1)
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-FAST = {"hidden": [32, 32], "batch_size": 512, "learning_rate": 3e-3, "max_epochs": 30, "patience": 5, "progress_bar": False}
+FAST = {
+    "hidden": [32, 32],
+    "batch_size": 512,
+    "learning_rate": 3e-3,
+    "max_epochs": 30,
+    "patience": 5,
+    "progress_bar": False,
+}
 
 
 def _predict(module, X):
@@ -42,7 +50,9 @@ def test_weighted_bce_hand_computation():
     assert paired == pytest.approx(expected, rel=1e-12)
     # one row holding the same event in both classes: minimum at logit = log(w_num / w_den)
     z = torch.linspace(-2, 2, 4001, dtype=torch.float64)
-    vals = torch.stack([models.paired_weighted_bce(zi.reshape(1), torch.tensor([1.3]), torch.tensor([0.7])) for zi in z])
+    vals = torch.stack(
+        [models.paired_weighted_bce(zi.reshape(1), torch.tensor([1.3]), torch.tensor([0.7])) for zi in z]
+    )
     assert z[vals.argmin()].item() == pytest.approx(math.log(1.3 / 0.7), abs=1e-3)
 
 
@@ -85,15 +95,16 @@ def test_shapes_and_standardisation():
     assert mod(x).shape == (7,)
     z = mod.standardise(torch.tensor([[150.0, -3.02]]))
     assert np.allclose(z.numpy(), [[1.0, -2.0]], atol=1e-5)
-    mc = models.build_model("mlp_multiclass", n_features=2, mean=mean, std=std, settings={"hidden": [8]},
-                            n_outputs=3)
+    mc = models.build_model("mlp_multiclass", n_features=2, mean=mean, std=std, settings={"hidden": [8]}, n_outputs=3)
     p = mc(x)
     assert p.shape == (7, 3) and torch.allclose(p.sum(1), torch.ones(7))
     m2 = models.build_model("mlp", n_features=2, mean=None, std=None, settings={"hidden": 5, "layers": 2})
-    assert sum(isinstance(l, torch.nn.Linear) for l in m2.net) == 3
+    assert sum(isinstance(layer, torch.nn.Linear) for layer in m2.net) == 3
     # default: the output layer starts at zero, i.e. log r = 0 before training
     assert torch.all(mod(x) == 0)
-    m3 = models.build_model("mlp", n_features=2, mean=mean, std=std, settings={"hidden": [8], "zero_init_output": False})
+    m3 = models.build_model(
+        "mlp", n_features=2, mean=mean, std=std, settings={"hidden": [8], "zero_init_output": False}
+    )
     assert torch.any(m3(x) != 0)
 
 
@@ -127,8 +138,11 @@ def test_registry():
 def _gauss_pair(seed, n=3000):
     rng = np.random.default_rng(seed)
     num = {"x": rng.normal(0.4, 1, n), "weight": rng.uniform(0.5, 1.5, n), "event_key": np.arange(n, dtype=np.uint64)}
-    den = {"x": rng.normal(0.0, 1.2, n), "weight": rng.uniform(0.5, 1.5, n),
-           "event_key": np.arange(n, 2 * n, dtype=np.uint64)}
+    den = {
+        "x": rng.normal(0.0, 1.2, n),
+        "weight": rng.uniform(0.5, 1.5, n),
+        "event_key": np.arange(n, 2 * n, dtype=np.uint64),
+    }
     return num, den
 
 
@@ -147,8 +161,9 @@ def test_determinism(tmp_path):
 def test_history_logging_and_early_stopping(tmp_path):
     num, den = _gauss_pair(1, 1000)
     # learning rate 0: the validation loss never improves -> stops after `patience` more epochs
-    mod, h = train_ratio(num, den, ["x"], dict(FAST, learning_rate=0.0, patience=2, max_epochs=20), seed=0,
-                         log_dir=tmp_path / "log")
+    mod, h = train_ratio(
+        num, den, ["x"], dict(FAST, learning_rate=0.0, patience=2, max_epochs=20), seed=0, log_dir=tmp_path / "log"
+    )
     assert h["epochs_run"] == 3 and h["best_epoch"] == 0
     assert len(h["train_loss"]) == len(h["val_loss"]) == 3
     text = (tmp_path / "log" / "metrics.csv").read_text()
@@ -213,8 +228,10 @@ def test_negative_weights_exact_ratio():
     Signed-weight BCE recovers it; dropping the signs (|w|) does not."""
     rng = np.random.default_rng(0)
     n = 6000
-    num = {"x": np.concatenate([rng.normal(0, 1, n), rng.normal(0, 0.5, n)]),
-           "weight": np.concatenate([np.full(n, 1.5 / n), np.full(n, -0.5 / n)])}
+    num = {
+        "x": np.concatenate([rng.normal(0, 1, n), rng.normal(0, 0.5, n)]),
+        "weight": np.concatenate([np.full(n, 1.5 / n), np.full(n, -0.5 / n)]),
+    }
     den = {"x": rng.normal(0, 1, 2 * n), "weight": np.ones(2 * n)}
     xt = rng.normal(0, 1, 5000)
     xt = xt[np.abs(xt) < 2.5]
@@ -279,8 +296,9 @@ def test_region_classifier_posterior():
     rng = np.random.default_rng(8)
     n = 3000
     mus = [-1.5, 0.0, 1.5]
-    classes = {f"c{i}": {"x": rng.normal(mu, 1, n), "weight": rng.uniform(0.1, 2.0, n) * (i + 1)}
-               for i, mu in enumerate(mus)}
+    classes = {
+        f"c{i}": {"x": rng.normal(mu, 1, n), "weight": rng.uniform(0.1, 2.0, n) * (i + 1)} for i, mu in enumerate(mus)
+    }
     mod, h = train_classifier(classes, ["x"], FAST, seed=0)
     assert h["class_names"] == ["c0", "c1", "c2"]
     xt = np.linspace(-3, 3, 61)

@@ -1,5 +1,6 @@
 """File-level drivers (what the Snakemake scripts call) on small synthetic parquet files,
 and the config -> target expansion."""
+
 import json
 import logging
 from pathlib import Path
@@ -23,9 +24,12 @@ FEATURES = ["m4l", "y4l"]
 
 def _write(path, n, seed, mu=0.0, key0=0, weight=None):
     rng = np.random.default_rng(seed)
-    cols = {"m4l": rng.normal(400 + 50 * mu, 60, n), "y4l": rng.normal(mu, 1, n),
-            "weight": np.full(n, 0.01) if weight is None else weight,
-            "event_key": np.arange(key0, key0 + n, dtype=np.uint64)}
+    cols = {
+        "m4l": rng.normal(400 + 50 * mu, 60, n),
+        "y4l": rng.normal(mu, 1, n),
+        "weight": np.full(n, 0.01) if weight is None else weight,
+        "event_key": np.arange(key0, key0 + n, dtype=np.uint64),
+    }
     write_parquet(cols, path)
     return path
 
@@ -34,10 +38,12 @@ def _write(path, n, seed, mu=0.0, key0=0, weight=None):
 def prep(tmp_path):
     d = tmp_path / "prep"
     d.mkdir()
-    return {"S": _write(d / "S.parquet", 800, 0, mu=0.5, key0=0),
-            "B": _write(d / "B.parquet", 900, 1, key0=10_000),
-            "qqZZ": _write(d / "qqZZ.parquet", 700, 2, mu=-0.3, key0=20_000),
-            "data": _write(d / "data.parquet", 300, 3, key0=30_000, weight=np.ones(300))}
+    return {
+        "S": _write(d / "S.parquet", 800, 0, mu=0.5, key0=0),
+        "B": _write(d / "B.parquet", 900, 1, key0=10_000),
+        "qqZZ": _write(d / "qqZZ.parquet", 700, 2, mu=-0.3, key0=20_000),
+        "data": _write(d / "data.parquet", 300, 3, key0=30_000, weight=np.ones(300)),
+    }
 
 
 def test_train_evaluate_pipeline(tmp_path, prep):
@@ -45,9 +51,18 @@ def test_train_evaluate_pipeline(tmp_path, prep):
     paths = []
     for m in range(members):
         out = tmp_path / "train" / "SR" / "ratio" / "S" / str(m)
-        h = trun.run_train_ratio(prep["S"], {"B": prep["B"], "qqZZ": prep["qqZZ"]}, out, FEATURES, SETTINGS,
-                                 member=m, n_folds=k, base_seed=100, target="S",
-                                 coefficients={"B": 1.0, "qqZZ": 2.0})
+        h = trun.run_train_ratio(
+            prep["S"],
+            {"B": prep["B"], "qqZZ": prep["qqZZ"]},
+            out,
+            FEATURES,
+            SETTINGS,
+            member=m,
+            n_folds=k,
+            base_seed=100,
+            target="S",
+            coefficients={"B": 1.0, "qqZZ": 2.0},
+        )
         assert (out / "model.onnx").is_file() and (out / "metrics.csv").is_file()
         js = json.loads((out / "history.json").read_text())
         assert js["seed"] == 100 + m and js["held_out_fold"] == m % k and js["coefficients"] == {"B": 1.0, "qqZZ": 2.0}
@@ -67,8 +82,15 @@ def test_train_evaluate_pipeline(tmp_path, prep):
     np.testing.assert_allclose(z["logr"], np.nanmax(z["logr_members"], axis=0))
     table = ev.run_region_table(events, {"S": npz, "S__kfactor_up": npz}, tmp_path / "eval" / "SR" / "asimov.parquet")
     t = ev.read_table(table)
-    assert set(t) == {"weight", "process", "event_key", "logr_S", "spread_S", "logr_S__kfactor_up",
-                      "spread_S__kfactor_up"}
+    assert set(t) == {
+        "weight",
+        "process",
+        "event_key",
+        "logr_S",
+        "spread_S",
+        "logr_S__kfactor_up",
+        "spread_S__kfactor_up",
+    }
     assert list(np.unique(t["process"])) == ["B", "S"]
 
     # observed: every member evaluates every data event
@@ -80,8 +102,13 @@ def test_train_evaluate_pipeline(tmp_path, prep):
 
     # a missing member is an error naming the file
     with pytest.raises(FileNotFoundError, match="ratio/S/5/model.onnx"):
-        ev.run_evaluate_target(events, paths + [tmp_path / "train/SR/ratio/S/5/model.onnx"], tmp_path / "x.npz",
-                               n_folds=k, out_of_fold=True)
+        ev.run_evaluate_target(
+            events,
+            paths + [tmp_path / "train/SR/ratio/S/5/model.onnx"],
+            tmp_path / "x.npz",
+            n_folds=k,
+            out_of_fold=True,
+        )
 
 
 def test_diagnostics_driver(tmp_path, prep):
@@ -90,12 +117,14 @@ def test_diagnostics_driver(tmp_path, prep):
     paths, hists = [], []
     for m in range(2):
         out = tmp_path / "m" / str(m)
-        trun.run_train_ratio(prep["S"], {"B": prep["B"]}, out, FEATURES, SETTINGS, member=m, n_folds=2,
-                             base_seed=0, target="S")
+        trun.run_train_ratio(
+            prep["S"], {"B": prep["B"]}, out, FEATURES, SETTINGS, member=m, n_folds=2, base_seed=0, target="S"
+        )
         paths.append(out / "model.onnx")
         hists.append(out / "metrics.csv")
-    summary = run_ratio_diagnostics(tmp_path / "diag", "S", prep["S"], {"B": prep["B"]}, paths, FEATURES, 2,
-                                    history_paths=hists)
+    summary = run_ratio_diagnostics(
+        tmp_path / "diag", "S", prep["S"], {"B": prep["B"]}, paths, FEATURES, 2, history_paths=hists
+    )
     assert set(summary["closure"]) == set(FEATURES)
     assert (tmp_path / "diag" / "summary.json").is_file() and (tmp_path / "diag" / "loss.png").is_file()
     assert np.isfinite(summary["normalisation"]["residual"])
@@ -107,8 +136,15 @@ def test_region_classifier_driver(tmp_path, prep):
     paths = []
     for m in range(2):
         out = tmp_path / "region" / str(m)
-        trun.run_train_classifier({"ggF": [prep["S"], prep["B"]], "qqZZ": [prep["qqZZ"]]}, out, FEATURES,
-                                  SETTINGS, member=m, n_folds=2, base_seed=5)
+        trun.run_train_classifier(
+            {"ggF": [prep["S"], prep["B"]], "qqZZ": [prep["qqZZ"]]},
+            out,
+            FEATURES,
+            SETTINGS,
+            member=m,
+            n_folds=2,
+            base_seed=5,
+        )
         assert read_metadata(out / "model.onnx")["classes"] == ["ggF", "qqZZ"]
         paths.append(out / "model.onnx")
     counts = ev.run_evaluate_classifier(paths, prep["qqZZ"], tmp_path / "scores.parquet", 2, True)

@@ -1,14 +1,15 @@
 """The Snakemake workflow: DAG shape (dry run) and an end-to-end run on config/test.yaml."""
+
 import json
 import re
 
 import numpy as np
 import pytest
 import uproot
+from conftest import ROOT, job_counts, snakemake
 
 from nsbi import config as ncfg
 from nsbi.io import read_parquet
-from conftest import ROOT, job_counts, snakemake
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/test.yaml"])
@@ -18,7 +19,10 @@ def test_dry_run_has_one_prep_job_per_region_process_variation(configfile, tmp_p
     counts = job_counts(out)
     cfg = ncfg.load(ROOT / configfile)
     expected = {
-        (r["name"], s["name"], v) for r in cfg["regions"] for s in cfg["samples"] for v in ncfg.variations(cfg, s["name"])
+        (r["name"], s["name"], v)
+        for r in cfg["regions"]
+        for s in cfg["samples"]
+        for v in ncfg.variations(cfg, s["name"])
     }
     assert counts["prep"] == len(expected) == 42
     assert counts["simulate_sample"] == len(cfg["simulation"]["processes"])
@@ -72,8 +76,12 @@ def test_end_to_end_prep_yields_match_direct_computation(test_run):
         ev = fh["events"].arrays(library="np")
     lep_pt = ev["lep_pt"]
     presel = (
-        (ev["m4l"] > 225) & (ev["m4l"] < 990)
-        & (ev["mZ1"] > 77) & (ev["mZ1"] < 105) & (ev["mZ2"] > 77) & (ev["mZ2"] < 105)
+        (ev["m4l"] > 225)
+        & (ev["m4l"] < 990)
+        & (ev["mZ1"] > 77)
+        & (ev["mZ1"] < 105)
+        & (ev["mZ2"] > 77)
+        & (ev["mZ2"] < 105)
         & np.array([len(p) == 4 and p.min() > 5 for p in lep_pt])
     )
     selected = json.loads((res / "select/S/nominal.yields.json").read_text())

@@ -27,13 +27,25 @@ def _build():
         sumw2={"S": [0.1, 0.3], "B": [4.0, 3.0]},
     )
     return W.build_workspace(
-        unbinned={"SR": {"processes": {
-            "S": {"sumw": {"nominal": 20.0, "LES_up": 21.0, "LES_down": 19.5}, "morphing": "mu", "eventsys": ["LES"]},
-            "B": {"yield": 100.0, "normsys": {"qcd": (1.1, 0.9)}, "eventsys": ["LES"]}}}},
+        unbinned={
+            "SR": {
+                "processes": {
+                    "S": {
+                        "sumw": {"nominal": 20.0, "LES_up": 21.0, "LES_down": 19.5},
+                        "morphing": "mu",
+                        "eventsys": ["LES"],
+                    },
+                    "B": {"yield": 100.0, "normsys": {"qcd": (1.1, 0.9)}, "eventsys": ["LES"]},
+                }
+            }
+        },
         binned=[hist],
-        datasets={"asimov": {"SR": _events(500, 1), "SR_hist": [42.0, 35.0]},
-                  "observed": {"SR": _events(120, 2), "SR_hist": [40.0, 37.0]}},
-        poi="mu", lumi=("lumi", 1.0, 0.02),
+        datasets={
+            "asimov": {"SR": _events(500, 1), "SR_hist": [42.0, 35.0]},
+            "observed": {"SR": _events(120, 2), "SR_hist": [40.0, 37.0]},
+        },
+        poi="mu",
+        lumi=("lumi", 1.0, 0.02),
     )
 
 
@@ -69,17 +81,32 @@ def test_hash_mismatch(tmp_path):
         W.load(tmp_path / "ws.json")
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda s: s.pop("version"), r"\$\.version"),
-    (lambda s: s["channels"][0]["samples"][0].__setitem__("yield", "ten"), r"\$\.channels\[0\]\.samples\[0\]\.yield"),
-    (lambda s: s["channels"][1]["samples"][1]["modifiers"].append({"name": "x", "type": "normsys", "data": {"hi": 1.1}}),
-     r"\$\.channels\[1\]\.samples\[1\]\.modifiers\[\d+\]\.data.*'lo'"),
-    (lambda s: s["channels"][1]["samples"][0]["modifiers"].append({"name": "x", "type": "bogus"}),
-     r"modifiers\[\d+\]\.type"),
-    (lambda s: s["observations"][0]["channels"][0]["events"].__setitem__("sha256", "xyz"), r"events\.sha256"),
-    (lambda s: s["channels"][1]["samples"][1].__setitem__("data", [1.0]), r"\$\.channels\[1\]\.samples\[1\]\.data: 1 bins"),
-    (lambda s: s["observations"][0]["channels"][1].__setitem__("name", "nope"), r"unknown channel 'nope'"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda s: s.pop("version"), r"\$\.version"),
+        (
+            lambda s: s["channels"][0]["samples"][0].__setitem__("yield", "ten"),
+            r"\$\.channels\[0\]\.samples\[0\]\.yield",
+        ),
+        (
+            lambda s: s["channels"][1]["samples"][1]["modifiers"].append(
+                {"name": "x", "type": "normsys", "data": {"hi": 1.1}}
+            ),
+            r"\$\.channels\[1\]\.samples\[1\]\.modifiers\[\d+\]\.data.*'lo'",
+        ),
+        (
+            lambda s: s["channels"][1]["samples"][0]["modifiers"].append({"name": "x", "type": "bogus"}),
+            r"modifiers\[\d+\]\.type",
+        ),
+        (lambda s: s["observations"][0]["channels"][0]["events"].__setitem__("sha256", "xyz"), r"events\.sha256"),
+        (
+            lambda s: s["channels"][1]["samples"][1].__setitem__("data", [1.0]),
+            r"\$\.channels\[1\]\.samples\[1\]\.data: 1 bins",
+        ),
+        (lambda s: s["observations"][0]["channels"][1].__setitem__("name", "nope"), r"unknown channel 'nope'"),
+    ],
+)
 def test_schema_errors_name_the_key(tmp_path, mutate, match):
     W.save(_build(), tmp_path / "ws.json")
     spec = json.loads((tmp_path / "ws.json").read_text())
@@ -92,15 +119,34 @@ def test_schema_errors_name_the_key(tmp_path, mutate, match):
 def test_pyhf_round_trip():
     import pyhf
 
-    pspec = {"channels": [{"name": "SR", "samples": [
-        {"name": "sig", "data": [5.0, 10.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "bkg", "data": [50.0, 60.0], "modifiers": [
-            {"name": "ns", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
-            {"name": "st", "type": "staterror", "data": [2.0, 3.0]}]}]}],
+    pspec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {
+                        "name": "sig",
+                        "data": [5.0, 10.0],
+                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    },
+                    {
+                        "name": "bkg",
+                        "data": [50.0, 60.0],
+                        "modifiers": [
+                            {"name": "ns", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                            {"name": "st", "type": "staterror", "data": [2.0, 3.0]},
+                        ],
+                    },
+                ],
+            }
+        ],
         "observations": [{"name": "SR", "data": [55.0, 70.0]}],
-        "measurements": [{"name": "A", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0, 5]]}]}},
-                         {"name": "B", "config": {"poi": "mu", "parameters": []}}],
-        "version": "1.0.0"}
+        "measurements": [
+            {"name": "A", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0, 5]]}]}},
+            {"name": "B", "config": {"poi": "mu", "parameters": []}},
+        ],
+        "version": "1.0.0",
+    }
     ws = W.from_pyhf(pspec, measurement="A")
     assert ws.measurements == ["A"] and ws.datasets == ["observed"]
     back = W.to_pyhf(ws)

@@ -57,14 +57,18 @@ def datamc_figure(
         total += h
         (stacked if c > 0 else lines).append((labels.get(name, name), h))
 
-    fig, (ax, rax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+    fig, (ax, rax) = plt.subplots(
+        2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
+    )
     if stacked:
         mplhep.histplot([h for _, h in stacked], ax=ax, stack=True, histtype="fill", label=[n for n, _ in stacked])
     for name, h in lines:
         mplhep.histplot(h, ax=ax, histtype="step", label=f"{name} (negative coefficient)")
     tot = total.values()
     err = np.sqrt(total.variances())
-    ax.stairs(tot + err, edges, baseline=tot - err, fill=True, alpha=0.3, color="grey", hatch="///", label="MC stat. unc.")
+    ax.stairs(
+        tot + err, edges, baseline=tot - err, fill=True, alpha=0.3, color="grey", hatch="///", label="MC stat. unc."
+    )
     if data is not None:
         hd = hist.Hist(axis)
         hd.fill(x=np.clip(data, edges[0], np.nextafter(edges[-1], -np.inf)))

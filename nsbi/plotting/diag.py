@@ -5,6 +5,7 @@ The numerical parts (:func:`calibration_curve`, :func:`closure_histograms`,
 :func:`normalisation_check`, :func:`oracle_rms`) are plain functions returning numbers;
 the ``plot_*`` functions draw them with matplotlib + mplhep and write files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -107,8 +108,17 @@ def closure_histograms(x_ref, w_ref, logr, x_c, w_c, bins=20, range_=None):
     ndf = int(ok.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = h_ref / h_c
-    return {"edges": edges, "h_ref": h_ref, "var_ref": v_ref, "h_c": h_c, "var_c": v_c, "ratio": ratio,
-            "chi2": chi2, "ndf": ndf, "chi2_ndf": chi2 / ndf if ndf else math.nan}
+    return {
+        "edges": edges,
+        "h_ref": h_ref,
+        "var_ref": v_ref,
+        "h_c": h_c,
+        "var_c": v_c,
+        "ratio": ratio,
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_ndf": chi2 / ndf if ndf else math.nan,
+    }
 
 
 def normalisation_check(w_ref, logr, w_c=None) -> dict[str, float]:
@@ -117,9 +127,12 @@ def normalisation_check(w_ref, logr, w_c=None) -> dict[str, float]:
     ``residual = sum_ref w r / sum_ref w - 1`` with its statistical error."""
     w = np.asarray(w_ref, np.float64)
     wr = w * np.exp(np.asarray(logr, np.float64))
-    out = {"sum_ref_w": float(w.sum()), "sum_ref_w_r": float(wr.sum()),
-           "residual": float(wr.sum() / w.sum() - 1.0),
-           "residual_error": float(np.sqrt(np.sum((wr - w * wr.sum() / w.sum()) ** 2)) / abs(w.sum()))}
+    out = {
+        "sum_ref_w": float(w.sum()),
+        "sum_ref_w_r": float(wr.sum()),
+        "residual": float(wr.sum() / w.sum() - 1.0),
+        "residual_error": float(np.sqrt(np.sum((wr - w * wr.sum() / w.sum()) ** 2)) / abs(w.sum())),
+    }
     if w_c is not None:
         sc = float(np.sum(w_c))
         out["sum_c_w"] = sc
@@ -133,8 +146,11 @@ def oracle_rms(logr_pred, logr_exact, weights=None) -> dict[str, float]:
     w = np.ones_like(d) if weights is None else np.abs(np.asarray(weights, np.float64))
     ok = np.isfinite(d)
     d, w = d[ok], w[ok]
-    return {"rms": float(np.sqrt(np.sum(w * d**2) / np.sum(w))), "bias": float(np.sum(w * d) / np.sum(w)),
-            "n": int(ok.sum())}
+    return {
+        "rms": float(np.sqrt(np.sum(w * d**2) / np.sum(w))),
+        "bias": float(np.sum(w * d) / np.sum(w)),
+        "n": int(ok.sum()),
+    }
 
 
 def read_metrics_csv(path) -> dict[str, list[float]]:
@@ -148,8 +164,11 @@ def read_metrics_csv(path) -> dict[str, list[float]]:
             if row.get("val_loss"):
                 val[ep] = float(row["val_loss"])
     epochs = sorted(set(train) | set(val))
-    return {"epoch": epochs, "train_loss": [train.get(e, math.nan) for e in epochs],
-            "val_loss": [val.get(e, math.nan) for e in epochs]}
+    return {
+        "epoch": epochs,
+        "train_loss": [train.get(e, math.nan) for e in epochs],
+        "val_loss": [val.get(e, math.nan) for e in epochs],
+    }
 
 
 # --------------------------------------------------------------------------- plots
@@ -185,14 +204,15 @@ def plot_calibration(curve: Mapping[str, np.ndarray], path, title: str = ""):
     return _save(fig, path)
 
 
-def plot_closure(h: Mapping[str, Any], path, xlabel: str, label_c: str = "$p_c$",
-                 label_ref: str = r"$p_\mathrm{ref}\cdot\hat r_c$"):
+def plot_closure(
+    h: Mapping[str, Any], path, xlabel: str, label_c: str = "$p_c$", label_ref: str = r"$p_\mathrm{ref}\cdot\hat r_c$"
+):
     plt, hep = _plt()
     fig, (ax, rax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    hep.histplot(h["h_c"], h["edges"], yerr=np.sqrt(h["var_c"]), ax=ax, histtype="errorbar", color="k",
-                 label=label_c)
-    hep.histplot(h["h_ref"], h["edges"], yerr=np.sqrt(h["var_ref"]), ax=ax, histtype="step", color="C0",
-                 label=label_ref)
+    hep.histplot(h["h_c"], h["edges"], yerr=np.sqrt(h["var_c"]), ax=ax, histtype="errorbar", color="k", label=label_c)
+    hep.histplot(
+        h["h_ref"], h["edges"], yerr=np.sqrt(h["var_ref"]), ax=ax, histtype="step", color="C0", label=label_ref
+    )
     ax.set_ylabel("weighted events")
     ax.legend(title=f"$\\chi^2$/ndf = {h['chi2']:.1f}/{h['ndf']}")
     centres = 0.5 * (h["edges"][1:] + h["edges"][:-1])
@@ -238,11 +258,20 @@ def plot_oracle(logr_pred, logr_exact, path, title: str = "", max_points: int = 
 
 
 # --------------------------------------------------------------------------- driver
-def ratio_diagnostics(out_dir, target: str, features: Sequence[str], ref: Mapping[str, np.ndarray],
-                      logr_ref, c: Mapping[str, np.ndarray], logr_c, spread_ref=None,
-                      histories: Mapping[str, Any] | None = None, feature_labels: Mapping[str, str] | None = None,
-                      exact_log_ratio: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
-                      bins: int = 20) -> dict[str, Any]:
+def ratio_diagnostics(
+    out_dir,
+    target: str,
+    features: Sequence[str],
+    ref: Mapping[str, np.ndarray],
+    logr_ref,
+    c: Mapping[str, np.ndarray],
+    logr_c,
+    spread_ref=None,
+    histories: Mapping[str, Any] | None = None,
+    feature_labels: Mapping[str, str] | None = None,
+    exact_log_ratio: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
+    bins: int = 20,
+) -> dict[str, Any]:
     """All diagnostics of one ratio target (numerator ``c`` vs denominator ``ref``), on
     out-of-fold predictions ``logr_ref`` (for the denominator events) and ``logr_c`` (for
     the numerator events).  Writes plots into ``out_dir`` and returns the summary."""
@@ -306,11 +335,22 @@ def renormalise_log_ratio(logr_unnorm, w_den) -> np.ndarray:
     return lr - (shift + np.log(np.sum(w[ok] * np.exp(lr[ok] - shift)) / np.sum(w[ok])))
 
 
-def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str, Any], model_paths: Sequence,
-                          features: Sequence[str], n_folds: int, coefficients: Mapping[str, float] | None = None,
-                          history_paths: Sequence | None = None, feature_labels: Mapping[str, str] | None = None,
-                          oracle_spec: Mapping[str, Any] | None = None, aggregation: str = "mean",
-                          max_events: int = 200_000, seed: int = 0) -> dict[str, Any]:
+def run_ratio_diagnostics(
+    out_dir,
+    target: str,
+    num_path,
+    den_paths: Mapping[str, Any],
+    model_paths: Sequence,
+    features: Sequence[str],
+    n_folds: int,
+    coefficients: Mapping[str, float] | None = None,
+    history_paths: Sequence | None = None,
+    feature_labels: Mapping[str, str] | None = None,
+    oracle_spec: Mapping[str, Any] | None = None,
+    aggregation: str = "mean",
+    max_events: int = 200_000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Evaluate the ensemble out-of-fold on the numerator and denominator samples of a
     target and write all diagnostics.  ``oracle_spec`` (optional, built-in simulator):
     ``{"kind": "ratio", "process": c}`` or ``{"kind": "syst", "process": c,
@@ -351,9 +391,11 @@ def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str
 
         oracle = Oracle()
         if oracle_spec.get("kind") == "syst":
+
             def exact_fn(ev):
-                lr = oracle.log_syst_ratio(oracle_spec["process"], oracle_spec["systematic"],
-                                           oracle_spec["direction"], ev, norm=False)
+                lr = oracle.log_syst_ratio(
+                    oracle_spec["process"], oracle_spec["systematic"], oracle_spec["direction"], ev, norm=False
+                )
                 return renormalise_log_ratio(lr, ev["weight"])
         else:
             sumw = {k: float(np.sum(comps[k]["weight"])) for k in comps}
@@ -362,5 +404,17 @@ def run_ratio_diagnostics(out_dir, target: str, num_path, den_paths: Mapping[str
             def exact_fn(ev):
                 lr = oracle.log_ratio(oracle_spec["process"], den_mix, ev, norm=False)
                 return renormalise_log_ratio(lr, ev["weight"])
-    return ratio_diagnostics(out_dir, target, features, den, lr_den, num, lr_num, spread_ref=(lr_all, sp_den),
-                             histories=histories, feature_labels=feature_labels, exact_log_ratio=exact_fn)
+
+    return ratio_diagnostics(
+        out_dir,
+        target,
+        features,
+        den,
+        lr_den,
+        num,
+        lr_num,
+        spread_ref=(lr_all, sp_den),
+        histories=histories,
+        feature_labels=feature_labels,
+        exact_log_ratio=exact_fn,
+    )

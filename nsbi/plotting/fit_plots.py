@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -76,10 +76,24 @@ def plot_impacts(rows: list[dict], path=None, poi: str = "mu", max_params: int =
     y = np.arange(len(rows))[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.5))
     for key, kw in (("prefit", dict(fill=False, hatch="///", lw=0.8)), ("postfit", dict(alpha=0.7))):
-        ax.barh(y, [r[f"{key}_up"] for r in rows], height=0.7, color="tab:blue", edgecolor="tab:blue",
-                label=f"{key} +1σ", **kw)
-        ax.barh(y, [r[f"{key}_down"] for r in rows], height=0.7, color="tab:orange", edgecolor="tab:orange",
-                label=f"{key} -1σ", **kw)
+        ax.barh(
+            y,
+            [r[f"{key}_up"] for r in rows],
+            height=0.7,
+            color="tab:blue",
+            edgecolor="tab:blue",
+            label=f"{key} +1σ",
+            **kw,
+        )
+        ax.barh(
+            y,
+            [r[f"{key}_down"] for r in rows],
+            height=0.7,
+            color="tab:orange",
+            edgecolor="tab:orange",
+            label=f"{key} -1σ",
+            **kw,
+        )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel(rf"$\Delta\hat{{{poi}}}$" if len(poi) < 4 else f"Δ{poi}")

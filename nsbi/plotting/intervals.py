@@ -57,7 +57,7 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None):
         ax.plot(mu, _arr(ds["t"]), fmt, lw=1.5, label=rf"$t_\mu$ {lab}")
     obs = belt.get("datasets", {}).get("observed") or belt.get("datasets", {}).get("asimov")
     if obs:
-        for i, (k, iv) in enumerate(obs["intervals"].items()):
+        for i, iv in enumerate(obs["intervals"].values()):
             t = iv["toys"]
             if not t.get("empty"):
                 for x in (t["lo"], t["hi"]):
@@ -84,8 +84,15 @@ def plot_coverage(cov: dict, path=None, xlabel: str | None = None):
             if any(r is None for r in rows):
                 continue
             span = (mu.max() - mu.min()) or 1.0
-            ax.errorbar(mu + dx * span, [r["fraction"] for r in rows], yerr=[r["error"] for r in rows], fmt=mk,
-                        color=col, mfc="none" if src == "asymptotic" else col, label=f"CL {k}, {src}")
+            ax.errorbar(
+                mu + dx * span,
+                [r["fraction"] for r in rows],
+                yerr=[r["error"] for r in rows],
+                fmt=mk,
+                color=col,
+                mfc="none" if src == "asymptotic" else col,
+                label=f"CL {k}, {src}",
+            )
     ax.set_xlabel(xlabel or r"true $\mu$")
     ax.set_ylabel("coverage")
     ax.legend(fontsize=8)
@@ -110,8 +117,13 @@ def plot_linearity(lin: dict, path=None, xlabel: str | None = None):
             ax.errorbar(x[i], y[i], yerr=e[i], fmt="s", mfc="none", label=f"Asimov fit, {text}")
     if lin.get("linear_fit"):
         lf = lin["linear_fit"]
-        ax.plot(lim, [lf["intercept"] + lf["slope"] * v for v in lim], "r-", lw=1,
-                label=f"slope {lf['slope']:.4f}, intercept {lf['intercept']:.2g}")
+        ax.plot(
+            lim,
+            [lf["intercept"] + lf["slope"] * v for v in lim],
+            "r-",
+            lw=1,
+            label=f"slope {lf['slope']:.4f}, intercept {lf['intercept']:.2g}",
+        )
     ax.set_ylabel(f"fitted {lin.get('poi') or 'POI'}")
     ax.legend(fontsize=8)
     ax2.axhline(0, color="k", lw=1)

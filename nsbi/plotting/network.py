@@ -30,8 +30,12 @@ import numpy as np  # noqa: E402
 __all__ = ["log_density_ratio", "sensitivity_histograms", "sensitivity_figure", "run_network_plots"]
 
 
-def log_density_ratio(logr: Mapping[str, np.ndarray], yields: Mapping[str, float], coeff: Mapping[str, float],
-                      coeff_ref: Mapping[str, float]) -> np.ndarray:
+def log_density_ratio(
+    logr: Mapping[str, np.ndarray],
+    yields: Mapping[str, float],
+    coeff: Mapping[str, float],
+    coeff_ref: Mapping[str, float],
+) -> np.ndarray:
     """Per-event log p(x|θ) / p(x|θ_ref) of the mixture model above.
 
     ``logr``: process -> log r_c per event; ``yields``: ν_c; ``coeff``/``coeff_ref``: f_c at θ
@@ -62,8 +66,14 @@ def sensitivity_histograms(x, y, q, weights, edges_x, edges_y) -> dict[str, Any]
     hq = hist.Hist(ax, ay).fill(x=clip(x[ok], edges_x), y=clip(y[ok], edges_y), weight=w[ok] * q[ok])
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(hw.values() != 0, hq.values() / hw.values(), np.nan)
-    return {"mean": mean, "contribution": hq.values(), "sum_wq": float(np.sum(w[ok] * q[ok])),
-            "n_invalid": int((~ok).sum()), "edges_x": np.asarray(edges_x), "edges_y": np.asarray(edges_y)}
+    return {
+        "mean": mean,
+        "contribution": hq.values(),
+        "sum_wq": float(np.sum(w[ok] * q[ok])),
+        "n_invalid": int((~ok).sum()),
+        "edges_x": np.asarray(edges_x),
+        "edges_y": np.asarray(edges_y),
+    }
 
 
 def sensitivity_figure(h: Mapping[str, Any], xlabel: str, ylabel: str, title: str = ""):
@@ -92,13 +102,25 @@ def _edges(values, weights, bins):
     return auto_edges([np.asarray(values)], [np.asarray(weights)], bins=bins)
 
 
-def run_network_plots(mc_events: Mapping[str, np.ndarray], mc_table: Mapping[str, np.ndarray],
-                      data_table: Mapping[str, np.ndarray] | None, processes: Sequence[str],
-                      coefficients: Mapping[str, str], poi: str, poi_ref: float, poi_values: Sequence[float],
-                      reference: Mapping[str, float], x: str, y: str, bins: int,
-                      logr_outputs: Sequence[str | Path], sensitivity_outputs: Sequence[str | Path],
-                      labels: Mapping[str, str] | None = None, sample_labels: Mapping[str, str] | None = None,
-                      region_label: str = "") -> dict[str, Any]:
+def run_network_plots(
+    mc_events: Mapping[str, np.ndarray],
+    mc_table: Mapping[str, np.ndarray],
+    data_table: Mapping[str, np.ndarray] | None,
+    processes: Sequence[str],
+    coefficients: Mapping[str, str],
+    poi: str,
+    poi_ref: float,
+    poi_values: Sequence[float],
+    reference: Mapping[str, float],
+    x: str,
+    y: str,
+    bins: int,
+    logr_outputs: Sequence[str | Path],
+    sensitivity_outputs: Sequence[str | Path],
+    labels: Mapping[str, str] | None = None,
+    sample_labels: Mapping[str, str] | None = None,
+    region_label: str = "",
+) -> dict[str, Any]:
     """Write the data/MC plots of log r_c (one per process, ``logr_outputs``) and one
     sensitivity map per POI value (``sensitivity_outputs``); return a summary.
 
@@ -118,23 +140,39 @@ def run_network_plots(mc_events: Mapping[str, np.ndarray], mc_table: Mapping[str
     labels = dict(labels or {})
     proc = np.asarray(mc_events["process"]).astype(str)
     w = np.asarray(mc_events["weight"], np.float64)
-    norm = normalise_ratios({"process": proc, "weight": w, **{f"logr_{c}": mc_table[f"logr_{c}"] for c in processes}},
-                            reference, processes, {})
+    norm = normalise_ratios(
+        {"process": proc, "weight": w, **{f"logr_{c}": mc_table[f"logr_{c}"] for c in processes}},
+        reference,
+        processes,
+        {},
+    )
     logr = {c: np.asarray(mc_table[f"logr_{c}"], np.float64) - norm[f"logr_{c}"] for c in processes}
     yields = {c: float(w[proc == c].sum()) for c in processes}
     f_ref = coeff(poi_ref)
     samples = [c for c in processes if c in set(proc)] + sorted(set(proc) - set(processes))
     title = f"{region_label}, {poi} = {poi_ref:g}"
-    summary: dict[str, Any] = {"poi": poi, "poi_ref": poi_ref, "log_normalisation": norm, "yields": yields,
-                               "sensitivity": {}}
+    summary: dict[str, Any] = {
+        "poi": poi,
+        "poi_ref": poi_ref,
+        "log_normalisation": norm,
+        "yields": yields,
+        "sensitivity": {},
+    }
     for c, out in zip(processes, logr_outputs):
         mc = {s: (logr[c][proc == s], w[proc == s]) for s in samples}
         data = None
         if data_table is not None:
             data = np.asarray(data_table[f"logr_{c}"], np.float64) - norm[f"logr_{c}"]
         edges = _edges(logr[c], w, 25)
-        fig = datamc_figure(mc, f_ref, data, edges, xlabel=rf"$\log r_{{\mathrm{{{c}}}}}(x)$ (network output)",
-                            labels=sample_labels, title=title)
+        fig = datamc_figure(
+            mc,
+            f_ref,
+            data,
+            edges,
+            xlabel=rf"$\log r_{{\mathrm{{{c}}}}}(x)$ (network output)",
+            labels=sample_labels,
+            title=title,
+        )
         fig.savefig(out, bbox_inches="tight")
         plt.close(fig)
     a = np.array([float(f_ref.get(s, 1.0)) for s in proc]) * w  # expected events at poi_ref
@@ -149,6 +187,10 @@ def run_network_plots(mc_events: Mapping[str, np.ndarray], mc_table: Mapping[str
         plt.close(fig)
         nu = sum(f.get(c, 0.0) * yields[c] for c in processes)
         summary["sensitivity"][f"{value:g}"] = {
-            "sum_A_q": h["sum_wq"], "n_invalid": h["n_invalid"],
-            "asimov_twice_delta_nll_fixed_nuisances": h["sum_wq"] + 2.0 * (nu - nu_ref) - 2.0 * float(a.sum()) * np.log(nu / nu_ref)}
+            "sum_A_q": h["sum_wq"],
+            "n_invalid": h["n_invalid"],
+            "asimov_twice_delta_nll_fixed_nuisances": h["sum_wq"]
+            + 2.0 * (nu - nu_ref)
+            - 2.0 * float(a.sum()) * np.log(nu / nu_ref),
+        }
     return summary

@@ -68,9 +68,7 @@ def rng_for(seed: int, tag: str) -> np.random.Generator:
     """Random generator for (seed, tag), stable across runs and platforms."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return np.random.default_rng(
-        np.random.SeedSequence([int(seed), zlib.crc32(tag.encode("utf-8"))])
-    )
+    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(tag.encode("utf-8"))]))
 
 
 # ----------------------------------------------------------------------------- proposal
@@ -126,17 +124,13 @@ def _assemble(gen: dict, raw_lep: dict, scale: float, weights: dict) -> dict:
     out = {}
     for key in ("pt", "eta", "phi", "E", "charge", "pdgid", "zidx"):
         # var-length (jagged) lists of 4, as read back from ROOT
-        out[f"lep_{key}"] = ak.unflatten(
-            np.ascontiguousarray(lep[key]).reshape(-1), np.full(n, 4, dtype=np.int64)
-        )
+        out[f"lep_{key}"] = ak.unflatten(np.ascontiguousarray(lep[key]).reshape(-1), np.full(n, 4, dtype=np.int64))
     out["event_number"] = np.arange(n, dtype=np.uint64)
     for key, val in weights.items():
         out[key] = np.asarray(val, dtype=np.float64)
     sysobs = system_observables_unsorted(raw_lep, scale)
     for key in ph.FEATURES:
-        out[key] = np.asarray(
-            sysobs[key] if key in sysobs else gen[key], dtype=np.float64
-        )
+        out[key] = np.asarray(sysobs[key] if key in sysobs else gen[key], dtype=np.float64)
     return out
 
 
@@ -213,9 +207,7 @@ def generate(
     "nominal", "LES_up" or "LES_down" (the same events with scaled leptons).
     """
     _scale_for(variation)
-    return generate_variations(
-        process, n_events, seed, lumi_ifb, variations=(variation,)
-    )[variation]
+    return generate_variations(process, n_events, seed, lumi_ifb, variations=(variation,))[variation]
 
 
 # ----------------------------------------------------------------------------- pseudo-data
@@ -239,32 +231,20 @@ def ratio_bound(process: str, mu: float, nuis: dict, n_grid: int = 20001) -> flo
     fam = ph.family(process)
     grid = np.linspace(ph.M4L_MIN, ph.M4L_MAX, n_grid)
     fac = _syst_factor(fam, grid, nuis)
-    vals = (
-        ph.matrix_element_bound_m(process, grid, mu=mu)
-        * fac
-        / (ph.proposal_m_pdf(grid) * _ANGLE_PROPOSAL)
-    )
+    vals = ph.matrix_element_bound_m(process, grid, mu=mu) * fac / (ph.proposal_m_pdf(grid) * _ANGLE_PROPOSAL)
     return float(vals.max() * BOUND_MARGIN)
 
 
-def accept_reject(
-    rng, process: str, n: int, mu: float, nuis: dict, batch: int = 200_000
-):
+def accept_reject(rng, process: str, n: int, mu: float, nuis: dict, batch: int = 200_000):
     """Exactly n unweighted events of ``process`` (SBI at mu, or qqZZ) including the weight systematics."""
     fam = ph.family(process)
     bound = ratio_bound(process, mu, nuis)
     acc_gen, acc_hidden, have = [], [], 0
     while have < n:
         gen, hidden = sample_proposal(rng, batch, fam)
-        ratio = (
-            _me(process, gen, mu)
-            * _syst_factor(fam, gen["m4l"], nuis)
-            / _proposal_m_and_angles(gen)
-        )
+        ratio = _me(process, gen, mu) * _syst_factor(fam, gen["m4l"], nuis) / _proposal_m_and_angles(gen)
         if np.any(ratio > bound) or np.any(ratio < 0):
-            raise RuntimeError(
-                f"accept-reject bound violated for {process}: max ratio {ratio.max()} > {bound}"
-            )
+            raise RuntimeError(f"accept-reject bound violated for {process}: max ratio {ratio.max()} > {bound}")
         keep = rng.random(batch) * bound < ratio
         acc_gen.append({k: v[keep] for k, v in gen.items()})
         acc_hidden.append({k: v[keep] for k, v in hidden.items()})
@@ -274,9 +254,7 @@ def accept_reject(
     return gen, hidden
 
 
-def generate_data(
-    mu: float = 1.0, nuisances=None, seed: int | None = None, lumi_ifb: float = 140.0
-) -> dict:
+def generate_data(mu: float = 1.0, nuisances=None, seed: int | None = None, lumi_ifb: float = 140.0) -> dict:
     """Unweighted pseudo-data at signal strength ``mu`` and nuisance values ``nuisances``
     ({LES, kfactor, qcdscale, lumi} in sigma units, missing -> 0). Same branches as the MC
     (weight = 1, no systematic weight branches) plus nothing that reveals the process."""
@@ -308,9 +286,7 @@ def generate_data(
 def _root_branches(arrays: dict) -> dict:
     lep_keys = [k for k in arrays if k.startswith("lep_")]
     out = {"lep": ak.zip({k[4:]: arrays[k] for k in lep_keys})} if lep_keys else {}
-    out.update(
-        {k: np.asarray(v) for k, v in arrays.items() if not k.startswith("lep_")}
-    )
+    out.update({k: np.asarray(v) for k, v in arrays.items() if not k.startswith("lep_")})
     return out
 
 
@@ -328,15 +304,10 @@ def write_root(path, arrays: dict, tree: str = "events") -> Path:
         with uproot.recreate(tmp) as f:
             t = f.mktree(
                 tree,
-                {
-                    k: (v.type if isinstance(v, ak.Array) else v.dtype)
-                    for k, v in branches.items()
-                },
+                {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()},
             )
             for start in range(0, max(n, 1), BASKET_SIZE):
-                t.extend(
-                    {k: v[start : start + BASKET_SIZE] for k, v in branches.items()}
-                )
+                t.extend({k: v[start : start + BASKET_SIZE] for k, v in branches.items()})
         os.replace(tmp, path)
     finally:
         if tmp.exists():

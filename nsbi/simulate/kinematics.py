@@ -35,9 +35,7 @@ def _p4(px, py, pz, E):
     return vector.array({"px": px, "py": py, "pz": pz, "E": E})
 
 
-def build_leptons(
-    gen: dict, psi: np.ndarray, phi_p: np.ndarray, flavour_mu: np.ndarray
-):
+def build_leptons(gen: dict, psi: np.ndarray, phi_p: np.ndarray, flavour_mu: np.ndarray):
     """Lab-frame lepton four-momenta, unsorted, shape (n, 4) each for px, py, pz, E.
 
     Lepton order along axis 1: (Z1 l-, Z1 l+, Z2 l-, Z2 l+). ``flavour_mu`` is a bool (n, 2)
@@ -76,9 +74,7 @@ def build_leptons(
     n2 = direction(c2, Phi1 + Phi, -z1)
 
     # Z four-momenta in the ZZ rest frame, one per lepton slot
-    zmom = np.stack(
-        [pstar * z1, pstar * z1, -pstar * z1, -pstar * z1], axis=-1
-    )  # (3, n, 4)
+    zmom = np.stack([pstar * z1, pstar * z1, -pstar * z1, -pstar * z1], axis=-1)  # (3, n, 4)
     zE = np.stack([e1, e1, e2, e2], axis=-1)
     half = np.stack([0.5 * m1, 0.5 * m1, 0.5 * m2, 0.5 * m2], axis=-1)
     ldir = np.stack([n1, -n1, n2, -n2], axis=-1)  # (3, n, 4)
@@ -87,14 +83,10 @@ def build_leptons(
 
     mt = np.sqrt(m**2 + pt**2)
     P = _p4(pt * np.cos(phi_p), pt * np.sin(phi_p), mt * np.sinh(y), mt * np.cosh(y))
-    P4 = _p4(
-        *(np.repeat(np.asarray(c)[:, None], 4, axis=1) for c in (P.px, P.py, P.pz, P.E))
-    )
+    P4 = _p4(*(np.repeat(np.asarray(c)[:, None], 4, axis=1) for c in (P.px, P.py, P.pz, P.E)))
     lab = zz_frame.boost_p4(P4)
 
-    flav = np.where(np.asarray(flavour_mu, dtype=bool), 13, 11).astype(
-        np.int32
-    )  # (n, 2)
+    flav = np.where(np.asarray(flavour_mu, dtype=bool), 13, 11).astype(np.int32)  # (n, 2)
     flav4 = np.repeat(flav, 2, axis=1)
     charge = np.tile(np.array([-1, 1, -1, 1], dtype=np.int32), (n, 1))
     pdgid = (-charge * flav4).astype(np.int32)
@@ -124,9 +116,7 @@ def lepton_observables(lep: dict, scale: float = 1.0) -> dict:
 def system_observables(pt, eta, phi, E, zidx) -> dict:
     """m4l, mZ1, mZ2, pt4l, y4l recomputed from (n, 4) lepton arrays (any order) with zidx pairing."""
     v = vector.array({"pt": pt, "eta": eta, "phi": phi, "E": E})
-    px, py, pz, en = (
-        np.asarray(getattr(v, k), dtype=float) for k in ("px", "py", "pz", "E")
-    )
+    px, py, pz, en = (np.asarray(getattr(v, k), dtype=float) for k in ("px", "py", "pz", "E"))
 
     def sum_of(mask):
         return _p4(*((a * mask).sum(axis=1) for a in (px, py, pz, en)))

@@ -41,11 +41,7 @@ def dsigma(process: str, events, mu: float = 1.0) -> np.ndarray:
     pt, y = _col(events, "pt4l"), _col(events, "y4l")
     me = ph.matrix_element(process, m, cs, c1, c2, phi, mu=mu)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        rest = (
-            ph.bw_pdf(m1)
-            * ph.bw_pdf(m2)
-            * np.exp(ph.pt_logpdf(pt, fam) + ph.y_logpdf(y, fam))
-        )
+        rest = ph.bw_pdf(m1) * ph.bw_pdf(m2) * np.exp(ph.pt_logpdf(pt, fam) + ph.y_logpdf(y, fam))
         val = ph.norm_constants()[fam] * me * rest
     inside = (
         (m >= ph.M4L_MIN)
@@ -76,9 +72,7 @@ class Oracle:
 
     # -------------------------------------------------------------- cross sections
     @staticmethod
-    def xsec(
-        process: str, mu: float = 1.0, kfactor: float = 0.0, qcdscale: float = 0.0
-    ) -> float:
+    def xsec(process: str, mu: float = 1.0, kfactor: float = 0.0, qcdscale: float = 0.0) -> float:
         """Total cross section in fb (see :func:`nsbi.simulate.physics.xsec`)."""
         return ph.xsec(process, mu=mu, kfactor=kfactor, qcdscale=qcdscale)
 
@@ -86,15 +80,11 @@ class Oracle:
         """lumi * (1.017)^alpha_lumi * sigma(process | mu, kfactor, qcdscale)."""
         nuis = ph.check_nuisances(nuisances)
         lumi = self.lumi_ifb * (1.0 + ph.LUMI_REL) ** nuis["lumi"]
-        return lumi * ph.xsec(
-            process, mu=mu, kfactor=nuis["kfactor"], qcdscale=nuis["qcdscale"]
-        )
+        return lumi * ph.xsec(process, mu=mu, kfactor=nuis["kfactor"], qcdscale=nuis["qcdscale"])
 
     def nu_total(self, mu: float = 1.0, nuisances=None) -> float:
         """Expected total number of events (SBI at mu plus qqZZ)."""
-        return self.expected_yield("SBI", mu, nuisances) + self.expected_yield(
-            "qqZZ", mu, nuisances
-        )
+        return self.expected_yield("SBI", mu, nuisances) + self.expected_yield("qqZZ", mu, nuisances)
 
     # -------------------------------------------------------------- densities
     @staticmethod
@@ -120,9 +110,7 @@ class Oracle:
             if not spec:
                 raise ValueError("empty mixture")
             return {ph.check_process(k): float(v) for k, v in spec.items()}
-        raise TypeError(
-            f"expected a process name or a {{process: coefficient}} mapping, got {spec!r}"
-        )
+        raise TypeError(f"expected a process name or a {{process: coefficient}} mapping, got {spec!r}")
 
     def _mix_dsigma(self, spec, events):
         mix = self._mixture(spec)
@@ -138,9 +126,7 @@ class Oracle:
             raise ValueError(f"mixture {mix} has a non-positive cross section {total}")
         return total
 
-    def log_ratio(
-        self, num, den, events, norm: bool = True, region_xsec: Mapping | None = None
-    ) -> np.ndarray:
+    def log_ratio(self, num, den, events, norm: bool = True, region_xsec: Mapping | None = None) -> np.ndarray:
         """log(p_num(x) / p_den(x)); ``num`` / ``den``: process name or {process: coefficient}.
 
         ``norm=True`` divides each density by its total cross section (ratio of normalised pdfs,
@@ -149,16 +135,10 @@ class Oracle:
         """
         lr = _log(self._mix_dsigma(num, events)) - _log(self._mix_dsigma(den, events))
         if norm:
-            lr = (
-                lr
-                - np.log(self._mix_xsec(num, region_xsec))
-                + np.log(self._mix_xsec(den, region_xsec))
-            )
+            lr = lr - np.log(self._mix_xsec(num, region_xsec)) + np.log(self._mix_xsec(den, region_xsec))
         return lr
 
-    def log_syst_ratio(
-        self, process: str, systematic: str, direction, events, norm: bool = True
-    ) -> np.ndarray:
+    def log_syst_ratio(self, process: str, systematic: str, direction, events, norm: bool = True) -> np.ndarray:
         """Exact log p_c(x | alpha = +-1) / p_c(x | alpha = 0) per event.
 
         ``direction``: "up" / "down" (or +1 / -1). For LES the events are in the coordinates of
@@ -193,9 +173,7 @@ class Oracle:
         elif systematic == "lumi":
             return np.zeros_like(m)
         else:
-            raise ValueError(
-                f"unknown systematic {systematic!r}; expected one of {ph.SYSTEMATICS}"
-            )
+            raise ValueError(f"unknown systematic {systematic!r}; expected one of {ph.SYSTEMATICS}")
         lr = _log(fac)
         if norm:
             lr = lr - np.log(ph.xsec(process, **kw) / ph.xsec(process))

@@ -151,9 +151,7 @@ def t_kfactor(m):
 
 def delta_phi(m):
     """Signal phase dphi(m) = pi (0.8 + 0.2 tanh((m - 2 m_t) / 40 GeV))."""
-    return np.pi * (
-        0.8 + 0.2 * np.tanh((np.asarray(m, dtype=float) - 2.0 * M_TOP) / DPHI_WIDTH)
-    )
+    return np.pi * (0.8 + 0.2 * np.tanh((np.asarray(m, dtype=float) - 2.0 * M_TOP) / DPHI_WIDTH))
 
 
 def parton_lumi(m, power=LUMI_POWER_GG):
@@ -197,16 +195,12 @@ def y_logpdf(y, fam):
 
 # ----------------------------------------------------------------------------- proposal for m4l
 _Q_A = 1.0 + PROPOSAL_POWER  # exponent + 1 = -2
-Q_M_NORM = (
-    M_LUMI / _Q_A * ((M4L_MAX / M_LUMI) ** _Q_A - 1.0)
-)  # int_220^1000 (m/220)^-3 dm
+Q_M_NORM = M_LUMI / _Q_A * ((M4L_MAX / M_LUMI) ** _Q_A - 1.0)  # int_220^1000 (m/220)^-3 dm
 
 
 def proposal_m_pdf(m):
     m = np.asarray(m, dtype=float)
-    return np.where(
-        (m >= M4L_MIN) & (m <= M4L_MAX), (m / M_LUMI) ** PROPOSAL_POWER / Q_M_NORM, 0.0
-    )
+    return np.where((m >= M4L_MIN) & (m <= M4L_MAX), (m / M_LUMI) ** PROPOSAL_POWER / Q_M_NORM, 0.0)
 
 
 def proposal_m_sample(u):
@@ -258,11 +252,7 @@ def matrix_element(process: str, m, cs, c1, c2, phi, mu: float = 1.0):
         cs = np.asarray(cs, dtype=float)
         ang = (1 + c1**2) * (1 + c2**2) + QQ_LT * (1 - c1**2) * (1 - c2**2)
         ang = ang * (1 + QQ_CS * cs**2)
-        return (
-            parton_lumi(m, LUMI_POWER_QQ)
-            * ang
-            * np.ones_like(np.asarray(phi, dtype=float))
-        )
+        return parton_lumi(m, LUMI_POWER_QQ) * ang * np.ones_like(np.asarray(phi, dtype=float))
     sr, si, br, bi = amplitude_parts(m, cs, c1, c2, phi)
     lum = parton_lumi(m, LUMI_POWER_GG)
     if process == "S":
@@ -326,17 +316,9 @@ def _m_integral_interference(moment_t: bool) -> float:
 # angular integrals over (cs, c1, c2, Phi, Phi1), Phi1 included
 _ANG_PHI = TWO_PI**2
 ANG_S = K_S**2 * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
-ANG_B = (
-    K_B**2
-    * (C_L**2 * (4.0 / 3.0) ** 2 * 2.0 + C_T**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0))
-    * _ANG_PHI
-)
-ANG_I_COS = (
-    2.0 * K_S * K_B * C_L * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
-)  # times cos(dphi(m))
-ANG_QQ = (
-    ((8.0 / 3.0) ** 2 + QQ_LT * (4.0 / 3.0) ** 2) * (2.0 + QQ_CS * 2.0 / 3.0) * _ANG_PHI
-)
+ANG_B = K_B**2 * (C_L**2 * (4.0 / 3.0) ** 2 * 2.0 + C_T**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0)) * _ANG_PHI
+ANG_I_COS = 2.0 * K_S * K_B * C_L * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI  # times cos(dphi(m))
+ANG_QQ = ((8.0 / 3.0) ** 2 + QQ_LT * (4.0 / 3.0) ** 2) * (2.0 + QQ_CS * 2.0 / 3.0) * _ANG_PHI
 
 
 @cache
@@ -344,16 +326,10 @@ def _unnormalised_integrals() -> dict:
     """{process: (int |M|^2 dx, int t(m) |M|^2 dx)} without N0 (S, B, I, qqZZ)."""
     out = {}
     for moment in (False, True):
-        out.setdefault("S", []).append(
-            ANG_S * _m_integral_power(LUMI_POWER_GG, 2.0, moment)
-        )
-        out.setdefault("B", []).append(
-            ANG_B * _m_integral_power(LUMI_POWER_GG, -0.6, moment)
-        )
+        out.setdefault("S", []).append(ANG_S * _m_integral_power(LUMI_POWER_GG, 2.0, moment))
+        out.setdefault("B", []).append(ANG_B * _m_integral_power(LUMI_POWER_GG, -0.6, moment))
         out.setdefault("I", []).append(ANG_I_COS * _m_integral_interference(moment))
-        out.setdefault("qqZZ", []).append(
-            ANG_QQ * _m_integral_power(LUMI_POWER_QQ, 0.0, moment)
-        )
+        out.setdefault("qqZZ", []).append(ANG_QQ * _m_integral_power(LUMI_POWER_QQ, 0.0, moment))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -375,14 +351,10 @@ def xsec_t_moment(process: str, mu: float = 1.0) -> float:
     """int t(m) dsigma in fb, t = (m4l - 220) / 780 (for the linear weight systematics)."""
     check_process(process)
     ints, n0 = _unnormalised_integrals(), norm_constants()
-    return float(
-        sum(c * n0[family(p)] * ints[p][1] for p, c in _components(process, mu).items())
-    )
+    return float(sum(c * n0[family(p)] * ints[p][1] for p, c in _components(process, mu).items()))
 
 
-def xsec(
-    process: str, mu: float = 1.0, kfactor: float = 0.0, qcdscale: float = 0.0
-) -> float:
+def xsec(process: str, mu: float = 1.0, kfactor: float = 0.0, qcdscale: float = 0.0) -> float:
     """Total cross section in fb of S, B, SBI (at signal strength ``mu``), I (signed) or qqZZ.
 
     ``kfactor`` / ``qcdscale`` are nuisance values (in sigma units) of the m4l-dependent weight
@@ -390,9 +362,7 @@ def xsec(
     """
     check_process(process)
     ints, n0 = _unnormalised_integrals(), norm_constants()
-    total = sum(
-        c * n0[family(p)] * ints[p][0] for p, c in _components(process, mu).items()
-    )
+    total = sum(c * n0[family(p)] * ints[p][0] for p, c in _components(process, mu).items())
     tm = xsec_t_moment(process, mu)
     if family(process) == "gg":
         total += kfactor * KFACTOR_REL * tm
@@ -415,14 +385,10 @@ def check_nuisances(nuisances) -> dict:
     nuis = {k: 0.0 for k in SYSTEMATICS}
     for key, val in dict(nuisances or {}).items():
         if key not in nuis:
-            raise ValueError(
-                f"unknown nuisance {key!r}; expected a subset of {SYSTEMATICS}"
-            )
+            raise ValueError(f"unknown nuisance {key!r}; expected a subset of {SYSTEMATICS}")
         nuis[key] = float(val)
     if not abs(nuis["kfactor"]) * KFACTOR_REL < 1.0:
-        raise ValueError(
-            "kfactor nuisance makes the gg density negative (need |alpha| < 10)"
-        )
+        raise ValueError("kfactor nuisance makes the gg density negative (need |alpha| < 10)")
     if (
         min(
             1.0 + nuis["qcdscale"] * QCD_REL0,

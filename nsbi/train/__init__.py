@@ -1,4 +1,5 @@
 """Training of the NSBI density-ratio classifiers and the region classifier."""
+
 from .data import concat_samples, mixture, read_sample
 from .kfold import (
     evaluation_mask,

@@ -1,6 +1,7 @@
 """Sample handling for training: a *sample* is a plain mapping ``column -> 1D array``
 with one column per feature, ``weight`` (float, may be negative) and optionally
 ``event_key`` (uint64), exactly the columns of a prepared parquet file."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -75,8 +76,9 @@ def concat_samples(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.
     return {c: np.concatenate([np.asarray(s[c]) for s in samples]) for c in samples[0] if c in common}
 
 
-def mixture(samples: Mapping[str, Mapping[str, np.ndarray]], coefficients: Mapping[str, float],
-            normalise: bool = True) -> dict[str, np.ndarray]:
+def mixture(
+    samples: Mapping[str, Mapping[str, np.ndarray]], coefficients: Mapping[str, float], normalise: bool = True
+) -> dict[str, np.ndarray]:
     """Weighted mixture ``p_ref = sum_k a_k p_k / sum_k a_k`` of samples.
 
     With ``normalise=True`` (default) every component's weights are first scaled to unit

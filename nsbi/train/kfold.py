@@ -19,6 +19,7 @@ With ``n_members = j * k`` every event is evaluated by exactly ``j`` members.
 training events is then *in-sample* (use it only for data that was not used in training,
 or knowingly).
 """
+
 from __future__ import annotations
 
 import numpy as np

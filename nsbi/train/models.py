@@ -48,6 +48,7 @@ unbounded below, so a very flexible network trained for long could over-fit ther
 early stopping on the (signed) validation loss and smooth, moderately sized networks
 guard against it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -215,8 +216,9 @@ class RatioModuleBase(L.LightningModule):
 
     task = "ratio"
 
-    def __init__(self, n_features: int, mean=None, std=None, settings: Mapping[str, Any] | None = None,
-                 n_outputs: int = 1):
+    def __init__(
+        self, n_features: int, mean=None, std=None, settings: Mapping[str, Any] | None = None, n_outputs: int = 1
+    ):
         super().__init__()
         settings = dict(settings or {})
         self.n_features = int(n_features)
@@ -230,9 +232,13 @@ class RatioModuleBase(L.LightningModule):
         self.register_buffer("feature_mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("feature_scale", torch.as_tensor(1.0 / std, dtype=torch.float32))
         self.net = self.build_network(self.n_features, self.n_outputs, settings)
-        self.hparams.update({"n_features": self.n_features, "n_outputs": self.n_outputs,
-                             **{k: (list(v) if isinstance(v, tuple) else v)
-                                for k, v in settings.items() if _plain(v)}})
+        self.hparams.update(
+            {
+                "n_features": self.n_features,
+                "n_outputs": self.n_outputs,
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items() if _plain(v)},
+            }
+        )
 
     def build_network(self, n_features: int, n_outputs: int, settings: Mapping[str, Any]) -> nn.Module:
         raise NotImplementedError
@@ -280,8 +286,12 @@ class RatioModuleBase(L.LightningModule):
         # halve (``factor``) the learning rate when the validation loss has not improved for
         # ``patience`` epochs: late epochs refine log r instead of jittering around it
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=float(decay.get("factor", 0.5)), patience=int(decay.get("patience", 3)),
-            min_lr=float(decay.get("min_lr", 0.0)))
+            opt,
+            mode="min",
+            factor=float(decay.get("factor", 0.5)),
+            patience=int(decay.get("patience", 3)),
+            min_lr=float(decay.get("min_lr", 0.0)),
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
 
 

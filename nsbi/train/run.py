@@ -6,6 +6,7 @@ Snakemake).  Output layout of one ensemble member (``out_dir``)::
     history.json    per-epoch losses, best epoch, event counts, standardisation, settings
     metrics.csv     Lightning CSVLogger output
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,14 @@ def _finish(module, history, out_dir, features, meta, check_X):
     # CSVLogger writes metrics.csv (+ hparams.yaml) directly into out_dir
     if not (out_dir / "metrics.csv").exists():
         (out_dir / "metrics.csv").write_text("epoch,step,train_loss,val_loss\n")
-    log.info("member %s: %d epochs, best epoch %d, best validation loss %.6g -> %s", meta.get("member"),
-             history["epochs_run"], history["best_epoch"], history["best_val_loss"], out_dir / "model.onnx")
+    log.info(
+        "member %s: %d epochs, best epoch %d, best validation loss %.6g -> %s",
+        meta.get("member"),
+        history["epochs_run"],
+        history["best_epoch"],
+        history["best_val_loss"],
+        out_dir / "model.onnx",
+    )
 
 
 def _check_rows(samples: Sequence[Mapping[str, np.ndarray]], features, n: int = 2000, seed: int = 0):
@@ -67,10 +74,19 @@ def _check_rows(samples: Sequence[Mapping[str, np.ndarray]], features, n: int = 
     return X
 
 
-def run_train_ratio(num_path: str | Path, den_paths: Mapping[str, str | Path], out_dir: str | Path,
-                    features: Sequence[str], settings: Mapping[str, Any], member: int, n_folds: int,
-                    base_seed: int, target: str, coefficients: Mapping[str, float] | None = None,
-                    normalise_components: bool = True) -> dict[str, Any]:
+def run_train_ratio(
+    num_path: str | Path,
+    den_paths: Mapping[str, str | Path],
+    out_dir: str | Path,
+    features: Sequence[str],
+    settings: Mapping[str, Any],
+    member: int,
+    n_folds: int,
+    base_seed: int,
+    target: str,
+    coefficients: Mapping[str, float] | None = None,
+    normalise_components: bool = True,
+) -> dict[str, Any]:
     """Train ensemble member ``member`` of ``log p_num / p_den`` and write ``out_dir``.
 
     ``den_paths``: component name -> prepared parquet; with more than one component (or
@@ -86,27 +102,48 @@ def run_train_ratio(num_path: str | Path, den_paths: Mapping[str, str | Path], o
     _check_samples(comps, features, n_folds, "denominator component")
     if coefficients is None:
         coefficients = {k: 1.0 for k in comps}
-    den = mixture(comps, coefficients, normalise=normalise_components) if len(comps) > 1 or \
-        set(coefficients) != set(comps) else next(iter(comps.values()))
+    den = (
+        mixture(comps, coefficients, normalise=normalise_components)
+        if len(comps) > 1 or set(coefficients) != set(comps)
+        else next(iter(comps.values()))
+    )
     seed = kfold.member_seed(base_seed, member)
     out_dir = Path(out_dir)
     if out_dir.exists():
         for stale in ("metrics.csv", "hparams.yaml"):
             if (out_dir / stale).exists():
                 (out_dir / stale).unlink()
-    module, history = train_ratio(num, den, features, settings, seed=seed, member=member, n_folds=n_folds,
-                                  log_dir=out_dir)
-    history.update(target=target, numerator=str(num_path), denominator={k: str(v) for k, v in den_paths.items()},
-                   coefficients=dict(coefficients))
-    meta = {"kind": "ratio", "target": target, "member": int(member), "n_folds": int(n_folds), "seed": seed,
-            "output": "log_ratio"}
+    module, history = train_ratio(
+        num, den, features, settings, seed=seed, member=member, n_folds=n_folds, log_dir=out_dir
+    )
+    history.update(
+        target=target,
+        numerator=str(num_path),
+        denominator={k: str(v) for k, v in den_paths.items()},
+        coefficients=dict(coefficients),
+    )
+    meta = {
+        "kind": "ratio",
+        "target": target,
+        "member": int(member),
+        "n_folds": int(n_folds),
+        "seed": seed,
+        "output": "log_ratio",
+    }
     _finish(module, history, out_dir, features, meta, _check_rows([num, den], features, seed=seed))
     return history
 
 
-def run_train_classifier(class_paths: Mapping[str, Sequence[str | Path]], out_dir: str | Path,
-                         features: Sequence[str], settings: Mapping[str, Any], member: int, n_folds: int,
-                         base_seed: int, target: str = "region") -> dict[str, Any]:
+def run_train_classifier(
+    class_paths: Mapping[str, Sequence[str | Path]],
+    out_dir: str | Path,
+    features: Sequence[str],
+    settings: Mapping[str, Any],
+    member: int,
+    n_folds: int,
+    base_seed: int,
+    target: str = "region",
+) -> dict[str, Any]:
     """Train member ``member`` of the multi-class region classifier; ``class_paths``: class
     name -> prepared parquet files whose events (raw weights) form the class."""
     features = list(features)
@@ -114,10 +151,18 @@ def run_train_classifier(class_paths: Mapping[str, Sequence[str | Path]], out_di
     classes = {name: concat_samples(_read(paths, cols)) for name, paths in class_paths.items()}
     _check_samples(classes, features, n_folds, "class")
     seed = kfold.member_seed(base_seed, member)
-    module, history = train_classifier(classes, features, settings, seed=seed, member=member, n_folds=n_folds,
-                                       log_dir=out_dir)
+    module, history = train_classifier(
+        classes, features, settings, seed=seed, member=member, n_folds=n_folds, log_dir=out_dir
+    )
     history.update(target=target, class_inputs={k: [str(p) for p in v] for k, v in class_paths.items()})
-    meta = {"kind": "classifier", "target": target, "member": int(member), "n_folds": int(n_folds), "seed": seed,
-            "classes": list(classes), "output": "probabilities"}
+    meta = {
+        "kind": "classifier",
+        "target": target,
+        "member": int(member),
+        "n_folds": int(n_folds),
+        "seed": seed,
+        "classes": list(classes),
+        "output": "probabilities",
+    }
     _finish(module, history, out_dir, features, meta, _check_rows(list(classes.values()), features, seed=seed))
     return history

@@ -5,6 +5,7 @@ Targets: ``{process}`` (ratio ``p_c / p_ref`` for every basis sample) and
 ``{process}__{systematic}_{direction}`` (``p_c(x|alpha_k^+-) / p_c(x)`` for every weight-
 or tree-based systematic affecting the process and every direction it defines).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,8 +28,17 @@ __all__ = [
     "unbinned_regions",
 ]
 
-_TRAINER_KEYS = set(DEFAULT_SETTINGS) | {"hidden", "activation", "optimizer", "learning_rate", "batch_size",
-                                         "max_epochs", "patience", "validation_fraction", "weight_decay"}
+_TRAINER_KEYS = set(DEFAULT_SETTINGS) | {
+    "hidden",
+    "activation",
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "validation_fraction",
+    "weight_decay",
+}
 
 
 def training_features(cfg: Mapping[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ Reproducibility: for a given seed, CPU training is bit-for-bit reproducible
 (``lightning.seed_everything``, seeded validation split and batch order,
 ``deterministic=True``, ``num_workers=0``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -133,8 +134,7 @@ def _loader(ds: _Tensors, batch_size: int, shuffle: bool, seed: int) -> DataLoad
         base = RandomSampler(ds, generator=g)
     else:
         base = SequentialSampler(ds)
-    return DataLoader(ds, sampler=BatchSampler(base, int(batch_size), drop_last=False), batch_size=None,
-                      num_workers=0)
+    return DataLoader(ds, sampler=BatchSampler(base, int(batch_size), drop_last=False), batch_size=None, num_workers=0)
 
 
 def _split(n: int, frac: float, rng: np.random.Generator):
@@ -173,8 +173,9 @@ def _normalise_binary(w1, w0, where):
     s1, s0 = w1.sum(), w0.sum()
     for name, tot in (("numerator", s1), ("denominator", s0)):
         if not (np.isfinite(tot) and tot > 0):
-            raise TrainingError(f"cannot normalise class weights: {name} has non-positive total weight "
-                                f"{tot!r} in the {where} set")
+            raise TrainingError(
+                f"cannot normalise class weights: {name} has non-positive total weight {tot!r} in the {where} set"
+            )
     return w1 * (0.5 * n / s1), w0 * (0.5 * n / s0)
 
 
@@ -193,10 +194,20 @@ def _prepare_binary(den, num, features, member, n_folds, frac, seed):
         X, w1, w0 = paired
         tr, va = _split(len(X), frac, rng)
         parts = [(X[tr], w1[tr], w0[tr]), (X[va], w1[va], w0[va])]
-        info = [{"n_train": len(tr), "n_val": len(va), "sumw_train": float(w0[tr].sum()),
-                 "n_negative_train": int((w0[tr] < 0).sum())},
-                {"n_train": len(tr), "n_val": len(va), "sumw_train": float(w1[tr].sum()),
-                 "n_negative_train": int((w1[tr] < 0).sum())}]
+        info = [
+            {
+                "n_train": len(tr),
+                "n_val": len(va),
+                "sumw_train": float(w0[tr].sum()),
+                "n_negative_train": int((w0[tr] < 0).sum()),
+            },
+            {
+                "n_train": len(tr),
+                "n_val": len(va),
+                "sumw_train": float(w1[tr].sum()),
+                "n_negative_train": int((w1[tr] < 0).sum()),
+            },
+        ]
     else:
         tr_parts, va_parts, info = [], [], []
         for is_num, (X, w, _) in enumerate((d, nm)):
@@ -205,8 +216,14 @@ def _prepare_binary(den, num, features, member, n_folds, frac, seed):
             w1, w0 = (w, z) if is_num else (z, w)
             tr_parts.append((X[tr], w1[tr], w0[tr]))
             va_parts.append((X[va], w1[va], w0[va]))
-            info.append({"n_train": len(tr), "n_val": len(va), "sumw_train": float(w[tr].sum()),
-                         "n_negative_train": int((w[tr] < 0).sum())})
+            info.append(
+                {
+                    "n_train": len(tr),
+                    "n_val": len(va),
+                    "sumw_train": float(w[tr].sum()),
+                    "n_negative_train": int((w[tr] < 0).sum()),
+                }
+            )
         parts = [tuple(np.concatenate([p[i] for p in ps]) for i in range(3)) for ps in (tr_parts, va_parts)]
     out = []
     for (X, w1, w0), where in zip(parts, ("training", "validation")):
@@ -224,8 +241,14 @@ def _prepare_multiclass(classes, features, member, n_folds, frac, seed):
         y = np.full(len(w), label, dtype=np.int64)
         parts_tr.append((X[tr], y[tr], w[tr]))
         parts_va.append((X[va], y[va], w[va]))
-        info.append({"n_train": len(tr), "n_val": len(va), "sumw_train": float(w[tr].sum()),
-                     "n_negative_train": int((w[tr] < 0).sum())})
+        info.append(
+            {
+                "n_train": len(tr),
+                "n_val": len(va),
+                "sumw_train": float(w[tr].sum()),
+                "n_negative_train": int((w[tr] < 0).sum()),
+            }
+        )
     out = []
     for parts in (parts_tr, parts_va):
         X, y, w = (np.concatenate([p[i] for p in parts]) for i in range(3))
@@ -268,8 +291,9 @@ class _History(Callback):
         self.val_loss.append(v)
         self.epoch.append(int(trainer.current_epoch))
         # the rate this epoch was trained with (a plateau scheduler steps after this hook)
-        self.learning_rate.append(float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers
-                                  else math.nan)
+        self.learning_rate.append(
+            float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else math.nan
+        )
         if math.isfinite(v) and v < self.best:
             self.best, self.best_epoch = v, int(trainer.current_epoch)
             self.best_state = {k: t.detach().cpu().clone() for k, t in pl_module.state_dict().items()}
@@ -296,8 +320,14 @@ def _prepare(classes: Sequence[Mapping[str, np.ndarray]], features, member, n_fo
         y = np.full(len(w), label, dtype=np.int64)
         parts_tr.append((X[tr], y[tr], w[tr]))
         parts_va.append((X[va], y[va], w[va]))
-        info.append({"n_train": len(tr), "n_val": len(va), "sumw_train": float(w[tr].sum()),
-                     "n_negative_train": int((w[tr] < 0).sum())})
+        info.append(
+            {
+                "n_train": len(tr),
+                "n_val": len(va),
+                "sumw_train": float(w[tr].sum()),
+                "n_negative_train": int((w[tr] < 0).sum()),
+            }
+        )
 
     def cat(parts):
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
@@ -321,19 +351,27 @@ def _fit(classes, features, settings, seed, member, n_folds, log_dir, n_outputs)
     if n_outputs == 1:
         if len(classes) != 2:
             raise ValueError("a ratio model needs exactly two samples")
-        (Xtr, atr, btr), (Xva, ava, bva), info, paired = _prepare_binary(classes[0], classes[1], features, member,
-                                                                          n_folds, frac, seed)
+        (Xtr, atr, btr), (Xva, ava, bva), info, paired = _prepare_binary(
+            classes[0], classes[1], features, member, n_folds, frac, seed
+        )
     else:
         (Xtr, atr, btr), (Xva, ava, bva), info = _prepare_multiclass(classes, features, member, n_folds, frac, seed)
     mean = Xtr.mean(axis=0)
     std = Xtr.std(axis=0)
 
     L.seed_everything(int(seed), workers=True, verbose=False)
-    module = build_model(s["model"], n_features=len(features), mean=mean, std=std, settings=s,
-                         n_outputs=n_outputs)
+    module = build_model(s["model"], n_features=len(features), mean=mean, std=std, settings=s, n_outputs=n_outputs)
     hist = _History(s["min_delta"])
-    callbacks = [EarlyStopping(monitor="val_loss", patience=int(s["patience"]), min_delta=float(s["min_delta"]),
-                               mode="min", check_finite=True), hist]
+    callbacks = [
+        EarlyStopping(
+            monitor="val_loss",
+            patience=int(s["patience"]),
+            min_delta=float(s["min_delta"]),
+            mode="min",
+            check_finite=True,
+        ),
+        hist,
+    ]
     logger = False
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -391,9 +429,16 @@ def _make_trainer(s, callbacks, logger, log_dir):
     )
 
 
-def train_ratio(num: Mapping[str, np.ndarray], den: Mapping[str, np.ndarray], features: Sequence[str],
-                settings: Mapping[str, Any] | None = None, seed: int = 0, member: int = 0, n_folds: int = 1,
-                log_dir: str | Path | None = None):
+def train_ratio(
+    num: Mapping[str, np.ndarray],
+    den: Mapping[str, np.ndarray],
+    features: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    member: int = 0,
+    n_folds: int = 1,
+    log_dir: str | Path | None = None,
+):
     """Train a density-ratio classifier ``log r(x) = log p_num(x) / p_den(x)``.
 
     Parameters
@@ -413,9 +458,15 @@ def train_ratio(num: Mapping[str, np.ndarray], den: Mapping[str, np.ndarray], fe
     return _fit([den, num], features, settings, seed, member, n_folds, log_dir, n_outputs=1)
 
 
-def train_classifier(classes: Mapping[str, Mapping[str, np.ndarray]], features: Sequence[str],
-                     settings: Mapping[str, Any] | None = None, seed: int = 0, member: int = 0,
-                     n_folds: int = 1, log_dir: str | Path | None = None):
+def train_classifier(
+    classes: Mapping[str, Mapping[str, np.ndarray]],
+    features: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    member: int = 0,
+    n_folds: int = 1,
+    log_dir: str | Path | None = None,
+):
     """Train a multi-class classifier (e.g. the region classifier) on ``{class name:
     sample}`` with class-normalised signed weights; the module's ``forward`` returns the
     class probabilities in the order of ``classes``.  ``settings["model"]`` defaults to
@@ -426,7 +477,6 @@ def train_classifier(classes: Mapping[str, Mapping[str, np.ndarray]], features: 
     s.setdefault("model", "mlp_multiclass")
     if s["model"] == "mlp":
         s["model"] = "mlp_multiclass"
-    module, history = _fit(list(classes.values()), features, s, seed, member, n_folds, log_dir,
-                           n_outputs=len(classes))
+    module, history = _fit(list(classes.values()), features, s, seed, member, n_folds, log_dir, n_outputs=len(classes))
     history["class_names"] = list(classes)
     return module, history
