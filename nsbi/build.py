@@ -28,6 +28,7 @@ import numpy as np
 
 from . import config as ncfg
 from .expr import parse
+from .histogram import histogram
 from .interpolation import code4_mean_nodes
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
@@ -79,10 +80,7 @@ def _morphing_expr(cfg, sample: str) -> str | None:
 
 def _histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted counts and Σw² per bin; values outside the edges go to the edge bins."""
-    x = np.clip(values, edges[0], np.nextafter(edges[-1], -np.inf))
-    idx = np.searchsorted(edges, x, side="right") - 1
-    n = len(edges) - 1
-    return np.bincount(idx, weights, minlength=n)[:n], np.bincount(idx, weights**2, minlength=n)[:n]
+    return histogram(values, edges, weights, flow="clip")
 
 
 def _observable(columns: Mapping[str, np.ndarray], text: str) -> np.ndarray:

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from nsbi.io import json_text, write_json
+
 __all__ = ["main", "load_any"]
 
 
@@ -45,11 +47,10 @@ def _fmt_table(names, values, errors) -> str:
 
 
 def _write(out: dict, args) -> None:
-    text = json.dumps(out, indent=1)
     if args.output_file:
-        Path(args.output_file).write_text(text + "\n")
+        write_json(out, args.output_file, indent=1, sort_keys=False)
     if args.output == "json":
-        print(text)
+        print(json_text(out, indent=1, sort_keys=False))
 
 
 def cmd_inspect(args) -> int:

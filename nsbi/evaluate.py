@@ -17,22 +17,19 @@ the standard deviation (``ddof=0``) of the ratios.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .io import atomic_path
 from .train import kfold
 from .train.data import EVENT_KEY, WEIGHT
 
 __all__ = [
     "OnnxModel",
     "aggregate",
-    "assign_regions",
     "build_dataset",
     "check_files",
     "classifier_scores",
@@ -231,14 +228,6 @@ def evaluate_classifier(
     return total / count[:, None]
 
 
-def assign_regions(probabilities: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    """Region label per event: the class with the highest probability."""
-    p = np.asarray(probabilities)
-    if p.ndim != 2 or p.shape[1] != len(class_names):
-        raise ValueError(f"probabilities shape {p.shape} does not match {len(class_names)} classes")
-    return np.asarray(class_names, dtype=object)[np.argmax(p, axis=1)]
-
-
 def aggregate(logr_members: np.ndarray, method: str = "mean"):
     """Combine members: returns ``(log r_agg, spread, n_used)``.
 
@@ -303,38 +292,22 @@ def build_dataset(kind: str, samples: Mapping[str, Mapping[str, np.ndarray]]) ->
     raise ValueError(f"unknown dataset kind {kind!r} (asimov, observed)")
 
 
-def _atomic_target(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
 def save_member_predictions(
     path: str | Path, logr_members: np.ndarray, model_paths: Sequence[str | Path], method: str = "mean"
 ) -> Path:
     """Write ``logr_members`` (M, N), the aggregate and the spread to an ``.npz``."""
     path = Path(path)
     agg, spread, n_used = aggregate(logr_members, method)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                logr_members=np.asarray(logr_members, np.float64),
-                logr=agg,
-                spread=spread,
-                n_used=n_used,
-                models=np.asarray([str(p) for p in model_paths]),
-                aggregation=np.asarray(method),
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            logr_members=np.asarray(logr_members, np.float64),
+            logr=agg,
+            spread=spread,
+            n_used=n_used,
+            models=np.asarray([str(p) for p in model_paths]),
+            aggregation=np.asarray(method),
+        )
     return path
 
 
@@ -376,13 +349,8 @@ def write_region_table(
                 raise ValueError(f"column {name} has non-finite values")
             cols[name] = arr
     table = pa.table(cols)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -390,19 +358,6 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     from .train.data import read_sample
 
     return read_sample(path)
-
-
-def write_json(path: str | Path, obj) -> Path:
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 # --------------------------------------------------------------------------- file-level drivers
@@ -480,38 +435,3 @@ def classifier_scores(
         raise ValueError(f"{paths[0]}: no class names in the ONNX metadata")
     probs = evaluate_classifier(paths, sample, n_folds, out_of_fold, intra_op_threads=intra_op_threads)
     return {f"score_{c}": probs[:, i] for i, c in enumerate(classes)}
-
-
-def run_evaluate_classifier(
-    model_paths: Sequence[str | Path],
-    sample_path: str | Path,
-    out_path: str | Path,
-    n_folds: int,
-    out_of_fold: bool,
-    intra_op_threads: int = 1,
-) -> dict[str, int]:
-    """Region-classifier scores for one prepared sample: parquet with ``event_key``,
-    ``score_{class}`` and ``region`` (the arg-max class)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    paths = check_files(model_paths)
-    models_meta = OnnxModel(paths[0], 1, ["CPUExecutionProvider"]).metadata
-    classes = models_meta.get("classes")
-    if not classes:
-        raise ValueError(f"{paths[0]}: no class names in the ONNX metadata")
-    sample = read_table(check_files([sample_path], "sample")[0])
-    probs = evaluate_classifier(paths, sample, n_folds, out_of_fold, intra_op_threads=intra_op_threads)
-    labels = assign_regions(probs, classes)
-    cols = {EVENT_KEY: np.asarray(sample[EVENT_KEY]).astype(np.uint64)} if EVENT_KEY in sample else {}
-    cols.update({f"score_{c}": probs[:, i] for i, c in enumerate(classes)})
-    cols["region"] = pa.array([str(x) for x in labels], pa.string())
-    out_path = Path(out_path)
-    tmp = _atomic_target(out_path)
-    try:
-        pq.write_table(pa.table(cols), tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return {c: int(np.sum(labels == c)) for c in classes}

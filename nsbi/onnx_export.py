@@ -5,15 +5,14 @@ dynamic batch axis) -- the standardisation is a part of the module -- and return
 the logit ``log r`` (shape ``(batch,)``) for ratio models or the class probabilities
 ``(batch, n_classes)`` for classifiers.  After writing, the file is loaded with
 onnxruntime and its output compared with the torch output on a sample of events;
-the file is written atomically (temporary file + ``os.replace``), so a failed export
-never leaves a truncated ``model.onnx`` behind.
+the file is written atomically (:func:`nsbi.io.atomic_path`), so a failed export
+never leaves a truncated ``model.onnx`` behind. The metadata is strict JSON
+(:func:`nsbi.io.json_text`: non-finite numbers stored as null).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .io import atomic_path, json_text
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxMismatchError", "export_onnx", "read_metadata"]
 
@@ -88,9 +89,8 @@ def export_onnx(
     if xin.ndim != 2 or xin.shape[1] != n_features:
         raise ValueError(f"check inputs must have shape (N, {n_features}), got {xin.shape}")
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp_path:
+        tmp = str(tmp_path)
         with torch.no_grad():
             _export(module, tmp, torch.as_tensor(xin[: max(2, min(len(xin), 8))]), opset)
             ref = module(torch.as_tensor(xin)).detach().cpu().numpy()
@@ -98,7 +98,7 @@ def export_onnx(
         onnx.checker.check_model(model)
         if metadata is not None:
             entry = model.metadata_props.add()
-            entry.key, entry.value = "nsbi", json.dumps(dict(metadata), sort_keys=True)
+            entry.key, entry.value = "nsbi", json_text(dict(metadata), indent=None)
             onnx.save(model, tmp)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
@@ -113,13 +113,6 @@ def export_onnx(
                 f"ONNX export of {path} disagrees with torch: max |diff| = {np.nanmax(diff):.3g} "
                 f"on {int(bad.sum())} of {bad.size} outputs (atol={atol}, rtol={rtol})"
             )
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

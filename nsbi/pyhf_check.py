@@ -14,11 +14,12 @@ HESSE for parameters with limits depends on its internal step sizes at the 1e-3 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from .io import write_json
 
 __all__ = ["compare", "PyhfMismatch", "pyhf_model", "to_pyhf_pars"]
 
@@ -185,8 +186,7 @@ def compare(
         report["fit"] = {"parameters": rows, "twice_nll": {"nsbi": r.twice_nll, "pyhf": fv}, "status": r.status}
     report["ok"] = not report["failures"]
     if report_path:
-        with open(report_path, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(report, report_path, indent=1)
     if raise_on_fail and not report["ok"]:
         raise PyhfMismatch("nsbi and pyhf disagree:\n  " + "\n  ".join(report["failures"]), report)
     return report

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .io import atomic_path, jsonable, write_json
+
 __all__ = [
     "Workspace",
     "WorkspaceError",
@@ -196,16 +198,17 @@ def _write_events(path: Path, arrays: Mapping[str, Any], fmt: str) -> None:
     n = {v.shape for v in cols.values()}
     if len(n) != 1 or len(next(iter(n))) != 1:
         raise WorkspaceError(f"{path}: all per-event columns must be 1-d with equal length, got shapes {n}")
-    if fmt == "npz":
-        with open(path, "wb") as f:
-            np.savez(f, **cols)
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table(cols), path)
-    else:
+    if fmt not in ("npz", "parquet"):
         raise WorkspaceError(f"unknown side-file format {fmt!r}")
+    with atomic_path(path) as tmp:
+        if fmt == "npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **cols)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table(cols), tmp)
 
 
 # ---------------------------------------------------------------------------- Workspace
@@ -360,11 +363,10 @@ def save(ws: Workspace, path: str | os.PathLike, fmt: str = "npz") -> Path:
                 "format": fmt,
                 "n_events": int(len(next(iter(arrays.values())))),
             }
+    # validate what is written: non-finite numbers become null (strict JSON) and fail here
+    spec = jsonable(spec)
     validate(spec, source=str(path))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(spec, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(spec, path, indent=1, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------- pyhf

@@ -2,7 +2,8 @@
 
 import json
 
-from nsbi.neyman import coverage_from_chunks, write_json
+from nsbi.io import write_json
+from nsbi.neyman import coverage_from_chunks
 from nsbi.plotting.intervals import plot_coverage
 from nsbi.workflow import job_logging
 

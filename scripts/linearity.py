@@ -2,7 +2,8 @@
 
 import json
 
-from nsbi.neyman import linearity, write_json
+from nsbi.io import write_json
+from nsbi.neyman import linearity
 from nsbi.plotting.intervals import plot_linearity
 from nsbi.validation import linearity_points, toy_generator
 from nsbi.workflow import job_logging

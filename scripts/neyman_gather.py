@@ -1,6 +1,7 @@
 """Snakemake script: confidence belt and Neyman intervals (observed and Asimov) vs Wilks."""
 
-from nsbi.neyman import gather, observed_t, write_json
+from nsbi.io import write_json
+from nsbi.neyman import gather, observed_t
 from nsbi.plotting.intervals import plot_belt
 from nsbi.validation import toy_generator
 from nsbi.workflow import job_logging

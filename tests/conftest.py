@@ -35,6 +35,15 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), every test that uses the
+    finished test-config run goes to one worker, so the workflow runs once per session while the
+    other worker takes the unit tests."""
+    for item in items:
+        if "test_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("workflow"))
+
+
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory):
     """Run the workflow on the test config once (in a scratch working directory)."""

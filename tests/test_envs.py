@@ -28,7 +28,10 @@ def _env_pip(path):
 
 @pytest.mark.parametrize("env, swap", [("nsbi.yaml", {}), ("nsbi-gpu.yaml", {"onnxruntime": "onnxruntime-gpu"})])
 def test_env_matches_pyproject(env, swap):
-    deps = {_name(d): d for d in _pyproject()["dependencies"]}
+    # the workflow's conda jobs read every input format, NanoAOD included: core dependencies
+    # plus the `nanoaod` extra
+    project = _pyproject()
+    deps = {_name(d): d for d in project["dependencies"] + project["optional-dependencies"]["nanoaod"]}
     expected = {swap.get(k, k): (v.replace(k, swap[k], 1) if k in swap else v) for k, v in deps.items()}
     pkgs, raw = _env_pip(ROOT / "envs" / env)
     assert set(pkgs) == set(expected), f"{env}: differs from pyproject.toml"

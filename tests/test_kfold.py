@@ -88,9 +88,33 @@ def test_member_seed():
     assert [kfold.member_seed(100, m) for m in range(3)] == [100, 101, 102]
 
 
-def test_trained_members_never_evaluate_their_training_events(tmp_path):
-    """End to end: train members with train_ratio (k=3), record which events each used,
-    evaluate with evaluate_ensemble and check no event is evaluated by a member that saw it."""
+@pytest.fixture
+def used_rows(monkeypatch):
+    """The feature rows the production trainer actually trains and validates on: every
+    ``_Tensors`` dataset ``_fit`` builds (training + validation) is recorded per call."""
+    from nsbi.train import trainer
+
+    calls: list[np.ndarray] = []
+
+    class Recording(trainer._Tensors):
+        def __init__(self, X, a, b):
+            calls.append(np.asarray(X, np.float64).copy())
+            super().__init__(X, a, b)
+
+    monkeypatch.setattr(trainer, "_Tensors", Recording)
+
+    def take() -> set[float]:
+        rows = np.concatenate(calls)
+        calls.clear()
+        return set(rows[:, 0].tolist())
+
+    return take
+
+
+def test_trained_members_never_evaluate_their_training_events(tmp_path, used_rows):
+    """End to end: train members with train_ratio (k=3), record which events the production
+    training path used (training + validation sets), evaluate with evaluate_ensemble and check
+    no event is evaluated by a member that saw it, and every event by exactly one member."""
     from nsbi.evaluate import evaluate_ensemble
     from nsbi.onnx_export import export_onnx
     from nsbi.train import trainer
@@ -103,10 +127,8 @@ def test_trained_members_never_evaluate_their_training_events(tmp_path):
     paths, used = [], []
     settings = {"hidden": [4], "max_epochs": 1, "batch_size": 256, "progress_bar": False}
     for m in range(n_members):
-        # the events the trainer uses (training + validation) for member m
-        (Xtr, _, _), (Xva, _, _), _ = trainer._prepare([den, num], ["x"], m, k, 0.2, seed=m)
-        used.append(set(np.concatenate([Xtr[:, 0], Xva[:, 0]]).tolist()))
         module, _ = trainer.train_ratio(num, den, ["x"], settings, seed=m, member=m, n_folds=k)
+        used.append(used_rows())
         paths.append(export_onnx(module, tmp_path / f"{m}.onnx", 1, metadata={"features": ["x"]}))
     events = {
         "x": np.concatenate([num["x"], den["x"]]),
@@ -122,3 +144,26 @@ def test_trained_members_never_evaluate_their_training_events(tmp_path):
     assert np.all(np.isfinite(pred).sum(axis=0) == 1)
     # data (never used in training): every member evaluates every event
     assert np.all(np.isfinite(evaluate_ensemble(paths, events, n_folds=k, out_of_fold=False)))
+
+
+def test_classifier_members_train_only_outside_their_held_out_fold(used_rows):
+    """train_classifier (multi-class path): member m trains and validates on exactly the events
+    outside fold m % k, i.e. never on the events the evaluation assigns to it."""
+    from nsbi.evaluate import member_mask
+    from nsbi.train import trainer
+
+    rng = np.random.default_rng(1)
+    n, k = 300, 3
+    classes = {
+        c: {"x": rng.normal(i, 1, n), "weight": np.ones(n), "event_key": np.arange(i * n, (i + 1) * n, dtype=np.uint64)}
+        for i, c in enumerate(("a", "b", "c"))
+    }
+    x = np.concatenate([s["x"] for s in classes.values()])
+    keys = np.concatenate([s["event_key"] for s in classes.values()])
+    settings = {"hidden": [4], "max_epochs": 1, "batch_size": 256, "progress_bar": False}
+    for m in range(k):
+        trainer.train_classifier(classes, ["x"], settings, seed=m, member=m, n_folds=k)
+        used = used_rows()
+        evaluated = set(x[member_mask(keys, m, k)].tolist())
+        assert used == set(x[kfold.training_mask(keys, m, k)].tolist())
+        assert evaluated and not (used & evaluated) and len(used) + len(evaluated) == 3 * n

@@ -159,3 +159,25 @@ def test_pyhf_round_trip():
             bad = _build().spec
             bad["channels"][1]["samples"][0]["morphing"] = "mu - sqrt(mu)"
             W.to_pyhf(W.Workspace(bad, events=_build()._events))
+
+
+def test_save_keeps_json_format_and_writes_atomically(tmp_path):
+    """The workspace JSON goes through nsbi.io.write_json with indent=1 and insertion order;
+    side files and JSON are written atomically (no temporary files left)."""
+    ws = _build()
+    path = W.save(ws, tmp_path / "ws.json")
+    text = path.read_text()
+    spec = json.loads(text)
+    assert text == json.dumps(spec, indent=1) + "\n"
+    assert list(spec) != sorted(spec)  # insertion order kept, not sorted
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_save_rejects_non_finite_numbers(tmp_path):
+    """Non-finite numbers become null in strict JSON; the schema rejects them at save time
+    instead of writing a workspace that cannot be loaded."""
+    ws = _build()
+    ws.spec["channels"][1]["samples"][0]["data"][0] = float("nan")
+    with pytest.raises(W.WorkspaceError):
+        W.save(ws, tmp_path / "ws.json")
+    assert not (tmp_path / "ws.json").exists()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import hist
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ..histogram import fill  # noqa: E402
 
 __all__ = ["auto_edges", "datamc_figure"]
 
@@ -45,15 +46,14 @@ def datamc_figure(
 ):
     """Return a matplotlib figure. ``mc``: sample -> (values, weights); ``data``: values."""
     labels = dict(labels or {})
-    axis = hist.axis.Variable(edges, name="x", label=xlabel, underflow=False, overflow=False)
+    # under/overflow in the edge bins (flow="clip", as in the histogram workspace)
+    total = fill([], edges, [], labels=[xlabel])
     stacked, lines = [], []
-    total = hist.Hist(axis, storage=hist.storage.Weight())
     for name, (values, weights) in mc.items():
         c = float(coefficients.get(name, 1.0))
         if c == 0.0:
             continue
-        h = hist.Hist(axis, storage=hist.storage.Weight())
-        h.fill(x=np.clip(values, edges[0], np.nextafter(edges[-1], -np.inf)), weight=c * weights)
+        h = fill(values, edges, c * np.asarray(weights, np.float64), labels=[xlabel])
         total += h
         (stacked if c > 0 else lines).append((labels.get(name, name), h))
 
@@ -70,8 +70,7 @@ def datamc_figure(
         tot + err, edges, baseline=tot - err, fill=True, alpha=0.3, color="grey", hatch="///", label="MC stat. unc."
     )
     if data is not None:
-        hd = hist.Hist(axis)
-        hd.fill(x=np.clip(data, edges[0], np.nextafter(edges[-1], -np.inf)))
+        hd = fill(data, edges, labels=[xlabel])
         mplhep.histplot(hd, ax=ax, histtype="errorbar", color="black", label="Data", yerr=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = hd.values() / tot

@@ -9,13 +9,15 @@ the ``plot_*`` functions draw them with matplotlib + mplhep and write files.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..histogram import histogram
+from ..io import read_json, write_json
 
 __all__ = [
     "calibration_curve",
@@ -67,11 +69,9 @@ def calibration_curve(logit, labels, weights, bins: int = 20):
             raise ValueError(f"class {c} has non-positive total weight")
         w[y == c] /= tot
     edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(s, edges) - 1, 0, bins - 1)
-    sw = np.bincount(idx, w, bins)
-    sw1 = np.bincount(idx, w * (y == 1), bins)
-    sws = np.bincount(idx, w * s, bins)
-    sw2 = np.bincount(idx, w * w, bins)
+    sw, sw2 = histogram(s, edges, w)
+    sw1 = histogram(s, edges, w * (y == 1))[0]
+    sws = histogram(s, edges, w * s)[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_s = sws / sw
         frac = sw1 / sw
@@ -98,10 +98,9 @@ def closure_histograms(x_ref, w_ref, logr, x_c, w_c, bins=20, range_=None):
     else:
         edges = np.asarray(bins, np.float64)
     scale = w_c.sum() / w_ref.sum()
-    h_ref, _ = np.histogram(x_ref, edges, weights=w_ref * r * scale)
-    v_ref, _ = np.histogram(x_ref, edges, weights=(w_ref * r * scale) ** 2)
-    h_c, _ = np.histogram(x_c, edges, weights=w_c)
-    v_c, _ = np.histogram(x_c, edges, weights=w_c**2)
+    # events outside the edges are left out (flow="drop", as numpy.histogram)
+    h_ref, v_ref = histogram(x_ref, edges, w_ref * r * scale, flow="drop")
+    h_c, v_c = histogram(x_c, edges, w_c, flow="drop")
     var = v_ref + v_c
     ok = var > 0
     chi2 = float(np.sum((h_ref[ok] - h_c[ok]) ** 2 / var[ok]))
@@ -179,7 +178,8 @@ def plot_loss_curves(histories: Mapping[str, Any], path, title: str = ""):
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, (label, h) in enumerate(histories.items()):
         if isinstance(h, (str, Path)):
-            h = read_metrics_csv(h) if str(h).endswith(".csv") else json.loads(Path(h).read_text())
+            # history.json stores non-finite losses as null
+            h = read_metrics_csv(h) if str(h).endswith(".csv") else read_json(h, nan_keys=("train_loss", "val_loss"))
         color = f"C{i % 10}"
         ax.plot(h["epoch"], h["train_loss"], color=color, ls="--", lw=1)
         ax.plot(h["epoch"], h["val_loss"], color=color, ls="-", lw=1.5, label=str(label))
@@ -307,21 +307,8 @@ def ratio_diagnostics(
 
 
 def write_summary(path, summary: Mapping[str, Any]):
-    def clean(o):
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, (np.floating, float)):
-            return float(o) if math.isfinite(o) else None
-        if isinstance(o, np.integer):
-            return int(o)
-        return o
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(summary), indent=2, sort_keys=True))
-    return path
+    """The diagnostics summary JSON (:func:`nsbi.io.write_json`: non-finite numbers -> null)."""
+    return write_json(summary, path)
 
 
 # --------------------------------------------------------------------------- file-level driver

@@ -20,12 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hist
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ..histogram import fill  # noqa: E402
 
 __all__ = ["log_density_ratio", "sensitivity_histograms", "sensitivity_figure", "run_network_plots"]
 
@@ -59,11 +60,9 @@ def sensitivity_histograms(x, y, q, weights, edges_x, edges_y) -> dict[str, Any]
     dropped and counted)."""
     x, y, q, w = (np.asarray(a, np.float64) for a in (x, y, q, weights))
     ok = np.isfinite(q)
-    ax = hist.axis.Variable(edges_x, name="x")
-    ay = hist.axis.Variable(edges_y, name="y")
-    clip = lambda v, e: np.clip(v, e[0], np.nextafter(e[-1], -np.inf))  # noqa: E731
-    hw = hist.Hist(ax, ay).fill(x=clip(x[ok], edges_x), y=clip(y[ok], edges_y), weight=w[ok])
-    hq = hist.Hist(ax, ay).fill(x=clip(x[ok], edges_x), y=clip(y[ok], edges_y), weight=w[ok] * q[ok])
+    # under/overflow in the edge bins (flow="clip")
+    hw = fill((x[ok], y[ok]), (edges_x, edges_y), w[ok])
+    hq = fill((x[ok], y[ok]), (edges_x, edges_y), w[ok] * q[ok])
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(hw.values() != 0, hq.values() / hw.values(), np.nan)
     return {

@@ -42,7 +42,6 @@ shuffled; data weight = 1.
 
 from __future__ import annotations
 
-import os
 import zlib
 from pathlib import Path
 
@@ -50,6 +49,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from ..io import atomic_path
 from . import physics as ph
 from .kinematics import (
     build_leptons,
@@ -296,22 +296,15 @@ def write_root(path, arrays: dict, tree: str = "events") -> Path:
     Lepton branches become ``lep_*`` jagged branches with the counter branch ``nlep``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        branches = _root_branches(arrays)
-        n = len(next(iter(branches.values())))
-        with uproot.recreate(tmp) as f:
-            t = f.mktree(
-                tree,
-                {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()},
-            )
-            for start in range(0, max(n, 1), BASKET_SIZE):
-                t.extend({k: v[start : start + BASKET_SIZE] for k, v in branches.items()})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    branches = _root_branches(arrays)
+    n = len(next(iter(branches.values())))
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
+        t = f.mktree(
+            tree,
+            {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()},
+        )
+        for start in range(0, max(n, 1), BASKET_SIZE):
+            t.extend({k: v[start : start + BASKET_SIZE] for k, v in branches.items()})
     return path
 
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import numpy as np
 import vector
 
-LEPTON_FIELDS = ("pt", "eta", "phi", "E", "charge", "pdgid", "zidx")
-
 
 def _p4(px, py, pz, E):
     return vector.array({"px": px, "py": py, "pz": pz, "E": E})
@@ -110,26 +108,6 @@ def lepton_observables(lep: dict, scale: float = 1.0) -> dict:
         "eta": np.asarray(v.eta, dtype=float),
         "phi": np.asarray(v.phi, dtype=float),
         "E": np.asarray(v.E, dtype=float),
-    }
-
-
-def system_observables(pt, eta, phi, E, zidx) -> dict:
-    """m4l, mZ1, mZ2, pt4l, y4l recomputed from (n, 4) lepton arrays (any order) with zidx pairing."""
-    v = vector.array({"pt": pt, "eta": eta, "phi": phi, "E": E})
-    px, py, pz, en = (np.asarray(getattr(v, k), dtype=float) for k in ("px", "py", "pz", "E"))
-
-    def sum_of(mask):
-        return _p4(*((a * mask).sum(axis=1) for a in (px, py, pz, en)))
-
-    tot = sum_of(np.ones_like(px))
-    z1 = sum_of(zidx == 1)
-    z2 = sum_of(zidx == 2)
-    return {
-        "m4l": np.asarray(tot.mass, dtype=float),
-        "mZ1": np.asarray(z1.mass, dtype=float),
-        "mZ2": np.asarray(z2.mass, dtype=float),
-        "pt4l": np.asarray(tot.pt, dtype=float),
-        "y4l": np.asarray(tot.rapidity, dtype=float),
     }
 
 

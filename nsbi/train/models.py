@@ -214,8 +214,6 @@ class RatioModuleBase(L.LightningModule):
     :meth:`build_network` (returning a module mapping standardised features to
     ``n_outputs`` logits)."""
 
-    task = "ratio"
-
     def __init__(
         self, n_features: int, mean=None, std=None, settings: Mapping[str, Any] | None = None, n_outputs: int = 1
     ):
@@ -306,8 +304,6 @@ class MLPRatio(RatioModuleBase):
 
 
 class MultiClassMixin:
-    task = "multiclass"
-
     def forward(self, x):  # exported graph returns class probabilities
         return torch.softmax(self.logits(x), dim=-1)
 

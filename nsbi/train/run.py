@@ -9,32 +9,22 @@ Snakemake).  Output layout of one ensemble member (``out_dir``)::
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..io import atomic_path, write_json
 from ..onnx_export import export_onnx
 from . import kfold
 from .data import concat_samples, mixture, read_sample, sample_arrays
 from .trainer import train_classifier, train_ratio
 
-__all__ = ["run_train_classifier", "run_train_ratio", "write_json"]
+__all__ = ["run_train_classifier", "run_train_ratio"]
 
 log = logging.getLogger(__name__)
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def _read(paths: Sequence[str | Path], columns) -> list[dict[str, np.ndarray]]:
@@ -56,7 +46,8 @@ def _finish(module, history, out_dir, features, meta, check_X):
     write_json(history, out_dir / "history.json")
     # CSVLogger writes metrics.csv (+ hparams.yaml) directly into out_dir
     if not (out_dir / "metrics.csv").exists():
-        (out_dir / "metrics.csv").write_text("epoch,step,train_loss,val_loss\n")
+        with atomic_path(out_dir / "metrics.csv") as tmp:
+            tmp.write_text("epoch,step,train_loss,val_loss\n")
     log.info(
         "member %s: %d epochs, best epoch %d, best validation loss %.6g -> %s",
         meta.get("member"),

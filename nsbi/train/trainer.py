@@ -47,6 +47,7 @@ from torch.utils.data import (
 
 from . import kfold
 from .data import WEIGHT, sample_arrays
+from .defaults import DEFAULT_SETTINGS
 from .models import build_model, normalise_class_weights
 
 __all__ = [
@@ -59,26 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "model": "mlp",
-    "hidden": [64, 64, 64],
-    "activation": "silu",
-    "optimizer": "adam",
-    "learning_rate": 1e-3,
-    "weight_decay": 0.0,
-    "batch_size": 4096,
-    "max_epochs": 50,
-    "patience": 5,
-    "min_delta": 0.0,
-    "lr_decay": None,  # {factor, patience, min_lr}: ReduceLROnPlateau on the validation loss
-    "validation_fraction": 0.2,
-    "progress_bar": True,
-    "deterministic": True,
-    "accelerator": "auto",
-    "num_threads": None,  # torch intra-op threads (None: leave as is)
-    "zero_init_output": True,  # MLP output layer starts at zero: log r = 0
-}
 
 
 class TrainingError(RuntimeError):
@@ -260,15 +241,6 @@ def _prepare_multiclass(classes, features, member, n_folds, frac, seed):
     return out[0], out[1], info
 
 
-def _prepare(classes, features, member, n_folds, frac, seed):
-    """Training and validation arrays: binary (``classes = [den, num]``) -> rows
-    ``(X, w_num, w_den)``; multi-class -> ``(X, label, w)``."""
-    if len(classes) == 2:
-        tr, va, info, _ = _prepare_binary(classes[0], classes[1], features, member, n_folds, frac, seed)
-        return tr, va, info
-    return _prepare_multiclass(classes, features, member, n_folds, frac, seed)
-
-
 # --------------------------------------------------------------------------- callback
 class _History(Callback):
     """Records per-epoch losses and keeps the weights of the best validation epoch."""
@@ -304,37 +276,6 @@ class _History(Callback):
 
 
 # --------------------------------------------------------------------------- fit
-def _prepare(classes: Sequence[Mapping[str, np.ndarray]], features, member, n_folds, frac, seed):
-    """Concatenate the classes (label = position), apply the k-fold training mask and split
-    into training / validation sets (stratified per class)."""
-    rng = np.random.default_rng([int(seed), 0x5EED])
-    parts_tr, parts_va, info = [], [], []
-    for label, sample in enumerate(classes):
-        X, w, key = sample_arrays(sample, features, need_key=n_folds > 1)
-        if n_folds > 1:
-            m = kfold.training_mask(key, member, n_folds)
-            X, w = X[m], w[m]
-        if len(w) < 2:
-            raise TrainingError(f"class {label} has {len(w)} training events after k-fold selection")
-        tr, va = _split(len(w), frac, rng)
-        y = np.full(len(w), label, dtype=np.int64)
-        parts_tr.append((X[tr], y[tr], w[tr]))
-        parts_va.append((X[va], y[va], w[va]))
-        info.append(
-            {
-                "n_train": len(tr),
-                "n_val": len(va),
-                "sumw_train": float(w[tr].sum()),
-                "n_negative_train": int((w[tr] < 0).sum()),
-            }
-        )
-
-    def cat(parts):
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-
-    return cat(parts_tr), cat(parts_va), info
-
-
 def _fit(classes, features, settings, seed, member, n_folds, log_dir, n_outputs):
     s = resolve_settings(settings)
     kfold.check_kfold(n_folds)

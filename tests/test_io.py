@@ -1,0 +1,259 @@
+"""nsbi.io: the one JSON writer (strict JSON), the one atomic-write mechanism, the optional
+coffea dependency; nsbi.histogram: the one histogramming path."""
+
+import ast
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nsbi import io as nio
+from nsbi.histogram import fill, histogram
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- JSON writer
+def test_write_json_non_finite_as_null_strict(tmp_path):
+    obj = {"a": math.nan, "b": [1.0, math.inf, -math.inf], "c": {"d": np.float64("nan"), "e": 2.5}}
+    p = nio.write_json(obj, tmp_path / "sub" / "x.json")
+    assert p == tmp_path / "sub" / "x.json"
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text and text.endswith("\n")
+
+    def strict(token):  # what a strict parser (any non-Python JSON library) does
+        raise ValueError(f"non-standard token {token}")
+
+    back = json.loads(text, parse_constant=strict)
+    assert back == {"a": None, "b": [1.0, None, None], "c": {"d": None, "e": 2.5}}
+
+
+def test_write_json_numpy_types(tmp_path):
+    obj = {
+        "i": np.int64(3),
+        "u": np.uint64(2**63),
+        "f": np.float32(0.5),
+        "b": np.bool_(True),
+        "arr": np.array([[1.0, np.nan], [2.0, 3.0]]),
+        "iarr": np.arange(3, dtype=np.int32),
+        "t": (1, np.float64(-np.inf)),
+        np.int64(7): "numpy key",
+    }
+    back = json.loads(nio.write_json(obj, tmp_path / "x.json").read_text())
+    assert back == {
+        "i": 3,
+        "u": 2**63,
+        "f": 0.5,
+        "b": True,
+        "arr": [[1.0, None], [2.0, 3.0]],
+        "iarr": [0, 1, 2],
+        "t": [1, None],
+        "7": "numpy key",
+    }
+    assert isinstance(back["i"], int) and back["b"] is True
+
+
+def test_write_json_formatting_options(tmp_path):
+    obj = {"z": 1, "a": [1, 2]}
+    sorted_text = nio.write_json(obj, tmp_path / "s.json").read_text()
+    assert sorted_text == json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    ordered = nio.write_json(obj, tmp_path / "o.json", indent=1, sort_keys=False).read_text()
+    assert ordered == json.dumps(obj, indent=1) + "\n" and ordered.index('"z"') < ordered.index('"a"')
+
+
+def test_write_json_rejects_unserialisable_without_leaving_files(tmp_path):
+    with pytest.raises(TypeError):
+        nio.write_json({"x": object()}, tmp_path / "x.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_null_to_nan_and_read_json(tmp_path):
+    p = nio.write_json(
+        {"values": [1.0, math.nan], "intervals": {"68": [math.nan, 2.0]}, "poi": None}, tmp_path / "s.json"
+    )
+    s = nio.read_json(p, nan_keys=("values", "intervals", "absent"))
+    assert s["values"][0] == 1.0 and math.isnan(s["values"][1])
+    assert math.isnan(s["intervals"]["68"][0]) and s["intervals"]["68"][1] == 2.0
+    assert s["poi"] is None  # only the named numeric fields are converted
+    assert np.array(nio.read_json(p)["values"], dtype=float)[1] != 1.0  # float arrays accept null too
+
+
+# --------------------------------------------------------------------------- atomic writes
+def test_atomic_path_success_and_permissions(tmp_path):
+    target = tmp_path / "d" / "out.txt"
+    with nio.atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.exists() and not target.exists()
+        tmp.write_text("hello")
+    assert target.read_text() == "hello"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
+
+
+def test_atomic_path_exception_leaves_no_file_and_no_temp(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError, match="boom"):
+        with nio.atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    # an existing output is left untouched by a failed rewrite
+    nio.write_json({"v": 1}, target)
+    with pytest.raises(RuntimeError):
+        with nio.atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+# --------------------------------------------------------------------------- one writer (ast)
+#: (module, function) -> why it may call json.dumps/json.dump/os.replace itself
+ALLOWED = {
+    ("nsbi/io.py", "*"): "the writer and the atomic mechanism themselves",
+    ("nsbi/neyman.py", "write_chunk"): "json.dumps of the header *string* stored inside the .npz of a toy chunk",
+}
+
+
+def _offending_calls():
+    """``(module, function, call)`` for calls that write JSON or rename files by hand."""
+    out = []
+    for path in sorted((ROOT / "nsbi").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text())
+        parents = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                parents[child] = node
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            f = node.func
+            owner = f.value.id if isinstance(f.value, ast.Name) else None
+            name = None
+            if owner == "json" and f.attr in ("dump", "dumps"):
+                name = f"json.{f.attr}"
+            elif owner == "os" and f.attr in ("replace", "rename"):
+                name = f"os.{f.attr}"
+            elif owner == "tempfile" and f.attr in ("mkstemp", "NamedTemporaryFile"):
+                name = f"tempfile.{f.attr}"
+            elif f.attr in ("replace", "rename") and len(node.args) == 1 and not node.keywords:
+                name = f"<path>.{f.attr}"  # pathlib's rename-onto (str.replace takes two arguments)
+            if name is None:
+                continue
+            fn, p = "<module>", parents.get(node)
+            while p is not None:
+                if isinstance(p, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    fn = p.name
+                    break
+                p = parents.get(p)
+            out.append((rel, fn, name))
+    return out
+
+
+def test_only_nsbi_io_writes_json_or_renames_files():
+    bad = [c for c in _offending_calls() if (c[0], "*") not in ALLOWED and (c[0], c[1]) not in ALLOWED]
+    assert not bad, f"use nsbi.io.write_json / nsbi.io.atomic_path instead: {bad}"
+
+
+def test_one_writer_whitelist_is_not_stale():
+    found = {(m, f) for m, f, _ in _offending_calls()}
+    for module, fn in ALLOWED:
+        assert (module, fn) in found or (fn == "*" and any(m == module for m, _ in found)), (module, fn)
+
+
+def test_no_private_json_writers_left():
+    import nsbi.evaluate
+    import nsbi.train.run
+
+    assert not hasattr(nsbi.evaluate, "write_json") and nsbi.train.run.write_json is nio.write_json
+
+
+# --------------------------------------------------------------------------- coffea optional
+def test_nanoaod_without_coffea_names_config_key_and_extra(monkeypatch, tmp_path):
+    for mod in [m for m in sys.modules if m == "coffea" or m.startswith("coffea.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "coffea", None)  # import coffea -> ImportError
+    with pytest.raises(nio.InputError) as err:
+        nio.check_inputs([str(tmp_path / "nano.root")], "Events", ["Muon.pt"], fmt="nanoaod")
+    msg = str(err.value)
+    assert "input.format" in msg and 'pip install "nsbi[nanoaod]"' in msg
+    with pytest.raises(nio.InputError, match="input.format"):
+        next(nio.iterate_chunks([str(tmp_path / "nano.root")], "Events", ["Muon.pt"], step_size=10, fmt="nanoaod"))
+
+
+def test_flat_inputs_do_not_need_coffea(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "coffea", None)
+    path = tmp_path / "flat.root"
+    nio.write_root_tree(path, "events", {"x": np.arange(5.0)})
+    assert nio.check_inputs([str(path)], "events", ["x"]) == 5
+    assert [len(ns["x"]) for _, ns in nio.iterate_chunks([str(path)], "events", ["x"], step_size=2)] == [2, 2, 1]
+
+
+def test_coffea_is_the_nanoaod_extra():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("coffea") for d in project["dependencies"])
+    assert project["optional-dependencies"]["nanoaod"] == ["coffea>=2024.4"]
+    assert "coffea>=2024.4" in project["optional-dependencies"]["test"]
+
+
+# --------------------------------------------------------------------------- histograms
+def _reference_clip(values, weights, edges):
+    """The histogram-baseline workspace's binning before nsbi.histogram (under/overflow into
+    the edge bins, NaN dropped), written out independently."""
+    x = np.clip(values, edges[0], np.nextafter(edges[-1], -np.inf))
+    idx = np.searchsorted(edges, x, side="right") - 1
+    n = len(edges) - 1
+    return np.bincount(idx, weights, minlength=n)[:n], np.bincount(idx, weights**2, minlength=n)[:n]
+
+
+@pytest.mark.parametrize("edges", [np.linspace(-3, 3, 13), np.array([-2.5, -1.0, 0.0, 0.25, 3.0])])
+def test_histogram_clip_matches_workspace_binning_and_numpy(edges):
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(0, 2, 20_000), [np.nan, np.inf, -np.inf, edges[0], edges[-1], edges[2]]])
+    w = rng.normal(1, 0.4, len(x))
+    sumw, sumw2 = histogram(x, edges, w)
+    ref_w, ref_w2 = _reference_clip(x, w, edges)
+    np.testing.assert_array_equal(sumw, ref_w)  # bit for bit: the workspace is unchanged
+    np.testing.assert_array_equal(sumw2, ref_w2)
+    # against numpy.histogram of the values with the overflow moved into the edge bins
+    ok = ~np.isnan(x)
+    xc = np.clip(x[ok], edges[0], edges[-1])
+    np.testing.assert_allclose(sumw, np.histogram(xc, edges, weights=w[ok])[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sumw2, np.histogram(xc, edges, weights=w[ok] ** 2)[0], rtol=1e-12, atol=1e-12)
+    assert sumw.sum() == pytest.approx(w[ok].sum(), rel=1e-12)
+
+
+def test_histogram_drop_matches_numpy_and_unweighted_counts():
+    rng = np.random.default_rng(12)
+    edges = np.array([0.0, 0.5, 1.5, 2.0])
+    x = np.concatenate([rng.uniform(-1, 3, 5000), [2.0, 0.0, np.nan]])
+    w = rng.exponential(1.0, len(x))
+    sumw, sumw2 = histogram(x, edges, w, flow="drop")
+    np.testing.assert_allclose(sumw, np.histogram(x, edges, weights=w)[0], rtol=1e-12)
+    np.testing.assert_allclose(sumw2, np.histogram(x, edges, weights=w**2)[0], rtol=1e-12)
+    counts, var = histogram(x, edges, flow="drop")
+    np.testing.assert_array_equal(counts, np.histogram(x, edges)[0])
+    np.testing.assert_array_equal(var, counts)
+    with pytest.raises(ValueError, match="flow"):
+        histogram(x, edges, w, flow="wrap")
+    with pytest.raises(ValueError, match="increasing"):
+        histogram(x, [1.0, 0.0], w)
+
+
+def test_fill_2d_matches_numpy_histogram2d():
+    rng = np.random.default_rng(13)
+    x, y, w = rng.normal(0, 1, 3000), rng.normal(0, 1, 3000), rng.normal(1, 0.2, 3000)
+    ex, ey = np.linspace(-1, 1, 5), np.array([-2.0, 0.0, 0.5, 2.0])
+    h = fill((x, y), (ex, ey), w)
+    xc = np.clip(x, ex[0], ex[-1])
+    yc = np.clip(y, ey[0], ey[-1])
+    np.testing.assert_allclose(h.values(), np.histogram2d(xc, yc, (ex, ey), weights=w)[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h.variances(), np.histogram2d(xc, yc, (ex, ey), weights=w**2)[0], rtol=1e-12)
