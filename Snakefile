@@ -17,7 +17,7 @@ if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
-# JSON-schema validation (config/schema/config.schema.yaml) with defaults filled in,
+# JSON-schema validation (nsbi/schemas/config.schema.yaml, package data) with defaults filled in,
 # plus cross-reference checks; errors name the offending config key.
 config.update(validate(config))
 
@@ -37,3 +37,7 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# each rule's code= input lists the modules its script imports (rules/common.smk)
+check_code_inputs()

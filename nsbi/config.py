@@ -1,9 +1,10 @@
 """Loading and validation of the analysis configuration.
 
-The configuration is validated against ``config/schema/config.schema.yaml`` (JSON schema,
-draft 2020-12); missing optional keys are filled with the schema defaults. On top of the
-schema, :func:`validate` checks what a schema cannot express (unique names, references
-between sections, expressions that parse, consistent binning) and raises a
+The configuration is validated against the JSON schema (draft 2020-12) shipped as package
+data, ``nsbi/schemas/config.schema.yaml`` (loaded with :mod:`importlib.resources`); missing
+optional keys are filled with the schema defaults. On top of the schema, :func:`validate`
+checks what a schema cannot express (unique names, references between sections,
+expressions that parse, consistent binning) and raises a
 :class:`ConfigError` whose message names the offending key, e.g.
 ``config key 'systematics[1].samples[0]': unknown sample 'ttZ'``.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ import yaml
 from .expr import ExpressionError, parse
 from .morphing import MorphingError, coefficients_from_points
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+# package data of nsbi.schemas (see pyproject.toml, [tool.setuptools.package-data])
+SCHEMA_PACKAGE = "nsbi.schemas"
+SCHEMA_RESOURCE = "config.schema.yaml"
 NOMINAL = "nominal"
 DIRECTIONS = ("up", "down")
 
@@ -39,8 +43,10 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
-    with open(path or SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+    """The config schema: the one shipped with nsbi, or the file at ``path``."""
+    if path is not None:
+        return yaml.safe_load(Path(path).read_text())
+    return yaml.safe_load(resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_RESOURCE).read_text())
 
 
 def _key_path(path: Iterable[Any]) -> str:

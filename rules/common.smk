@@ -1,10 +1,13 @@
 # Helpers shared by all rules: target expansion from the config, wildcard constraints,
-# per-rule source-code inputs. The logic lives in nsbi.config; this file only wires it.
+# per-rule source-code inputs (computed from the scripts' imports). The logic lives in
+# nsbi.config and nsbi.codedeps; this file only wires it.
 import json
+import os
 import re
 from pathlib import Path
 
 import nsbi.config as ncfg
+from nsbi.codedeps import script_dependencies
 
 RESULTS = ncfg.results_dir(config)
 # conda environment used with `--sdm conda` (relative to the rules/ directory)
@@ -37,14 +40,19 @@ def config_subset(*keys, **extra):
     return canonical({**{k: config[k] for k in keys}, **extra})
 
 
-def nsbi_sources(*modules):
-    """Source files of nsbi modules a rule runs, declared as inputs so that editing one
-    reruns exactly the rules that use it (Snakemake does not track imported code)."""
-    out = []
-    for m in modules:
-        path = Path(workflow.basedir) / "nsbi" / m
-        out += sorted(map(str, path.glob("*.py"))) if path.is_dir() else [f"{path}.py"]
-    return out
+def code_inputs(script):
+    """The source files of the workflow's packages that ``script`` (relative to the
+    workflow directory) imports, directly or indirectly: declared as the rule's ``code``
+    input so that editing one reruns exactly the rules whose scripts run it (Snakemake
+    tracks the script itself, not the modules it imports). Computed from the imports in
+    the code (nsbi.codedeps), once per script and workflow load."""
+    path = os.path.normpath(os.path.join(workflow.basedir, script))
+    if path not in _CODE_INPUTS:
+        _CODE_INPUTS[path] = script_dependencies(path, workflow.basedir)
+    return _CODE_INPUTS[path]
+
+
+_CODE_INPUTS = {}
 
 
 def prep_outputs():
@@ -149,3 +157,19 @@ def fit_outputs():
 
 def validation_outputs():
     return [f"{RESULTS}/validation/{n}.json" for n in ("neyman/belt", "coverage", "linearity")]
+
+
+def check_code_inputs():
+    """Fail the workflow load when a rule that runs a script does not declare exactly that
+    script's code inputs as ``code=code_inputs(...)`` (e.g. after copying a rule and
+    changing only its script)."""
+    for r in workflow.rules:
+        if r.script is None:
+            continue
+        rule_dir = r.basedir.get_path_or_uri(secret_free=True)
+        script = os.path.relpath(os.path.normpath(os.path.join(rule_dir, r.script)), workflow.basedir)
+        declared = [str(f) for f in getattr(r.input, "code", [])]
+        if declared != code_inputs(script):
+            raise WorkflowError(
+                f"The code input of rule {r.name} must be code_inputs({script!r}), the modules its script imports"
+            )

@@ -16,7 +16,7 @@ wildcard_constraints:
 rule evaluate_dataset:
     input:
         samples=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in eval_dataset_samples(w)],
-        code=nsbi_sources("evaluate"),
+        code=code_inputs("scripts/evaluate_dataset.py"),
     output:
         f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
     log:
@@ -34,7 +34,7 @@ rule evaluate_target:
     input:
         events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
         models=lambda w: train_members(w.region, w.target),
-        code=nsbi_sources("evaluate"),
+        code=code_inputs("scripts/evaluate_target.py"),
     output:
         f"{RESULTS}/eval/{{region}}/{{dataset}}/logr/{{target}}.npz",
     log:
@@ -56,7 +56,7 @@ rule evaluate_table:
     input:
         events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
         targets=lambda w: [f"{RESULTS}/eval/{w.region}/{w.dataset}/logr/{t}.npz" for t in ntgt.target_names(config)],
-        code=nsbi_sources("evaluate"),
+        code=code_inputs("scripts/evaluate_table.py"),
     output:
         f"{RESULTS}/eval/{{region}}/{{dataset}}.parquet",
     log:
@@ -79,7 +79,7 @@ rule evaluate_diagnostics:
         unpack(_diag_inputs),
         models=lambda w: train_members(w.region, w.target),
         histories=lambda w: train_histories(w.region, w.target),
-        code=nsbi_sources("evaluate", "plotting/diag", "train/data", "simulate"),
+        code=code_inputs("scripts/evaluate_diagnostics.py"),
     output:
         summary=f"{RESULTS}/diagnostics/{{region}}/{{target}}/summary.json",
         plots=report(
@@ -108,11 +108,13 @@ rule evaluate_diagnostics:
 
 rule evaluate_diagnostics_summary:
     input:
+        # the summaries first: the script pairs list(input) with params.summary_keys
         [
             f"{RESULTS}/diagnostics/{r}/{t}/summary.json"
             for r in ntgt.unbinned_regions(config)
             for t in ntgt.target_names(config)
         ],
+        code=code_inputs("scripts/evaluate_diagnostics_summary.py"),
     output:
         f"{RESULTS}/diagnostics/summary.json",
     log:
@@ -138,7 +140,7 @@ rule plot_network:
         events=f"{RESULTS}/eval/{{region}}/asimov/events.parquet",
         table=f"{RESULTS}/eval/{{region}}/asimov.parquet",
         data=[f"{RESULTS}/eval/{{region}}/observed.parquet"] if "observed" in EVAL_DATASETS else [],
-        code=nsbi_sources("plotting/network", "plotting/datamc", "build", "expr"),
+        code=code_inputs("scripts/plot_network.py"),
     output:
         logr=report(
             [f"{RESULTS}/plots/network/{{region}}/logr_{c}.png" for c in ntgt.ratio_processes(config)],

@@ -9,7 +9,7 @@ wildcard_constraints:
 rule fit:
     input:
         ws=f"{RESULTS}/workspace/{{kind}}.json",
-        code=nsbi_sources("analysis", "fit", "model", "interpolation", "workspace", "plotting/fit_plots"),
+        code=code_inputs("scripts/fit.py"),
     output:
         fit=f"{RESULTS}/fit/{{kind}}/{{dataset}}/fit.json",
         scan=f"{RESULTS}/fit/{{kind}}/{{dataset}}/scan.json",
@@ -38,7 +38,7 @@ rule fit:
 rule compare_scans:
     input:
         scans=[f"{RESULTS}/fit/{k}/{{dataset}}/{s}.json" for k in WS_KINDS for s in ("scan", "scan_stat_only")],
-        code=nsbi_sources("analysis", "plotting/fit_plots"),
+        code=code_inputs("scripts/compare_scans.py"),
     output:
         summary=f"{RESULTS}/fit/compare_{{dataset}}.json",
         plot=report(f"{RESULTS}/fit/compare_{{dataset}}.png", category="Fit", subcategory="NSBI vs histogram"),
@@ -56,7 +56,7 @@ rule compare_scans:
 rule pyhf_check:
     input:
         ws=f"{RESULTS}/workspace/{{kind}}.json",
-        code=nsbi_sources("pyhf_check", "build", "model", "interpolation", "workspace", "fit"),
+        code=code_inputs("scripts/pyhf_check.py"),
     output:
         f"{RESULTS}/fit/pyhf_check_{{kind}}.json",
     log:

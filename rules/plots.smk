@@ -14,7 +14,7 @@ rule plot_datamc:
             if ncfg.data_sample(config)
             else []
         ),
-        code=nsbi_sources("plotting/datamc"),
+        code=code_inputs("scripts/plot_datamc.py"),
     output:
         report(
             expand(f"{RESULTS}/plots/datamc/{{{{region}}}}/{{feature}}.png", feature=FEATURES + SCORES),

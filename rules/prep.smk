@@ -16,7 +16,7 @@ RC_MODELS = [f"{RESULTS}/train/region_classifier/{m}/model.onnx" for m in range(
 rule select:
     input:
         files=lambda w: ncfg.variation_inputs(config, w.process, w.variation)["files"],
-        code=nsbi_sources("prep", "io", "expr"),
+        code=code_inputs("scripts/select.py"),
     output:
         parquet=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
         yields=f"{RESULTS}/select/{{process}}/{{variation}}.yields.json",
@@ -36,7 +36,7 @@ rule prep:
     input:
         sample=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",
         classifier=RC_MODELS,
-        code=nsbi_sources("prep", "evaluate", "expr"),
+        code=code_inputs("scripts/prep.py"),
     output:
         parquet=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.parquet",
         yields=f"{RESULTS}/prep/{{region}}/{{process}}/{{variation}}.yields.json",
@@ -60,7 +60,7 @@ if REGION_CLF:
     rule train_region:
         input:
             samples=[f"{RESULTS}/select/{p}/nominal.parquet" for procs in RC_CLASSES.values() for p in procs],
-            code=nsbi_sources("train", "onnx_export"),
+            code=code_inputs("scripts/train_region.py"),
         output:
             onnx=f"{RESULTS}/train/region_classifier/{{member}}/model.onnx",
             history=f"{RESULTS}/train/region_classifier/{{member}}/history.json",
@@ -87,6 +87,7 @@ if REGION_CLF:
 rule prep_summary:
     input:
         yields=lambda w: [p for p in prep_outputs() if p.endswith(".yields.json")],
+        code=code_inputs("scripts/prep_summary.py"),
     output:
         f"{RESULTS}/prep/yields.json",
     log:

@@ -5,7 +5,7 @@ SIM = config["simulation"]
 
 rule simulate_sample:
     input:
-        code=nsbi_sources("simulate"),
+        code=code_inputs("scripts/simulate_sample.py"),
     output:
         nominal=f"{SIMDIR}/{{simprocess}}.root",
         les_up=f"{SIMDIR}/{{simprocess}}_LES_up.root",
@@ -32,7 +32,7 @@ rule simulate_sample:
 
 rule simulate_data:
     input:
-        code=nsbi_sources("simulate"),
+        code=code_inputs("scripts/simulate_data.py"),
     output:
         f"{SIMDIR}/data.root",
     log:

@@ -8,7 +8,6 @@ TRAIN_REFERENCE = ntgt.reference(config)
 N_MEMBERS = ntgt.n_members(config)
 N_FOLDS = ntgt.n_folds(config)
 TRAIN_SEED = int(config["training"]["seed"])
-TRAIN_CODE = nsbi_sources("train", "onnx_export")
 
 
 wildcard_constraints:
@@ -23,7 +22,7 @@ rule train_ratio:
     input:
         num=f"{RESULTS}/prep/{{region}}/{{process}}/nominal.parquet",
         den=[f"{RESULTS}/prep/{{region}}/{k}/nominal.parquet" for k in TRAIN_REFERENCE],
-        code=TRAIN_CODE,
+        code=code_inputs("scripts/train_ratio.py"),
     output:
         onnx=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/model.onnx",
         history=f"{RESULTS}/train/{{region}}/ratio/{{process}}/{{member}}/history.json",
@@ -52,7 +51,7 @@ rule train_syst:
     input:
         num=f"{RESULTS}/prep/{{region}}/{{process}}/{{systematic}}_{{direction}}.parquet",
         den=[f"{RESULTS}/prep/{{region}}/{{process}}/nominal.parquet"],
-        code=TRAIN_CODE,
+        code=code_inputs("scripts/train_ratio.py"),
     output:
         onnx=f"{RESULTS}/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}/model.onnx",
         history=f"{RESULTS}/train/{{region}}/syst/{{process}}/{{systematic}}_{{direction}}/{{member}}/history.json",

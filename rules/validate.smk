@@ -7,7 +7,7 @@ import numpy as np
 rule oracle_table:
     input:
         events=f"{RESULTS}/eval/{{region}}/{{dataset}}/events.parquet",
-        code=nsbi_sources("oracle_tables", "simulate"),
+        code=code_inputs("scripts/oracle_table.py"),
     output:
         f"{RESULTS}/oracle/{{region}}/{{dataset}}.parquet",
     log:
@@ -28,7 +28,7 @@ rule workspace_oracle:
         tables=[f"{RESULTS}/oracle/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
         yields=[f"{RESULTS}/prep/{r}/{p}/{v}.yields.json" for r, p, v in ncfg.prep_targets(config)],
         binned=prep_parquets(BINNED),
-        code=nsbi_sources("build", "workspace"),
+        code=code_inputs("scripts/workspace_build.py"),
     output:
         ws=f"{RESULTS}/workspace/oracle.json",
         side=[f"{RESULTS}/workspace/oracle.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
@@ -49,7 +49,7 @@ rule workspace_oracle:
 rule closure_summary:
     input:
         scans=[f"{RESULTS}/fit/{k}/asimov/{s}.json" for k in WS_KINDS for s in ("scan", "scan_stat_only")],
-        code=nsbi_sources("analysis", "plotting/fit_plots"),
+        code=code_inputs("scripts/closure_summary.py"),
     output:
         summary=f"{RESULTS}/validation/closure.json",
         plot=report(f"{RESULTS}/validation/closure_scans.png", category="Validation", subcategory="oracle closure"),
@@ -69,7 +69,6 @@ VAL = config["validation"]
 VAL_WS = f"{RESULTS}/workspace/{VAL['workspace']}.json"
 VAL_DATASET = "observed" if ncfg.data_sample(config) else "asimov"
 VAL_GRID = [float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["grid"]["points"])]
-VAL_CODE = nsbi_sources("validation", "toys", "batchfit", "neyman", "model", "workspace", "plotting/intervals")
 
 
 wildcard_constraints:
@@ -80,7 +79,7 @@ wildcard_constraints:
 rule neyman_chunk:
     input:
         ws=VAL_WS,
-        code=VAL_CODE,
+        code=code_inputs("scripts/neyman_chunk.py"),
     output:
         f"{RESULTS}/validation/neyman/chunks/mu{{imu}}_b{{batch}}.json",
     log:
@@ -103,7 +102,7 @@ rule neyman_chunk:
 rule coverage_chunk:
     input:
         ws=VAL_WS,
-        code=VAL_CODE,
+        code=code_inputs("scripts/neyman_chunk.py"),
     output:
         f"{RESULTS}/validation/coverage/chunks/mu{{imu}}_b{{batch}}.json",
     log:
@@ -131,7 +130,7 @@ rule neyman_gather:
             for b in range(VAL["toys"]["batches"])
         ],
         ws=VAL_WS,
-        code=VAL_CODE,
+        code=code_inputs("scripts/neyman_gather.py"),
     output:
         belt=f"{RESULTS}/validation/neyman/belt.json",
         plot=report(f"{RESULTS}/validation/neyman/belt.png", category="Validation", subcategory="Neyman construction"),
@@ -157,7 +156,7 @@ rule coverage:
             for b in range(VAL["coverage"]["batches"])
         ],
         belt=f"{RESULTS}/validation/neyman/belt.json",
-        code=VAL_CODE,
+        code=code_inputs("scripts/coverage.py"),
     output:
         summary=f"{RESULTS}/validation/coverage.json",
         plot=report(f"{RESULTS}/validation/coverage.png", category="Validation", subcategory="coverage"),
@@ -174,7 +173,7 @@ rule coverage:
 rule linearity:
     input:
         ws=VAL_WS,
-        code=nsbi_sources("validation", "toys", "batchfit", "neyman", "fit", "model", "workspace", "plotting/intervals"),
+        code=code_inputs("scripts/linearity.py"),
     output:
         summary=f"{RESULTS}/validation/linearity.json",
         plot=report(f"{RESULTS}/validation/linearity.png", category="Validation", subcategory="bias and linearity"),

@@ -12,7 +12,7 @@ rule workspace_nsbi:
         tables=[f"{RESULTS}/eval/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
         yields=[f"{RESULTS}/prep/{r}/{p}/{v}.yields.json" for r, p, v in ncfg.prep_targets(config)],
         binned=prep_parquets(BINNED),
-        code=nsbi_sources("build", "workspace"),
+        code=code_inputs("scripts/workspace_build.py"),
     output:
         ws=f"{RESULTS}/workspace/nsbi.json",
         side=[f"{RESULTS}/workspace/nsbi.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
@@ -33,7 +33,7 @@ rule workspace_nsbi:
 rule workspace_hist:
     input:
         binned=prep_parquets(UNBINNED + BINNED),
-        code=nsbi_sources("build", "workspace"),
+        code=code_inputs("scripts/workspace_hist.py"),
     output:
         ws=f"{RESULTS}/workspace/hist.json",
     log:

@@ -1,6 +1,9 @@
 """Schema and semantic validation of the analysis configuration."""
 
 import copy
+import tomllib
+from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +17,20 @@ DEMO = "config/config.yaml"
 def raw():
     with open(DEMO) as fh:
         return yaml.safe_load(fh)
+
+
+def test_schema_is_package_data():
+    """The schema is a real file inside the package, loaded with importlib.resources, and
+    the package data of pyproject.toml ships it."""
+    ref = resources.files(ncfg.SCHEMA_PACKAGE).joinpath(ncfg.SCHEMA_RESOURCE)
+    path = Path(str(ref))
+    assert ref.is_file() and not path.is_symlink()
+    assert path.parent == Path(ncfg.__file__).resolve().parent / "schemas"
+    assert ncfg.load_schema() == yaml.safe_load(ref.read_text())
+    assert ncfg.load_schema(path)["properties"].keys() >= {"samples", "regions", "training"}
+    pyproject = tomllib.loads((Path(ncfg.__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["nsbi"]
+    assert any(Path("schemas", ncfg.SCHEMA_RESOURCE).match(p) for p in patterns)
 
 
 def test_demo_and_test_configs_validate():

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,6 +147,37 @@ def test_report_collects_plots_by_stage(test_run, tmp_path):
     assert any(n.endswith("m4l.png") for n in names)  # data vs MC
     assert any("closure_m4l" in n for n in names)  # density-ratio diagnostics
     assert any(n.endswith("scan.png") for n in names)  # fits
+
+
+# runs Snakemake in this interpreter and reports, at exit, the heavy modules it imported
+# and the CPU time it used
+_IMPORT_PROBE = """
+import atexit, resource, sys
+
+def report():
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "lightning", "jax", "jaxlib"})
+    cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    print(f"IMPORT_PROBE heavy={','.join(heavy)} cpu={cpu:.2f}", file=sys.__stderr__)
+
+atexit.register(report)
+from snakemake.cli import main
+sys.argv = ["snakemake", *sys.argv[1:]]
+main()
+"""
+
+
+def test_dry_run_imports_neither_torch_nor_jax(tmp_path):
+    """Loading the workflow (rules, targets, code inputs) needs only light modules."""
+    cmd = [sys.executable, "-c", _IMPORT_PROBE, "-n", "-s", str(ROOT / "Snakefile")]
+    cmd += ["--configfile", str(ROOT / "config/config.yaml"), "--directory", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    m = re.search(r"^IMPORT_PROBE heavy=(\S*) cpu=([\d.]+)$", proc.stderr, flags=re.M)
+    assert m, proc.stderr[-2000:]
+    assert m.group(1) == "", f"snakemake -n imported {m.group(1)}"
+    assert job_counts(proc.stdout + proc.stderr)["train_ratio"] > 0
+    print(f"snakemake -n on config/config.yaml: {m.group(2)} s CPU")
 
 
 def test_lint_is_clean(tmp_path):

@@ -1,38 +1,46 @@
-"""Training of the NSBI density-ratio classifiers and the region classifier."""
+"""Training of the NSBI density-ratio classifiers and the region classifier.
 
-from .data import concat_samples, mixture, read_sample
-from .kfold import (
-    evaluation_mask,
-    fold_of,
-    member_seed,
-    members_for_fold,
-    splitmix64,
-    training_mask,
-)
-from .models import RatioModuleBase, available_models, get_model, register_model
-from .trainer import (
-    DEFAULT_SETTINGS,
-    train_classifier,
-    train_ratio,
-    weight_variation_pair,
-)
+The names below are imported lazily (PEP 562): ``import nsbi.train`` (which every
+``nsbi.train.<submodule>`` import runs) stays light, so the workflow can read
+:mod:`nsbi.train.targets` when it loads without importing torch or Lightning.
+"""
 
-__all__ = [
-    "DEFAULT_SETTINGS",
-    "RatioModuleBase",
-    "available_models",
-    "concat_samples",
-    "evaluation_mask",
-    "fold_of",
-    "get_model",
-    "member_seed",
-    "members_for_fold",
-    "mixture",
-    "read_sample",
-    "register_model",
-    "splitmix64",
-    "train_classifier",
-    "train_ratio",
-    "training_mask",
-    "weight_variation_pair",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule defining it
+_EXPORTS = {
+    "concat_samples": "data",
+    "mixture": "data",
+    "read_sample": "data",
+    "evaluation_mask": "kfold",
+    "fold_of": "kfold",
+    "member_seed": "kfold",
+    "members_for_fold": "kfold",
+    "splitmix64": "kfold",
+    "training_mask": "kfold",
+    "RatioModuleBase": "models",
+    "available_models": "models",
+    "get_model": "models",
+    "register_model": "models",
+    "DEFAULT_SETTINGS": "defaults",
+    "train_classifier": "trainer",
+    "train_ratio": "trainer",
+    "weight_variation_pair": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import config as ncfg
-from .trainer import DEFAULT_SETTINGS
+from .defaults import DEFAULT_SETTINGS
 
 __all__ = [
     "member_dir",
