@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Full profiled fits: unbinned (1M events) and a large binned model, nsbi vs pyhf.
 
-1. Unbinned: ``nsbi.fit.fit`` (MIGRAD with the JAX gradient + HESSE) of an unbinned model with
+1. Unbinned: ``nsbi.fit.fit`` (minimisers of :mod:`nsbi.minimize`) of an unbinned model with
    ``--events`` events (4 processes, 3 per-event shape systematics, a normsys per background, POI
    ``mu``), jit-warm (compilation reported separately): the default (Newton on the exact
    Hessian, errors 2 H^-1) and the MIGRAD variants (exact Hessian given to Minuit, numerical

@@ -7,7 +7,7 @@ every process), compiles ``Model.twice_nll_and_grad`` and times it (minimum over
 ``--repeat`` rounds), interleaved with two numpy floors measured in the same process:
 
 * ``floor`` -- one numpy pass (``a.sum()``) over exactly the arrays the kernel reads
-  (``Model._data``: weight, r = exp(log r), and log g / g = exp(log g) up/down per
+  (``Model.data``: weight, r = exp(log r), and log g / g = exp(log g) up/down per
   process and systematic), i.e. the memory-bandwidth floor of the kernel as implemented;
 * ``floor_in`` -- the same over the input columns only (weight, log r, log g up/down), the
   floor of any implementation that does not store exp(log g) (it must then compute it).
@@ -47,7 +47,7 @@ def worker(n: int, K: int, C: int, repeat: int, seed: int) -> dict:
     t0 = time.perf_counter()
     m.twice_nll(p)
     t_compile_v = time.perf_counter() - t0
-    kern = [np.asarray(a) for a in jax.tree_util.tree_leaves(m._data)]
+    kern = [np.asarray(a) for a in jax.tree_util.tree_leaves(m.data)]
     inputs = list(ev.values())
     p_out = p.copy()
     if K:

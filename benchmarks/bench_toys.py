@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Toy fits: batched (``nsbi.batchfit.minimize``, vmapped Newton) vs sequential iminuit.
+"""Toy fits: batched (``nsbi.minimize.minimize_batch``, vmapped Newton) vs sequential iminuit.
 
-Needs ``nsbi/toys.py`` and ``nsbi/batchfit.py`` (added in parallel to this script; if they are
-absent the script says so and exits 0). Generates ``--toys`` pseudo-experiments of a binned
-model built from the synthetic pyhf workspace of ``_common.synthetic_pyhf_workspace``
-(``--channels`` x ``--bins``) at the nominal point, then fits every toy (a) in batches with
-``batchfit.minimize`` and (b) one after another with iminuit MIGRAD and the jit-compiled JAX
+Needs ``nsbi/toys.py`` and ``nsbi/minimize`` (if they are absent the script says so and exits
+0). Generates ``--toys`` pseudo-experiments of a binned model built from the synthetic pyhf
+workspace of ``_common.synthetic_pyhf_workspace`` (``--channels`` x ``--bins``) at the nominal
+point, then fits every toy (a) in batches with
+``minimize_batch`` and (b) one after another with iminuit MIGRAD and the jit-compiled JAX
 gradient of the same per-toy objective. Both are jit-warm (a first pass on a few toys
 compiles); reports toys/s, the speed-up and the largest difference of -2lnL at the minima.
 """
@@ -28,10 +28,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     try:
-        from nsbi import batchfit
+        from nsbi.minimize import minimize_batch, take
         from nsbi.toys import ToyGenerator
     except ImportError as e:  # pragma: no cover - depends on the parallel work
-        print(f"SKIPPED: toy benchmark needs nsbi.toys and nsbi.batchfit ({e})")
+        print(f"SKIPPED: toy benchmark needs nsbi.toys and nsbi.minimize ({e})")
         return
     import jax
     import jax.numpy as jnp
@@ -50,9 +50,9 @@ def main() -> None:
     bounds = np.asarray(model.bounds, float)
 
     def batched(sel):
-        return batchfit.minimize(
+        return minimize_batch(
             gen.twice_nll,
-            batchfit.take(data, sel),
+            take(data, sel),
             model.init,
             bounds,
             free,
@@ -65,7 +65,7 @@ def main() -> None:
     def sequential(idx, tol=0.1, strategy=1):
         out = []
         for i in idx:
-            d = batchfit.take(data, int(i))
+            d = take(data, int(i))
             cache = {}
 
             def f(x, d=d, cache=cache):

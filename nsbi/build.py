@@ -29,7 +29,7 @@ import numpy as np
 from . import config as ncfg
 from .expr import parse
 from .histogram import histogram
-from .interpolation import code4_mean_nodes
+from .model.interpolation import code4_mean_nodes
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
 __all__ = [
@@ -180,7 +180,7 @@ def shape_norm_nodes(
     ``table`` holds normalised log-ratios (after :func:`normalise_ratios`); p_c is estimated
     by the reference events with weights u_i r̃_c(x_i). Returns
     ``{process: {syst: {"up": {"log": [...], "p": [...]}, "down": {...}}}}`` (the ``data.norm``
-    of the eventsys modifiers, see :func:`nsbi.interpolation.code4_mean_nodes`).
+    of the eventsys modifiers, see :func:`nsbi.model.interpolation.code4_mean_nodes`).
     """
     u = reference_weights(table["process"], table["weight"], reference)
     keep = u != 0

@@ -1,8 +1,10 @@
-"""Maximum-likelihood fits, profile-likelihood scans, pulls and impacts with iminuit.
+"""Maximum-likelihood fits, profile-likelihood scans, pulls and impacts.
 
-All objectives are ``-2 ln L`` (:meth:`nsbi.model.Model.twice_nll`) minimised with MIGRAD
-using the exact JAX gradient, ``errordef = 1`` (so HESSE/MINOS intervals are the usual
-68.3% ones), parameter bounds passed as Minuit limits and fixed parameters fixed in Minuit.
+All objectives are ``-2 ln L`` (:meth:`nsbi.model.Model.twice_nll`) minimised by
+:mod:`nsbi.minimize` -- iminuit MIGRAD with the exact JAX gradient (``errordef = 1``, so
+HESSE/MINOS intervals are the usual 68.3% ones, bounds as Minuit limits, fixed parameters not
+shown to Minuit) or the projected Newton method on the exact Hessian -- and turned into a
+:class:`FitResult` in one place (:func:`_fit_result`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from iminuit import Minuit
+
+from nsbi import minimize as M
 
 __all__ = [
     "FitResult",
@@ -103,182 +106,15 @@ def _resolve_fixed(model, fixed) -> dict[int, float | None]:
     return out
 
 
-def _minuit(model, init, fixed_map, strategy, tolerance, use_grad=True, use_hessian=True):
-    """Minuit over the free parameters only (fixed ones are inserted by the wrappers), so
-    that gradient and Hessian callbacks never depend on how Minuit handles fixed parameters.
-    Returns ``(minuit, fixed_mask, full_vector)`` with ``full_vector(x_free) -> x``."""
+def _start(model, init, fixed_map) -> tuple[np.ndarray, np.ndarray]:
+    """Start vector (fixed values inserted) and the fixed mask (measurement + ``fixed``)."""
     x0 = np.array(model.init if init is None else init, dtype=float)
-    fixed = model.fixed.copy()
+    fixed = np.array(model.fixed, dtype=bool)
     for i, v in fixed_map.items():
         fixed[i] = True
         if v is not None:
             x0[i] = v
-    free = np.flatnonzero(~fixed)
-    if len(free) == 0:
-        return None, fixed, lambda xf: x0.copy()
-
-    def full(xf):
-        x = x0.copy()
-        x[free] = xf
-        return x
-
-    cache: dict[str, Any] = {"x": None}
-
-    def vg(xf):
-        if cache["x"] is None or not np.array_equal(cache["x"], xf):
-            v, g = model.twice_nll_and_grad(full(xf))
-            cache["v"], cache["g"] = v, g[free]
-            cache["x"] = np.array(xf, copy=True)
-        return cache["v"], cache["g"]
-
-    def fcn(xf):
-        return vg(xf)[0]
-
-    def grad(xf):
-        return vg(xf)[1]
-
-    def hessian(xf):
-        return model.hessian(full(xf))[np.ix_(free, free)]
-
-    # the exact JAX Hessian seeds MIGRAD and replaces HESSE's numerical second derivatives
-    # (about 190 -> 15 likelihood passes for an unbinned fit, see benchmarks/README.md)
-    m = Minuit(
-        fcn,
-        x0[free],
-        grad=grad if use_grad else None,
-        hessian=hessian if (use_grad and use_hessian) else None,
-        name=[model.par_names[i] for i in free],
-    )
-    m.errordef = Minuit.LEAST_SQUARES  # = 1, objective is -2 ln L
-    m.strategy = strategy
-    m.tol = tolerance
-    m.limits = [tuple(model.bounds[i]) for i in free]
-    m.print_level = 0
-    return m, fixed, full
-
-
-@dataclass
-class _NewtonResult:
-    x: np.ndarray  # free parameters at the minimum
-    fval: float
-    hess: np.ndarray  # exact Hessian of -2 ln L over the free parameters at x
-    edm: float
-    iterations: int
-    nvgh: int  # value+gradient+Hessian passes
-    nval: int  # value-only passes (line search)
-    converged: bool
-    reason: str
-
-
-_MAX_STEP_SIGMA = 5.0
-
-
-def _newton(model, x0, free, tolerance, max_iter: int = 30) -> _NewtonResult:
-    """Projected damped Newton minimisation of -2 ln L over the free parameters on the exact
-    Hessian.
-
-    Each iteration costs one value+gradient+Hessian pass (``Model.twice_nll_grad_hessian``,
-    about two value+gradient passes for an unbinned channel). Parameters on a bound whose
-    gradient points outwards are held there (active set); the Newton step of the others is
-    projected onto the bounds, and a step that does not decrease the objective enough
-    (Armijo, c = 1e-4) is halved with value-only passes. Converged when the estimated
-    distance to the minimum over the parameters not held, EDM = g^T H^-1 g / 2, is below
-    Minuit's criterion 0.002 x tolerance (errordef 1), so the Hessian and errors are those
-    at the final point. Where the Hessian is not positive definite (far from the minimum)
-    the step uses the absolute values of its eigenvalues. No parameter moves by more than
-    five of its local errors per iteration. Gives up (``converged=False``, the
-    caller falls back to MIGRAD) when the line search fails or after ``max_iter`` iterations.
-    """
-    lo = np.array([model.bounds[i][0] for i in free], float)
-    hi = np.array([model.bounds[i][1] for i in free], float)
-    base = np.array(x0, float)
-
-    def full(xf):
-        x = base.copy()
-        x[free] = xf
-        return x
-
-    def vgh(xf):
-        v, g, H = model.twice_nll_grad_hessian(full(xf))
-        return v, g[free], H[np.ix_(free, free)]
-
-    x = np.clip(base[free], lo, hi)
-    v, g, H = vgh(x)
-    nvgh, nval = 1, 0
-    edm_max = 0.002 * tolerance
-    edm = math.inf
-    for it in range(max_iter + 1):
-        if not (np.isfinite(v) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
-            return _NewtonResult(x, v, H, edm, it, nvgh, nval, False, "non-finite likelihood")
-        held = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
-        act = ~held
-        ga, Ha = g[act], H[np.ix_(act, act)]
-        try:
-            L = np.linalg.cholesky(Ha)
-        except np.linalg.LinAlgError:
-            L = None
-        step = np.zeros_like(x)
-        if L is not None:
-            step[act] = -np.linalg.solve(L.T, np.linalg.solve(L, ga))
-            edm = -0.5 * float(ga @ step[act])
-            if edm < edm_max:
-                near = np.where(np.isfinite(hi - lo), 1e-6 * (hi - lo), 0.0)
-                if np.any(((x <= lo + near) & (g < 0)) | ((x >= hi - near) & (g > 0))):
-                    # a tiny step at a bound the gradient leaves is not a minimum: sqrt(mu)
-                    # morphing near mu = 0 has a huge slope *and* a far larger curvature, so the
-                    # Newton step and the EDM vanish there (MIGRAD copes)
-                    return _NewtonResult(
-                        x, v, H, edm, it, nvgh, nval, False, "on a bound with the gradient pointing inwards"
-                    )
-                reason = "converged" if not held.any() else f"converged ({int(held.sum())} held at a bound)"
-                return _NewtonResult(x, v, H, edm, it, nvgh, nval, True, reason)
-            Li = np.linalg.inv(L)
-            sig = np.sqrt(2.0 * np.sum(Li * Li, axis=0))  # local errors sqrt(diag 2 H^-1)
-        else:  # far from the minimum: Newton step with |eigenvalues| (a descent direction)
-            lam, V = np.linalg.eigh(Ha)
-            lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, float(np.max(np.abs(lam)))))
-            step[act] = -V @ ((V.T @ ga) / lam)
-            sig = np.sqrt(2.0 * np.sum(V * V / lam, axis=1))
-            edm = math.inf
-        if it == max_iter:
-            break
-        # trust region: no parameter moves by more than _MAX_STEP_SIGMA local errors per
-        # iteration, so a quadratic model taken far from the minimum cannot throw the fit
-        # across the likelihood (e.g. onto a bound) in one step
-        ratio = float(np.max(np.abs(step[act]) / sig)) if act.any() else 0.0
-        if ratio > _MAX_STEP_SIGMA:
-            step = step * (_MAX_STEP_SIGMA / ratio)
-        t = 1.0
-        xn = np.clip(x + step, lo, hi)  # projected onto the bounds
-        dec = float(g @ (xn - x))
-        vn, gn, Hn = vgh(xn)
-        nvgh += 1
-        while not (np.isfinite(vn) and dec < 0 and vn <= v + 1e-4 * dec):
-            t *= 0.5
-            if t < 1e-6 or not dec < 0:
-                return _NewtonResult(x, v, H, edm, it, nvgh, nval, False, "line search failed")
-            xn = np.clip(x + t * step, lo, hi)
-            dec = float(g @ (xn - x))
-            vn = model.twice_nll(full(xn))
-            nval += 1
-            if np.isfinite(vn) and dec < 0 and vn <= v + 1e-4 * dec:
-                vn, gn, Hn = vgh(xn)
-                nvgh += 1
-        x, v, g, H = xn, vn, gn, Hn
-    return _NewtonResult(x, v, H, edm, max_iter, nvgh, nval, False, f"no convergence in {max_iter} iterations")
-
-
-def _status(m: Minuit) -> dict:
-    fm = m.fmin
-    return {
-        "valid": bool(fm.is_valid),
-        "accurate": bool(fm.has_accurate_covar),
-        "edm": float(fm.edm),
-        "nfcn": int(fm.nfcn),
-        "ngrad": int(getattr(fm, "ngrad", 0)),
-        "hesse_failed": bool(fm.hesse_failed),
-        "at_limit": bool(fm.has_parameters_at_limit),
-    }
+    return x0, fixed
 
 
 def fit(
@@ -294,7 +130,7 @@ def fit(
     use_hessian: bool | str = "auto",
     minimizer: str = "auto",
 ) -> FitResult:
-    """MIGRAD (+HESSE, optional MINOS) fit of ``model``.
+    """MIGRAD (+HESSE, optional MINOS) or Newton fit of ``model`` (:mod:`nsbi.minimize`).
 
     ``fixed``: names to fix at their ``init``, or a mapping ``name -> value``. Parameters fixed
     in the measurement stay fixed. ``minos``: True for the POI, or a list of names.
@@ -306,15 +142,15 @@ def fit(
     parameters), where it saves far more than its one-off compilation (seconds);
     ``False`` is plain MIGRAD/HESSE with the gradient.
 
-    ``minimizer``: ``"migrad"``; ``"newton"`` (damped Newton on the exact Hessian, see
-    :func:`_newton`; the covariance is 2 H^-1 at the minimum, i.e. ``errors="exact"``;
+    ``minimizer``: ``"migrad"``; ``"newton"`` (projected Newton on the exact Hessian, see
+    :mod:`nsbi.minimize`; the covariance is 2 H^-1 at the minimum, i.e. ``errors="exact"``;
     parameters on a bound with the gradient pointing outwards are held there; MIGRAD + HESSE
     take over from the reached point when it does not converge, and ``status["minimizer"]``
     says which one produced the result);
     ``"auto"`` (default): Newton for unbinned models (>= 50 000 events) with fewer than 30
     parameters when the exact Hessian is used and no MINOS is asked for, else MIGRAD.
     """
-    n_events = sum(u.n_events for u in getattr(model, "_unb", []))
+    n_events = model.n_unbinned_events
     if use_hessian == "auto":
         use_hessian = n_events >= 50_000 or model.npars >= 30
     elif not isinstance(use_hessian, bool):
@@ -329,106 +165,28 @@ def fit(
         # ~npars passes and MIGRAD seeded with one exact Hessian is faster (benchmarks/README.md)
         newton = use_hessian and use_grad and not minos and n_events >= 50_000 and model.npars < 30
         minimizer = "newton" if newton else "migrad"
-    m, fixed_mask, full = _minuit(model, init, _resolve_fixed(model, fixed), strategy, tolerance, use_grad, use_hessian)
-    free = ~fixed_mask
-    if m is None:  # every parameter fixed: the likelihood at that point
-        n = model.npars
-        x = full(None)
-        return FitResult(
-            names=list(model.par_names),
-            values=x,
-            errors=np.zeros(n),
-            covariance=np.zeros((n, n)),
-            correlation=np.zeros((n, n)),
-            twice_nll=model.twice_nll(x),
-            status={
-                "valid": True,
-                "accurate": False,
-                "edm": 0.0,
-                "nfcn": 1,
-                "ngrad": 0,
-                "hesse_failed": False,
-                "at_limit": False,
-            },
-            fixed=fixed_mask,
-            minos={},
-            poi=model.poi_name,
-        )
-    newton_info: dict[str, Any] = {}
-    if minimizer == "newton":
-        x_start = full(np.array(m.values))
-        nr = _newton(model, x_start, np.flatnonzero(free), tolerance)
-        newton_info = {"minimizer": "newton", "iterations": nr.iterations, "nvgh": nr.nvgh, "newton_reason": nr.reason}
-        if nr.converged:
-            return _newton_result(model, full(nr.x), nr, fixed_mask, newton_info)
-        if nr.iterations == 0 and not np.isfinite(nr.fval):
-            return _nonfinite_result(model, x_start, fixed_mask, newton_info)
-        # fall back to MIGRAD from the best point reached
-        m.values = nr.x
-        newton_info["minimizer"] = "migrad (newton fallback)"
-    x_migrad = full(np.array(m.values))
-    if minimizer == "migrad" and not np.isfinite(model.twice_nll(x_migrad)):
-        return _nonfinite_result(model, x_migrad, fixed_mask, {"minimizer": "migrad"})
-
-    def run_migrad(m):
-        m.migrad()
-        if not m.valid:  # one retry from the reached point with a stricter strategy
-            m.strategy = 2
-            m.migrad()
-
-    try:
-        run_migrad(m)
-    except TypeError as exc:
-        # iminuit 2.33 can fail with "'NoneType' object is not callable" when the user Hessian
-        # is not positive definite far from the minimum (it then asks for a g2 callback that
-        # does not exist): restart without it; the errors come from the exact Hessian
-        if not (use_grad and use_hessian and "NoneType" in str(exc)):
-            raise
-        m, _, _ = _minuit(model, x_migrad, _resolve_fixed(model, fixed), strategy, tolerance, use_grad, False)
-        newton_info["start_hessian"] = (
-            "iminuit failed with the exact Hessian: MIGRAD without it, errors from the exact Hessian"
-        )
-        if hesse and errors == "hesse":
-            errors = "exact"
-        run_migrad(m)
-    if hesse and errors == "hesse":
-        m.hesse()
-    values = full(np.array(m.values))
-    n = model.npars
-    err = np.zeros(n)
-    err[free] = np.array(m.errors)
-    cov = np.zeros((n, n))
-    if m.covariance is not None:
-        cov[np.ix_(free, free)] = np.array(m.covariance)
-    if errors == "exact":
-        H = model.hessian(values)[np.ix_(free, free)]
-        cov = np.zeros((n, n))
-        cov[np.ix_(free, free)] = 2.0 * np.linalg.inv(H)
-        errors_ = np.zeros(n)
-        errors_[free] = np.sqrt(np.clip(np.diag(cov)[free], 0, None))
-        err = errors_
-    d, corr = _errors_and_correlation(cov)
-    mres: dict[str, tuple[float, float]] = {}
-    if minos:
-        names = [model.poi_name] if minos is True else list(minos)
-        for nm in names:
-            if fixed_mask[model.index(nm)]:
-                raise ValueError(f"MINOS: parameter {nm!r} is fixed")
-            m.minos(nm)
-            me = m.merrors[nm]
-            mres[nm] = (float(me.lower), float(me.upper))
-    return FitResult(
+    x0, fixed_mask = _start(model, init, _resolve_fixed(model, fixed))
+    minos_names = [] if not minos else [model.poi_name] if minos is True else list(minos)
+    for nm in minos_names:
+        if fixed_mask[model.index(nm)]:
+            raise ValueError(f"MINOS: parameter {nm!r} is fixed")
+    res = M.minimize(
+        M.Objective.from_model(model),
+        x0,
+        model.bounds,
+        ~fixed_mask,
+        method=minimizer,
+        tolerance=tolerance,
+        strategy=strategy,
+        use_grad=use_grad,
+        use_hessian=use_grad and use_hessian,
+        hesse=hesse and errors == "hesse",
+        minos=minos_names,
         names=list(model.par_names),
-        values=values,
-        errors=err,
-        covariance=cov,
-        correlation=corr,
-        twice_nll=float(m.fval),
-        status={**_status(m), "minimizer": "migrad", **newton_info},
-        fixed=fixed_mask,
-        minos=mres,
-        poi=model.poi_name,
     )
+    if "start_hessian" in res.info and hesse and errors == "hesse":
+        errors = "exact"  # MIGRAD ran without the exact Hessian: errors from it, not numerical HESSE
+    return _fit_result(model, res, fixed_mask, errors)
 
 
 def _errors_and_correlation(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -440,67 +198,51 @@ def _errors_and_correlation(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d, corr
 
 
-def _nonfinite_result(model, x, fixed_mask, info: dict) -> FitResult:
-    """-2 ln L is not finite at the start point (typically: the model density S(x|theta) <= 0
-    for some events, e.g. learned ratios with a negative morphing coefficient at large mu).
-    No minimiser can start there: the result is NaN, not valid, with the reason in the status
-    (instead of thousands of MIGRAD calls wandering through NaN)."""
+def _fit_result(model, res: M.MinimizeResult, fixed_mask: np.ndarray, errors: str) -> FitResult:
+    """The one place a :class:`FitResult` is made (from any :class:`nsbi.minimize.MinimizeResult`).
+
+    Errors and covariance: 2 H^-1 of the exact Hessian of the free parameters for Newton (its
+    Hessian at the minimum) and for ``errors="exact"``; MIGRAD's/HESSE's otherwise; NaN where
+    -2 ln L is not finite, 0 where every parameter is fixed."""
     n = model.npars
-    nan = np.full(n, np.nan)
-    status = {
-        "valid": False,
-        "accurate": False,
-        "edm": float("nan"),
-        "nfcn": 1,
-        "ngrad": 0,
-        "hesse_failed": True,
-        "at_limit": False,
-        **info,
-        "reason": "-2lnL not finite at the start point (model density <= 0 for some events?)",
-    }
-    return FitResult(
-        names=list(model.par_names),
-        values=np.asarray(x, float),
-        errors=nan,
-        covariance=np.full((n, n), np.nan),
-        correlation=np.full((n, n), np.nan),
-        twice_nll=float("nan"),
-        status=status,
-        fixed=fixed_mask,
-        minos={},
-        poi=model.poi_name,
-    )
-
-
-def _newton_result(model, values, nr: _NewtonResult, fixed_mask, info: dict) -> FitResult:
     free = ~fixed_mask
-    n = model.npars
-    cov = np.zeros((n, n))  # the exact Hessian is at hand: errors whether or not HESSE was asked for
-    cov[np.ix_(free, free)] = 2.0 * np.linalg.inv(nr.hess)
-    d, corr = _errors_and_correlation(cov)
-    lo = np.array([b[0] for b in model.bounds], float)
-    hi = np.array([b[1] for b in model.bounds], float)
-    at_limit = bool(np.any(free & ((values - lo < 1e-8 * (1 + np.abs(lo))) | (hi - values < 1e-8 * (1 + np.abs(hi))))))
     status = {
-        "valid": True,
-        "accurate": True,
-        "edm": float(nr.edm),
-        "nfcn": nr.nvgh + nr.nval,
-        "ngrad": nr.nvgh,
-        "hesse_failed": False,
-        "at_limit": at_limit,
-        **info,
+        "valid": bool(res.converged),
+        "accurate": bool(res.accurate),
+        "edm": float(res.edm),
+        "nfcn": int(res.n_calls),
+        "ngrad": int(res.n_grad),
+        "hesse_failed": bool(res.hesse_failed),
+        "at_limit": bool(res.at_limit),
+        "minimizer": res.method,
+        **res.info,
     }
+    if not res.finite:
+        cov = np.full((n, n), np.nan)
+        err, corr = np.full(n, np.nan), cov.copy()
+    elif res.method == "none":
+        cov = np.zeros((n, n))
+        err, corr = np.zeros(n), np.zeros((n, n))
+    else:
+        if res.method == "newton" or errors == "exact":
+            H = res.hessian if res.hessian is not None else model.hessian(res.values)
+            cov = np.zeros((n, n))
+            cov[np.ix_(free, free)] = 2.0 * np.linalg.inv(np.asarray(H)[np.ix_(free, free)])
+            err = None
+        else:
+            cov, err = res.covariance, res.errors
+        d, corr = _errors_and_correlation(cov)
+        err = d if err is None else err
     return FitResult(
         names=list(model.par_names),
-        values=values,
-        errors=d,
+        values=np.asarray(res.values, float),
+        errors=err,
         covariance=cov,
         correlation=corr,
-        twice_nll=float(nr.fval),
+        twice_nll=float(res.twice_nll),
         status=status,
         fixed=fixed_mask,
-        minos={},
+        minos=dict(res.minos),
         poi=model.poi_name,
     )
 

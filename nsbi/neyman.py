@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from nsbi import batchfit
+from nsbi import io as nio
+from nsbi.minimize import minimize_batch
 from nsbi.toys import ToyGenerator, ToySet, param_vector
 
 __all__ = [
@@ -59,34 +60,13 @@ CHUNK_FORMAT = "nsbi-neyman-chunk-1"
 DEFAULT_CLS = (0.68, 0.95)
 
 
-def _clean(x):
-    """JSON-safe: numpy -> python, nan/inf -> None."""
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
 def _f(v) -> float:
     return float("nan") if v is None else float(v)
 
 
 def write_json(obj, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    """:func:`nsbi.io.write_json` with ``indent=1`` (strict JSON: NaN/inf -> null)."""
+    return nio.write_json(obj, path, indent=1)
 
 
 def _cl_key(cl: float) -> str:
@@ -151,12 +131,12 @@ def toy_t(
     data = toys.data()
     x0 = np.array(toys.theta, float)
     kw = {"shared": (gen.mc_arrays,), "batch_size": batch_size, "progress": progress, "tol": tol}
-    rf = batchfit.minimize(gen.twice_nll, data, x0, model.bounds, free, **kw)
+    rf = minimize_batch(gen.twice_nll, data, x0, model.bounds, free, **kw)
     xc = x0.copy()
     xc[ip] = float(mu)
     fc = free.copy()
     fc[ip] = False
-    rc = batchfit.minimize(gen.twice_nll, data, xc, model.bounds, fc, **kw)
+    rc = minimize_batch(gen.twice_nll, data, xc, model.bounds, fc, **kw)
     t = rc.twice_nll - rf.twice_nll
     n_neg = int(np.sum(t < -1e-6))  # free fit worse than the conditional one: free fit failed
     t = np.maximum(t, 0.0)
@@ -261,10 +241,10 @@ def write_chunk(chunk: Mapping, path) -> Path:
     """``.json`` (default) or ``.npz`` (arrays + a JSON header; no pickle)."""
     path = Path(path)
     if path.suffix == ".npz":
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.asarray(chunk[k]) for k in ("t", "mu_hat", "converged", "theta")}
         header = {k: v for k, v in chunk.items() if k not in arrays}
-        np.savez_compressed(path, header=np.array(json.dumps(_clean(header))), **arrays)
+        with nio.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, header=np.array(nio.json_text(header, indent=None)), **arrays)
         return path
     return write_json(chunk, path)
 

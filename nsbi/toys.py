@@ -48,7 +48,7 @@ sequence of ints (e.g. ``(base_seed, mu_index, batch)``, combined with ``SeedSeq
 
 The toy likelihood :meth:`ToyGenerator.twice_nll` is a pure JAX function of
 ``(params, toy, mc_arrays)`` built on :meth:`nsbi.model.Model.twice_nll_with`, suitable for
-``jax.vmap`` (see :mod:`nsbi.batchfit`); :meth:`ToyGenerator.model_for` builds an ordinary
+``jax.vmap`` (see :func:`nsbi.minimize.minimize_batch`); :meth:`ToyGenerator.model_for` builds an ordinary
 :class:`~nsbi.model.Model` for one toy (for iminuit / :mod:`nsbi.fit` cross-checks).
 """
 
@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from nsbi.io import atomic_path
 from nsbi.jax_setup import jax, jnp
 from nsbi.model import Model
 
@@ -163,8 +164,8 @@ class ToySet:
         }
         for j, (i, k) in enumerate(zip(self.idx, self.k)):
             arrs[f"idx_{j}"], arrs[f"k_{j}"] = i, k
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrs)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrs)
         return path
 
     @classmethod
@@ -214,14 +215,16 @@ class ToyGenerator:
         if missing:
             raise ValueError(f"no MC events given for unbinned channel(s) {missing}")
         self.mc_columns = {n: {c: np.asarray(v) for c, v in mc[n].items()} for n in names}
-        obs = self._binned_obs_dict(model._b_obs if model._b_rows else np.zeros(0))
+        obs = self._binned_obs_dict(model.binned_observations)
         obs.update({n: self.mc_columns[n] for n in names})
         # the MC model: same spec/measurement, MC events as "observations" (per-event arrays)
         self.mc_model = Model(model.spec, obs, model.measurement) if names else model
         m = self.mc_model
         self.channel_names = names
-        self.n_mc = [u.n_events for u in m._unb]
-        self.mc_arrays = [{key: jnp.asarray(_unchunk(a, u.n_events)) for key, a in u.arrays.items()} for u in m._unb]
+        self.n_mc = [u.n_events for u in m.unbinned_terms]
+        self.mc_arrays = [
+            {key: jnp.asarray(_unchunk(a, u.n_events)) for key, a in u.arrays.items()} for u in m.unbinned_terms
+        ]
         self._w = [np.asarray(self.mc_columns[n]["weight"], float) for n in names]
         for n, w in zip(names, self._w):
             if np.any(w < 0):
@@ -232,7 +235,7 @@ class ToyGenerator:
                     )
                 w[w < 0] = 0.0
         self._logS = jax.jit(self._log_density)
-        self._yields = jax.jit(lambda p: [u.yields(p) for u in m._unb])
+        self._yields = jax.jit(lambda p: [u.yields(p) for u in m.unbinned_terms])
         self.mc_at = None if mc_at is None else param_vector(model, mc_at)
         self._den = []
         for j, w in enumerate(self._w):
@@ -240,17 +243,17 @@ class ToyGenerator:
                 self._den.append(np.full_like(w, w.sum()))
             else:
                 self._den.append(np.exp(self.log_density(self.mc_at)[j]))
-        ni, _, sig = model._c_normal
-        pi, _, fac = model._c_poisson
+        ni, sig = model.constraints.normal_index, model.constraints.normal_sigma
+        pi, fac = model.constraints.poisson_index, model.constraints.poisson_factor
         self._n_idx, self._n_sig, self._n_aux0 = (
             np.asarray(ni, int),
             np.asarray(sig, float),
-            np.asarray(model._c_normal[1], float),
+            np.asarray(model.constraints.normal_aux, float),
         )
         self._p_idx, self._p_fac, self._p_aux0 = (
             np.asarray(pi, int),
             np.asarray(fac, float),
-            np.asarray(model._c_poisson[1], float),
+            np.asarray(model.constraints.poisson_aux, float),
         )
         self.twice_nll = self._make_nll()
         #: default padded event count per unbinned channel for :meth:`generate` (None: automatic
@@ -266,7 +269,7 @@ class ToyGenerator:
         return out
 
     def _log_density(self, p):
-        data = self.mc_model._data
+        data = self.mc_model.data
         ws = [d["w"] for d in data]
 
         def f(ws_):
@@ -325,14 +328,14 @@ class ToyGenerator:
         """Diagnostic: sum_i u_i r_c(x_i) / sum_i u_i per channel and process (1 for ratios
         normalised on this MC; only meaningful for ``mc_at=None``)."""
         out = {}
-        for j, (n, u) in enumerate(zip(self.channel_names, self.mc_model._unb)):
+        for j, (n, u) in enumerate(zip(self.channel_names, self.mc_model.unbinned_terms)):
             r = np.asarray(self.mc_arrays[j]["r"])
             out[n] = {s: float(np.sum(self._w[j] * r[c]) / self._w[j].sum()) for c, s in enumerate(u.samples)}
         return out
 
     def expected_binned(self, theta) -> np.ndarray:
         """Expected binned counts (nbins,) in the model's channel order."""
-        if not self.model._b_rows:
+        if not self.model.binned_samples:
             return np.zeros(0)
         exp = self.model.expected_binned(param_vector(self.model, theta))
         return np.concatenate([np.sum(list(exp[c["name"]].values()), axis=0) for c in self.model.binned_channels])

@@ -293,7 +293,7 @@ def test_newton_holds_a_parameter_at_its_bound():
 
 def test_newton_does_not_stop_on_a_bound_the_gradient_leaves():
     """sqrt(mu) morphing started at mu = 0 (its bound): the slope there is huge (finite by
-    construction, nsbi.model._sqrt) and points inwards, the Newton step is ~0 and so is the
+    construction, nsbi.model.morphing.sqrt_finite) and points inwards, the Newton step is ~0 and so is the
     EDM. That is not a minimum: the fit must not stop there but reach MIGRAD's minimum."""
     m = _two_param_model(mu_bounds=(0.0, 5.0), morphing="sqrt(mu)")
     b = F.fit(m, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)

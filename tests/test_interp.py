@@ -9,7 +9,7 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 
-from nsbi.interpolation import _code4_poly, code4, code4_coefficients, code4p  # noqa: E402
+from nsbi.model.interpolation import code4, code4_coefficients, code4_poly_factor, code4_poly_weights, code4p  # noqa: E402
 
 KAPPAS = [(1.3, 0.8), (1.05, 0.97), (0.9, 1.2), (2.0, 0.3)]
 
@@ -48,7 +48,7 @@ def test_code4_smooth_at_boundaries(ku, kd):
     lu, ld = math.log(ku), math.log(kd)
 
     def poly(a):
-        return _code4_poly(a, ku, kd, lu, ld, jnp)
+        return code4_poly_factor(code4_poly_weights(a, jnp), lu, ld, ku, kd)
 
     def hi(a):
         return jnp.exp(a * lu)
@@ -68,6 +68,26 @@ def test_code4_smooth_at_boundaries(ku, kd):
     eps = 1e-7
     for x in (1.0, -1.0):
         assert float(f(x - eps)) == pytest.approx(float(f(x + eps)), rel=1e-5)
+
+
+@pytest.mark.parametrize("ku,kd", KAPPAS)
+@pytest.mark.parametrize("alpha", [-1.0, -0.7, 0.0, 0.3, 0.95])
+def test_code4_derivative_weights_match_autodiff(ku, kd, alpha):
+    """The polynomial with the derivative weights (as the per-event kernels use it) is the
+    first and second derivative of the code-4 factor inside |alpha| <= 1."""
+    from nsbi.model.interpolation import code4_d2weights, code4_dweights
+
+    lu, ld = math.log(ku), math.log(kd)
+
+    def poly(a):
+        return code4_poly_factor(code4_poly_weights(a, jnp), lu, ld, ku, kd)
+
+    a = jnp.asarray(alpha)
+    d1 = code4_poly_factor(code4_dweights(a), lu, ld, ku, kd, derivative=True)
+    d2 = code4_poly_factor(code4_d2weights(a), lu, ld, ku, kd, derivative=True)
+    assert float(d1) == pytest.approx(float(jax.grad(poly)(a)), rel=1e-12, abs=1e-14)
+    assert float(d2) == pytest.approx(float(jax.grad(jax.grad(poly))(a)), rel=1e-12, abs=1e-14)
+    assert float(poly(a)) == pytest.approx(float(code4(a, jnp.asarray(ku), jnp.asarray(kd))), rel=1e-15)
 
 
 def test_code4p_formula():
@@ -101,7 +121,7 @@ def test_code4_mean_equals_event_average(alpha):
     """N(alpha) from all events as nodes equals the weighted mean of the per-event code-4
     factor (brute force); compressed to 256 nodes it stays within 1e-5 for |alpha| <= 2 (1e-4
     beyond, where the sparse tails dominate) and is exact at +-1."""
-    from nsbi.interpolation import code4_from_logs, code4_mean, code4_mean_nodes
+    from nsbi.model.interpolation import code4_from_logs, code4_mean, code4_mean_nodes
 
     lu, ld, w = _events()
     brute = np.sum(w * code4_from_logs(np.float64(alpha), lu, ld)) / w.sum()
@@ -122,7 +142,7 @@ def test_code4_mean_equals_event_average(alpha):
 def test_code4_mean_is_smooth_at_the_knots():
     """Value, first and second derivative of N(alpha) are continuous at alpha = +-1 (autodiff
     on both sides), so dividing a likelihood by it keeps Newton and MIGRAD happy."""
-    from nsbi.interpolation import code4_mean, code4_mean_nodes
+    from nsbi.model.interpolation import code4_mean, code4_mean_nodes
 
     lu, ld, w = _events(4000)
     nu, pu = code4_mean_nodes(lu, np.abs(w), 64)

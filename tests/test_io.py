@@ -116,7 +116,6 @@ def test_atomic_path_exception_leaves_no_file_and_no_temp(tmp_path):
 #: (module, function) -> why it may call json.dumps/json.dump/os.replace itself
 ALLOWED = {
     ("nsbi/io.py", "*"): "the writer and the atomic mechanism themselves",
-    ("nsbi/neyman.py", "write_chunk"): "json.dumps of the header *string* stored inside the .npz of a toy chunk",
 }
 
 

@@ -74,7 +74,7 @@ def test_binned_counts_and_auxdata_distributions():
     assert np.all(np.abs(var / lam - 1) < 4 * math.sqrt(2 / T))
     # Gaussian auxdata: centred on theta, widths 1 (normsys/histosys), 0.05 (lumi), delta/nominal (staterror)
     sig = {"a": 1.0, "h": 1.0, "lumi": 0.05, "st[0]": 5 / 50, "st[1]": 2 / 40}
-    names = [m.par_names[i] for i in m._c_normal[0]]
+    names = [m.par_names[i] for i in m.constraints.normal_index]
     assert sorted(names) == sorted(sig)
     for j, n in enumerate(names):
         x = toys.aux_normal[:, j]
@@ -83,7 +83,7 @@ def test_binned_counts_and_auxdata_distributions():
     # Poisson auxdata of shapesys: tau = (nominal / uncertainty)^2, mean = var = gamma * tau
     tau = (B_NOM / SH_UNC) ** 2
     lam_p = np.array([0.9, 1.1]) * tau
-    assert [m.par_names[i] for i in m._c_poisson[0]] == ["sh[0]", "sh[1]"]
+    assert [m.par_names[i] for i in m.constraints.poisson_index] == ["sh[0]", "sh[1]"]
     assert np.all(np.abs(toys.aux_poisson.mean(0) - lam_p) < 4 * np.sqrt(lam_p / T))
     assert np.all(np.abs(toys.aux_poisson.var(0, ddof=1) / lam_p - 1) < 4 * math.sqrt(2 / T))
     assert np.all(toys.aux_poisson == np.round(toys.aux_poisson))
@@ -101,7 +101,7 @@ def test_binned_toy_likelihood_uses_drawn_data_and_auxdata():
         mi = gen.model_for(toys, i)
         assert vals[i] == pytest.approx(mi.twice_nll(p), rel=1e-12, abs=1e-9)
         # constraint part by hand with the drawn auxdata (the Poisson part of the bins is shared)
-        aux = dict(zip([m.par_names[j] for j in m._c_normal[0]], toys.aux_normal[i]))
+        aux = dict(zip([m.par_names[j] for j in m.constraints.normal_index], toys.aux_normal[i]))
         sig = {"a": 1.0, "h": 1.0, "lumi": 0.05, "st[0]": 0.1, "st[1]": 0.05}
         pv = dict(zip(m.par_names, p))
         lc = sum(stats.norm.logpdf(aux[k], pv[k], s) for k, s in sig.items())

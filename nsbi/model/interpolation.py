@@ -16,7 +16,11 @@ The a_i are linear in the boundary vector
 Rearranged, ``I = (1 - c0 - c1) + k_u (c0 + c2 u + c4 u^2) + k_d (c1 - c3 d + c5 d^2)``
 with ``u = ln k_u``, ``d = ln k_d``: for per-event factors (one alpha for millions of
 events) only a handful of multiply-adds per event are needed, and no transcendental
-function inside |alpha| <= 1.
+function inside |alpha| <= 1. :func:`code4_poly_factor` is the one place this polynomial
+branch is written: the binned and yield factors (:func:`code4_from_logs`) and the per-event
+kernels of :mod:`nsbi.model.kernels` all evaluate it, the kernels also with the derivative
+weights :func:`code4_dweights` / :func:`code4_d2weights` in place of ``c`` (which gives
+``dI/dalpha`` and ``d2I/dalpha2``, the constant term becoming ``-c0' - c1'``).
 
 Code 4p (additive, ``histosys``-like): ``delta(alpha) = alpha * delta_up`` for alpha > 1,
 ``alpha * delta_down`` for alpha < -1 and ``alpha S + A (15 alpha^2 - 10 alpha^4 + 3 alpha^6)``
@@ -32,6 +36,9 @@ ln g (:func:`code4_mean_nodes`): the expectation is linear in the per-event fact
 branch depends on one marginal only, so weighted nodes of each marginal suffice. N(alpha) is
 itself code-4 continuous (value, first and second derivative at +-1), so dividing by it keeps
 the likelihood smooth.
+
+Importing this module loads neither JAX nor the rest of :mod:`nsbi.model` (the workspace
+builder uses :func:`code4_mean_nodes` without JAX); JAX arrays passed in select ``jax.numpy``.
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ __all__ = [
     "code4_mean",
     "code4_mean_nodes",
     "code4_coefficients",
+    "code4_d2weights",
+    "code4_dweights",
+    "code4_poly_factor",
     "code4_poly_weights",
     "code4p",
     "code4p_delta",
@@ -98,6 +108,32 @@ def code4_poly_weights(alpha, xp=np):
     return [sum(powers[i] * minv[i, j] for i in range(6)) for j in range(6)]
 
 
+def code4_dweights(alpha):
+    """d c_j / d alpha of :func:`code4_poly_weights` (list of 6)."""
+    powers = [(i + 1) * alpha**i for i in range(6)]
+    return [sum(powers[i] * CODE4_MATRIX_INV[i, j] for i in range(6)) for j in range(6)]
+
+
+def code4_d2weights(alpha):
+    """d^2 c_j / d alpha^2 of :func:`code4_poly_weights` (list of 6)."""
+    powers = {i: (i + 1) * i * alpha ** (i - 1) for i in range(1, 6)}  # d2/da2 of alpha^(i+1)
+    return [sum(powers[i] * CODE4_MATRIX_INV[i, j] for i in powers) for j in range(6)]
+
+
+def code4_poly_factor(c, log_up, log_down, up, down, derivative: bool = False):
+    """Polynomial branch (``|alpha| <= 1``) of the code-4 factor from the weights ``c``.
+
+    ``(1 - c0 - c1) + up (c0 + u (c2 + c4 u)) + down (c1 + d (c5 d - c3))`` with
+    ``u = log_up``, ``d = log_down``, ``up = exp(u)``, ``down = exp(d)`` (passed precomputed;
+    the per-event kernels store them). ``c`` is :func:`code4_poly_weights` for the factor;
+    with ``derivative=True`` and :func:`code4_dweights` / :func:`code4_d2weights` it is the
+    first / second derivative in alpha (constant term ``-c0 - c1``). Elementwise, numpy or
+    JAX. This is the only place the polynomial is written.
+    """
+    const = (-c[0] - c[1]) if derivative else (1.0 - c[0] - c[1])
+    return const + up * (c[0] + log_up * (c[2] + c[4] * log_up)) + down * (c[1] + log_down * (c[5] * log_down - c[3]))
+
+
 def code4_coefficients(kappa_up, kappa_down):
     """Polynomial coefficients a_1..a_6 (last axis) for given kappas (numpy)."""
     ku = np.asarray(kappa_up, dtype=float)
@@ -107,26 +143,17 @@ def code4_coefficients(kappa_up, kappa_down):
     return b @ CODE4_MATRIX_INV.T
 
 
-def _code4_poly(alpha, up, down, log_up, log_down, xp):
-    c = code4_poly_weights(alpha, xp)
-    return (
-        (1.0 - c[0] - c[1])
-        + up * (c[0] + c[2] * log_up + c[4] * log_up * log_up)
-        + down * (c[1] - c[3] * log_down + c[5] * log_down * log_down)
-    )
-
-
 def code4_from_logs(alpha, log_up, log_down, up=None, down=None, xp=None):
     """Code-4 factor given ln(kappa_up), ln(kappa_down) (elementwise, broadcasting).
 
     ``up``/``down`` may be passed as precomputed ``exp(log_up)``/``exp(log_down)``.
     All three branches are evaluated and selected with ``where`` (use
-    :func:`nsbi.model` helpers for the per-event, branch-selected version).
+    :mod:`nsbi.model.kernels` for the per-event, branch-selected version).
     """
     xp = xp or _xp_of(alpha, log_up, log_down)
     up = xp.exp(log_up) if up is None else up
     down = xp.exp(log_down) if down is None else down
-    poly = _code4_poly(alpha, up, down, log_up, log_down, xp)
+    poly = code4_poly_factor(code4_poly_weights(alpha, xp), log_up, log_down, up, down)
     hi = xp.exp(alpha * log_up)
     lo = xp.exp(-alpha * log_down)
     return xp.where(alpha > 1.0, hi, xp.where(alpha < -1.0, lo, poly))

@@ -1,0 +1,254 @@
+"""The compiled likelihood :class:`Model` (see :mod:`nsbi.model` for the statistical model)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from nsbi.jax_setup import jax, jnp
+
+from .binned import BinnedChannels
+from .errors import ModelError
+from .kernels import events_hessian
+from .modifiers import register_modifier, register_staterror
+from .morphing import MorphingCoefficients
+from .parameters import ConstraintTerms, ParameterRegistry
+from .unbinned import UnbinnedChannel
+
+__all__ = ["Model"]
+
+
+class Model:
+    """Compiled likelihood for a workspace dataset.
+
+    Parameters
+    ----------
+    spec : workspace dict (nsbi format; see :mod:`nsbi.workspace`). Binned channels follow the
+        pyhf layout; unbinned channels list samples with ``yield``.
+    observations : mapping channel -> list of counts (binned) or dict of per-event arrays
+        (unbinned: ``weight`` and ``logr_*`` columns, see :func:`event_columns`).
+    measurement : the measurement dict ``{"name", "config": {"poi", "parameters"}}``.
+
+    Attributes
+    ----------
+    spec, measurement, measurement_name, poi_name, poi_index : the inputs and the POI.
+    parsets, par_slices, npars, par_names : the parameter sets (:class:`ParameterSet`), their
+        slices of the flat parameter vector, its length and the labels of its components.
+    init, bounds, fixed, constrained, auxdata : per component of the parameter vector
+        (``auxdata``: in pyhf's order, Gaussian constraints then Poisson ones).
+    constraints : :class:`ConstraintTerms` (constraint indices, widths and auxiliary data).
+    binned_channels, unbinned_channels : the channel dicts of ``spec`` by type.
+    binned_offsets, nbins, binned_samples, binned_observations : layout of the concatenated
+        bins of the binned channels, their (channel, sample) rows and the observed counts.
+    unbinned_terms, n_unbinned_events, data : the compiled unbinned channels
+        (:class:`UnbinnedChannel`), their total number of events and their event arrays.
+    """
+
+    def __init__(self, spec: Mapping, observations: Mapping[str, Any], measurement: Mapping | None = None):
+        self.spec = spec
+        measurement = measurement or {"name": "default", "config": {"poi": None, "parameters": []}}
+        self.measurement = measurement
+        cfg = measurement.get("config", {})
+        self.measurement_name = measurement.get("name")
+        self.poi_name = cfg.get("poi")
+        reg = ParameterRegistry({p["name"]: p for p in cfg.get("parameters", [])})
+
+        channels = list(spec["channels"])
+        self.binned_channels = [c for c in channels if c.get("type", "binned") == "binned"]
+        self.unbinned_channels = [c for c in channels if c.get("type", "binned") == "unbinned"]
+
+        # ---- register parameters in order of appearance ----
+        self._morphing = MorphingCoefficients()
+        for ch in channels:
+            nb = len(ch["samples"][0]["data"]) if ch.get("type", "binned") == "binned" else 1
+            for s in ch["samples"]:
+                if s.get("morphing") is not None:
+                    for name in self._morphing.register(s["morphing"]):
+                        reg.add(name, "morphing")
+                for m in s.get("modifiers", []):
+                    register_modifier(reg, ch, s, m, nb)
+        register_staterror(reg, self.binned_channels)
+        reg.finalize(self.poi_name)
+
+        # ---- flatten ----
+        self.parsets = list(reg.sets.values())
+        self.par_slices: dict[str, slice] = {}
+        i = 0
+        for ps in self.parsets:
+            self.par_slices[ps.name] = slice(i, i + ps.n)
+            i += ps.n
+        self.npars = i
+        self.par_names = [lab for ps in self.parsets for lab in ps.labels]
+        self.init = np.array([v for ps in self.parsets for v in ps.inits], dtype=float)
+        self.bounds = [tuple(b) for ps in self.parsets for b in ps.bounds]
+        self.fixed = np.array([v for ps in self.parsets for v in ps.fixed], dtype=bool)
+        self.poi_index = self.par_slices[self.poi_name].start if self.poi_name else None
+        self.constrained = np.zeros(self.npars, dtype=bool)
+        for ps in self.parsets:
+            if ps.constraint:
+                self.constrained[self.par_slices[ps.name]] = True
+
+        self.constraints = ConstraintTerms.collect(self.parsets, self.par_slices)
+        self.auxdata = self.constraints.auxdata
+        self._binned = BinnedChannels(
+            self.binned_channels, observations, self.parsets, self.par_slices, self.npars, self._morphing
+        )
+        self.binned_offsets = self._binned.offsets
+        self.nbins = self._binned.nbins
+        unb = []
+        for ch in self.unbinned_channels:
+            ev = observations.get(ch["name"])
+            if ev is None:
+                raise ModelError(f"no events for unbinned channel {ch['name']!r}")
+            unb.append(UnbinnedChannel(ch, ev, self.parsets, self.par_slices, self.npars, self._morphing))
+        self._unbinned = tuple(unb)
+
+        # large per-event arrays are passed as arguments (never baked into the compiled
+        # function as constants: that makes XLA compilation slow and memory hungry)
+        self._data = [u.arrays for u in self._unbinned]
+        self._twice_nll = jax.jit(self.twice_nll_jax)
+        self._vg = jax.jit(jax.value_and_grad(self.twice_nll_jax))
+        # Hessian: autodiff for the cheap parts, the unbinned event sums from a one-pass kernel
+        self._hess = jax.jit(self._hessian_jax)
+        self._vgh = jax.jit(self._value_grad_hessian_jax)
+        self._hess_autodiff = jax.jit(jax.hessian(lambda p, d: self.twice_nll_jax(p, d, False)))
+
+    # ------------------------------------------------------------------ public views
+    @property
+    def unbinned_terms(self) -> tuple[UnbinnedChannel, ...]:
+        """The compiled unbinned channels, in the order of :attr:`unbinned_channels`."""
+        return self._unbinned
+
+    @property
+    def n_unbinned_events(self) -> int:
+        """Total number of events in the unbinned channels (0 without unbinned channels)."""
+        return sum(u.n_events for u in self._unbinned)
+
+    @property
+    def data(self) -> list[dict[str, Any]]:
+        """The device event arrays, one dict per unbinned channel (:attr:`UnbinnedChannel.arrays`:
+        keys ``w``, ``r``, ``lu``, ``ld``, ``gu``, ``gd``): the ``data`` argument of
+        :meth:`twice_nll_jax` and :meth:`twice_nll_with` (a new list each time, same arrays)."""
+        return list(self._data)
+
+    @property
+    def binned_samples(self) -> tuple[tuple[str, str], ...]:
+        """(channel, sample) names of the rows of the binned rates; empty without binned samples."""
+        return self._binned.rows
+
+    @property
+    def binned_observations(self) -> np.ndarray:
+        """Observed binned counts concatenated over the binned channels (:attr:`nbins`,), in the
+        layout of :attr:`binned_offsets`; empty without binned samples. Read-only view."""
+        v = self._binned.observations.view()
+        v.flags.writeable = False
+        return v
+
+    # ------------------------------------------------------------------ binned
+    def expected_binned(self, pars) -> dict[str, dict[str, np.ndarray]]:
+        """Expected counts per binned channel and sample at ``pars``."""
+        return self._binned.expected(pars)
+
+    # ------------------------------------------------------------------ objective
+    def twice_nll_jax(self, p, data, custom_grad=True):
+        """Pure JAX -2 ln L at the parameter vector ``p`` with the event arrays ``data``
+        (layout of :attr:`data`). ``custom_grad=False`` differentiates the event scan by plain
+        autodiff (forward mode, Hessians, gradients w.r.t. ``data``); the default uses the
+        one-pass value+gradient kernel for reverse mode."""
+        lp = self.constraints.logpdf(p) + self._binned.logpdf(p)
+        for u, d in zip(self._unbinned, data):
+            lp = lp + u.logl(p, d, custom_grad)
+        return -2.0 * lp
+
+    def _hessian_jax(self, p, data):
+        """Exact Hessian of -2 ln L (see :meth:`_value_grad_hessian_jax`)."""
+        return self._value_grad_hessian_jax(p, data)[2]
+
+    def _value_grad_hessian_jax(self, p, data):
+        """-2 ln L, its gradient and its exact Hessian from one pass over the events.
+
+        Autodiff of the constraint, binned and yield terms, plus for each unbinned channel
+        E(u) = sum_i w_i ln s_i with u = (yields, shape parameters): value and gradient
+        J^T g_u, and Hessian J^T H_u J + sum_c (dE/dy_c) d2 y_c/d theta2, with g_u and H_u from
+        :func:`nsbi.model.kernels.events_hessian` (one pass over the events instead of
+        forward-over-reverse autodiff through the event scan)."""
+
+        def rest(q):
+            lp = self.constraints.logpdf(q) + self._binned.logpdf(q)
+            for u in self._unbinned:
+                lp = lp - jnp.sum(u.yields(q))
+            return lp
+
+        v, G = jax.value_and_grad(rest)(p)
+        H = jax.hessian(rest)(p)
+        for u, d in zip(self._unbinned, data):
+            y = u.event_yields(p)
+            C = y.shape[0]
+
+            def uvec(q, u=u):
+                a = q[u.shape_par] if len(u.shape_par) else jnp.zeros(0, dtype=q.dtype)
+                return jnp.concatenate([u.event_yields(q), a])
+
+            alpha = uvec(p)[C:]
+            v_u, g_u, H_u = events_hessian(y, alpha, d)
+            J = jax.jacfwd(uvec)(p)
+            gy = jax.lax.stop_gradient(g_u[:C])
+            v = v + v_u
+            G = G + J.T @ g_u
+            H = H + J.T @ H_u @ J + jax.hessian(lambda q, u=u, gy=gy: jnp.dot(gy, u.event_yields(q)))(p)
+        return -2.0 * v, -2.0 * G, -2.0 * H
+
+    def twice_nll_with(self, p, data, binned_obs=None, aux_normal=None, aux_poisson=None, custom_grad=True):
+        """Pure JAX -2 ln L with replaceable observations (hook for vmapped pseudo-experiments).
+
+        ``data``: one dict per unbinned channel in the layout of :attr:`data` (keys ``w``,
+        ``r``, ``lu``, ``ld``, ``gu``, ``gd``; shapes (nchunks, [K,] [C,] chunk)); ``binned_obs``:
+        concatenated binned counts (``self.nbins``,); ``aux_normal`` / ``aux_poisson``: auxiliary
+        data of the Gaussian / Poisson constraints in parameter order
+        (``self.constraints.normal_index`` / ``self.constraints.poisson_index``). ``None`` keeps
+        the model's own value. ``custom_grad=False`` uses plain autodiff (forward mode and
+        Hessians; gradients w.r.t. ``data``).
+        """
+        lp = self.constraints.logpdf(p, aux_normal, aux_poisson) + self._binned.logpdf(p, binned_obs)
+        for u, d in zip(self._unbinned, data):
+            lp = lp + u.logl(p, d, custom_grad)
+        return -2.0 * lp
+
+    def twice_nll(self, pars) -> float:
+        """-2 ln L at ``pars`` (binned part identical to pyhf's ``-2 model.logpdf``)."""
+        return float(self._twice_nll(jnp.asarray(pars, dtype=float), self._data))
+
+    def twice_nll_and_grad(self, pars) -> tuple[float, np.ndarray]:
+        """-2 ln L and its gradient at ``pars`` (one pass over the events)."""
+        v, g = self._vg(jnp.asarray(pars, dtype=float), self._data)
+        return float(v), np.asarray(g)
+
+    def hessian(self, pars) -> np.ndarray:
+        """Exact Hessian of -2 ln L at ``pars``."""
+        return np.asarray(self._hess(jnp.asarray(pars, dtype=float), self._data))
+
+    def hessian_autodiff(self, pars) -> np.ndarray:
+        """Hessian of -2 ln L at ``pars`` by plain forward-over-reverse autodiff of the whole
+        likelihood (reference for :meth:`hessian`; much slower on many events)."""
+        return np.asarray(self._hess_autodiff(jnp.asarray(pars, dtype=float), self._data))
+
+    def twice_nll_grad_hessian(self, pars) -> tuple[float, np.ndarray, np.ndarray]:
+        """-2 ln L, gradient and exact Hessian at ``pars`` from one pass over the events
+        (about the cost of :meth:`hessian`; used by the Newton minimiser in :mod:`nsbi.fit`)."""
+        v, g, H = self._vgh(jnp.asarray(pars, dtype=float), self._data)
+        return float(v), np.asarray(g), np.asarray(H)
+
+    def index(self, label: str) -> int:
+        """Position of the parameter label ``label`` (e.g. ``"mu"``, ``"gamma[2]"``) in the vector."""
+        try:
+            return self.par_names.index(label)
+        except ValueError:
+            raise KeyError(f"unknown parameter {label!r}; known: {self.par_names}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Model(binned={[c['name'] for c in self.binned_channels]}, "
+            f"unbinned={[c['name'] for c in self.unbinned_channels]}, npars={self.npars}, poi={self.poi_name!r})"
+        )
