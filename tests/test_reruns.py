@@ -112,18 +112,26 @@ def planned_jobs(output: str) -> list[tuple[str, str]]:
     return out
 
 
+def _replace_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: tests running in parallel (``make test`` uses
+    two workers) import these modules and must never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.edit")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def edit_and_plan(module: Path, work: Path) -> subprocess.CompletedProcess:
     """Dry run with a comment line appended to ``module`` (restored afterwards, mtime too)."""
     suffix = b"\n# edited by tests/test_reruns.py\n"
     original = module.read_bytes()
     st = os.stat(module)
-    module.write_bytes(original + suffix)
+    _replace_bytes(module, original + suffix)
     try:
         return snakemake("-n", "--configfile", str(TEST_CONFIG), "--directory", str(work))
     finally:
         current = module.read_bytes()
         if current.endswith(suffix):  # (leave the file alone if someone else rewrote it meanwhile)
-            module.write_bytes(current[: -len(suffix)])
+            _replace_bytes(module, current[: -len(suffix)])
         if module.read_bytes() == original:
             os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
 
