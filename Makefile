@@ -35,7 +35,7 @@ report: setup
 # unit tests on one worker, the end-to-end group (one shared test-config run, reruns, SLURM)
 # on the other; the 15 slowest tests are printed at the end
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: setup
 	$(BIN)/ruff check .

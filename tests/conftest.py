@@ -35,13 +35,34 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+#: test modules whose tests use the finished test-config run (``test_run``)
+END_TO_END_MODULES = ("test_network_plots.py", "test_reruns.py", "test_slurm.py", "test_workflow.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), every test that uses the
-    finished test-config run goes to one worker, so the workflow runs once per session while the
-    other worker takes the unit tests."""
-    for item in items:
-        if "test_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("workflow"))
+    """The end-to-end modules run first (on one worker under pytest-xdist, see below), so the
+    shared workflow run starts at once; a test elsewhere that asks for ``test_run`` is an
+    error, since it would run the workflow a second time on another worker."""
+    stray = [i.nodeid for i in items if "test_run" in i.fixturenames and i.path.name not in END_TO_END_MODULES]
+    if stray:
+        raise pytest.UsageError(f"tests using test_run must live in {END_TO_END_MODULES}: {stray}")
+    items.sort(key=lambda item: item.path.name not in END_TO_END_MODULES)  # stable: keeps the order within
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs two workers: every end-to-end test forms one scope, so the one
+    session-scoped workflow run (``test_run``) happens on one worker while the other takes
+    the unit tests, each of which is a scope of its own (load-balanced). (pytest-xdist's own
+    ``xdist_group``/``--dist loadgroup`` does not group under pytest 9.2, whose node ids it
+    can no longer rewrite.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EndToEndScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            return "end-to-end" if module in END_TO_END_MODULES else nodeid
+
+    return EndToEndScope(config, log)
 
 
 @pytest.fixture(scope="session")
