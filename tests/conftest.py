@@ -67,7 +67,12 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory):
-    """Run the workflow on the test config once (in a scratch working directory)."""
+    """Run the workflow on the test config once (in a scratch working directory).
+
+    ``NSBI_TEST_RUN=DIR`` reuses a finished run of this checkout in DIR instead (to iterate on
+    one end-to-end test); the tests only read it or work on copies."""
+    if os.environ.get("NSBI_TEST_RUN"):
+        return Path(os.environ["NSBI_TEST_RUN"]), ncfg.load(ROOT / "config/test.yaml")
     work = tmp_path_factory.mktemp("run")
     snakemake("--cores", "2", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work))
     return work, ncfg.load(ROOT / "config/test.yaml")
