@@ -4,9 +4,16 @@ The configuration is validated against the JSON schema (draft 2020-12) shipped a
 data, ``nsbi/schemas/config.schema.yaml`` (loaded with :mod:`importlib.resources`); missing
 optional keys are filled with the schema defaults. On top of the schema, :func:`validate`
 checks what a schema cannot express (unique names, references between sections,
-expressions that parse, consistent binning) and raises a
-:class:`ConfigError` whose message names the offending key, e.g.
+expressions that parse, consistent binning, output directories inside the working
+directory) and raises a :class:`ConfigError` whose message names the offending key, e.g.
 ``config key 'systematics[1].samples[0]': unknown sample 'ttZ'``.
+
+Every configured name (samples, regions, systematics, features, region-classifier classes,
+the POI, the analysis, ...) becomes part of file paths, Snakemake wildcards, JSON keys or
+column names, so the schema gives all of them one pattern, ``$defs/name``
+(:data:`NAME_PATTERN`): a letter, then letters, digits and single underscores. A relative
+``output_dir`` (or ``simulation.output_dir``) must not contain ``..``; an absolute one is
+taken as given. Configs are read with ``yaml.safe_load`` only.
 
 The small helpers below (:func:`variations`, :func:`prep_targets`, ...) are what the
 Snakemake rules use to expand targets; they are plain functions so that they are tested
@@ -16,6 +23,7 @@ without Snakemake.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -39,6 +47,10 @@ class ConfigError(ValueError):
     """The analysis configuration is invalid. The message names the config key."""
 
 
+#: configured directories the workflow writes to (relative ones must stay inside the working directory)
+OUTPUT_DIRS = (("output_dir",), ("simulation", "output_dir"))
+
+
 # --------------------------------------------------------------------------- schema
 
 
@@ -47,6 +59,11 @@ def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     if path is not None:
         return yaml.safe_load(Path(path).read_text())
     return yaml.safe_load(resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_RESOURCE).read_text())
+
+
+#: the pattern every configured name must match (``$defs/name`` of the shipped schema, defined there once)
+NAME_PATTERN: str = load_schema()["$defs"]["name"]["pattern"]
+NAME_RULE = "a name starts with a letter and has only letters, digits and single underscores"
 
 
 def _key_path(path: Iterable[Any]) -> str:
@@ -83,6 +100,10 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any], root: Mapping[str, 
 
 def _schema_error_message(err: jsonschema.ValidationError) -> str:
     path = list(err.absolute_path)
+    if err.validator == "pattern" and err.validator_value == NAME_PATTERN:
+        # a mapping key (propertyNames) is reported at the mapping it is a key of
+        what = "key " if "propertyNames" in err.relative_schema_path else ""
+        return f"config key '{_key_path(path)}': {what}{err.message} ({NAME_RULE}; names become parts of file paths)"
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         keys = ", ".join(_key_path(path + [k]) for k in extra)
@@ -124,7 +145,25 @@ def _check_expr(text: Any, key: str, allowed: set[str] | None = None) -> None:
         raise ConfigError(f"config key '{key}': {err}") from None
 
 
+def _check_directory(value: str, key: str) -> None:
+    """A relative directory the workflow writes to must stay inside the working directory."""
+    if Path(value).is_absolute():
+        return
+    if ".." in re.split(r"[/\\]", value):
+        raise ConfigError(
+            f"config key '{key}': relative path {value!r} contains '..'; the workflow writes only "
+            "inside the working directory unless the path is absolute"
+        )
+
+
 def _check_semantics(cfg: dict[str, Any]) -> None:
+    for keys in OUTPUT_DIRS:
+        node: Any = cfg
+        for k in keys:
+            node = node.get(k) if isinstance(node, Mapping) else None
+        if isinstance(node, str):
+            _check_directory(node, ".".join(keys))
+
     samples = _unique(cfg["samples"], "samples")
     _unique(cfg["systematics"], "systematics")
     features = _unique(cfg["features"], "features")
