@@ -4,7 +4,7 @@ All objectives are ``-2 ln L`` (:meth:`nsbi.model.Model.twice_nll`) minimised by
 :mod:`nsbi.minimize` -- iminuit MIGRAD with the exact JAX gradient (``errordef = 1``, so
 HESSE/MINOS intervals are the usual 68.3% ones, bounds as Minuit limits, fixed parameters not
 shown to Minuit) or the projected Newton method on the exact Hessian -- and turned into a
-:class:`FitResult` in one place (:func:`_fit_result`).
+:class:`FitResult` in one place (:func:`fit_result`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "FitResult",
     "ScanResult",
     "fit",
+    "fit_result",
     "scan",
     "crossings",
     "pulls",
@@ -186,7 +187,7 @@ def fit(
     )
     if "start_hessian" in res.info and hesse and errors == "hesse":
         errors = "exact"  # MIGRAD ran without the exact Hessian: errors from it, not numerical HESSE
-    return _fit_result(model, res, fixed_mask, errors)
+    return fit_result(model, res, fixed_mask, errors)
 
 
 def _errors_and_correlation(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,11 +199,13 @@ def _errors_and_correlation(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d, corr
 
 
-def _fit_result(model, res: M.MinimizeResult, fixed_mask: np.ndarray, errors: str) -> FitResult:
-    """The one place a :class:`FitResult` is made (from any :class:`nsbi.minimize.MinimizeResult`).
+def fit_result(model, res: M.MinimizeResult, fixed_mask: np.ndarray, errors: str = "exact") -> FitResult:
+    """The one place a :class:`FitResult` is made (from any :class:`nsbi.minimize.MinimizeResult`
+    of ``model``'s likelihood, e.g. an entry of a batched minimisation).
 
     Errors and covariance: 2 H^-1 of the exact Hessian of the free parameters for Newton (its
-    Hessian at the minimum) and for ``errors="exact"``; MIGRAD's/HESSE's otherwise; NaN where
+    Hessian at the minimum, ``res.hessian``) and for ``errors="exact"`` (``res.hessian``, else
+    :meth:`Model.hessian` of ``model`` at the minimum); MIGRAD's/HESSE's otherwise; NaN where
     -2 ln L is not finite, 0 where every parameter is fixed."""
     n = model.npars
     free = ~fixed_mask

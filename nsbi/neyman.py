@@ -130,7 +130,13 @@ def toy_t(
     free = ~np.asarray(model.fixed, bool)
     data = toys.data()
     x0 = np.array(toys.theta, float)
-    kw = {"shared": (gen.mc_arrays,), "batch_size": batch_size, "progress": progress, "tol": tol}
+    kw = {
+        "shared": (gen.mc_arrays,),
+        "vgh": gen.twice_nll_vgh,
+        "batch_size": batch_size,
+        "progress": progress,
+        "tol": tol,
+    }
     rf = minimize_batch(gen.twice_nll, data, x0, model.bounds, free, **kw)
     xc = x0.copy()
     xc[ip] = float(mu)
@@ -472,10 +478,12 @@ def coverage(
 # ---------------------------------------------------------------------------- bias / linearity
 def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=None) -> dict[str, Any]:
     """Asimov datasets at each injected point (mapping label -> value on top of the model
-    inits; MC reweighted by the model itself, :meth:`ToyGenerator.asimov`), each fitted as an
-    ordinary :class:`~nsbi.model.Model` (:meth:`ToyGenerator.model_for`) with
-    :func:`nsbi.fit.fit` from ``start`` (default model inits); errors from the exact Hessian
-    (cov = 2 H^-1 over the free parameters). Returns fitted vs injected for every parameter,
+    inits; MC reweighted by the model itself, :meth:`ToyGenerator.asimov`), fitted from
+    ``start`` (default model inits) by the batched Newton of :func:`nsbi.minimize.minimize_batch`
+    on the toy likelihood (value, gradient and exact Hessian from one pass over the events,
+    :meth:`ToyGenerator.twice_nll_vgh`; MIGRAD where Newton does not converge); errors from the
+    exact Hessian at the minimum (cov = 2 H^-1 over the free parameters,
+    :func:`nsbi.fit.fit_result`). Returns fitted vs injected for every parameter,
     the POI bias and a weighted straight-line fit of fitted vs injected POI (over the points
     that shift no parameter but the POI and are not on a POI bound; the others are listed
     with ``shifted`` / ``at_bound``). Every point also lists the parameters that the fit left on
@@ -483,23 +491,30 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     minimum of the model that made it, e.g. a nuisance parameter running away), and the summary
     gives the largest nuisance-parameter bias in units of its error.
 
-    One point at a time: an Asimov dataset carries every MC event, and the event kernels of
-    ``nsbi.fit`` (Newton on the one-pass Hessian for large unbinned models) need memory linear
-    in the events, where the vmapped toy minimiser's autodiff Hessian over 182k demo events
-    asked for 27 GB."""
+    One point at a time (``batch_size=1``: an Asimov dataset carries every MC event; the
+    one-pass kernels need memory linear in the events), one compilation for all points."""
     from nsbi import fit as F
 
     model = gen.model
     ip = _poi(model)
     thetas = [param_vector(model, p) for p in injected]
     x0 = param_vector(model, start)
-    # strict tolerance: the points test the model, not the minimiser (EDM < 2e-7)
-    results = [
-        F.fit(gen.model_for(gen.asimov(th)), init=x0, errors="exact", hesse=False, tolerance=1e-4) for th in thetas
-    ]
+    free = ~np.asarray(model.fixed, bool)
+    asimov = ToySet.concatenate([gen.asimov(th) for th in thetas])
+    batch = minimize_batch(
+        gen.twice_nll,
+        asimov.data(),
+        x0,
+        model.bounds,
+        free,
+        shared=(gen.mc_arrays,),
+        vgh=gen.twice_nll_vgh,
+        batch_size=1,
+        hessian=True,
+    )
+    results = [F.fit_result(model, batch.entry(t), ~free) for t in range(len(thetas))]
     points = []
     lo, hi = (np.array([b[j] for b in model.bounds], float) for j in (0, 1))
-    free = ~np.asarray(model.fixed, bool)
 
     def on_bound(v):
         return (v - lo <= 1e-8 * (1 + np.abs(lo))) | (hi - v <= 1e-8 * (1 + np.abs(hi)))

@@ -146,6 +146,27 @@ class ToySet:
             dict(self.meta),
         )
 
+    @classmethod
+    def concatenate(cls, sets: Sequence[ToySet]) -> ToySet:
+        """One batch from several (same channels and padded event counts, e.g. Asimov datasets
+        at several points); ``theta`` becomes (T, npars), one row per entry."""
+        sets = list(sets)
+        if not sets:
+            raise ValueError("no toy sets to concatenate")
+        shapes = {tuple(i.shape[1] for i in s.idx) for s in sets}
+        if len(shapes) > 1:
+            raise ValueError(f"toy sets with different padded event counts {sorted(shapes)}")
+        thetas = [np.broadcast_to(s.theta, (len(s), np.shape(s.theta)[-1])) for s in sets]
+        return cls(
+            np.concatenate(thetas),
+            np.concatenate([s.binned for s in sets]),
+            np.concatenate([s.aux_normal for s in sets]),
+            np.concatenate([s.aux_poisson for s in sets]),
+            [np.concatenate([s.idx[j] for s in sets]) for j in range(len(sets[0].idx))],
+            [np.concatenate([s.k[j] for s in sets]) for j in range(len(sets[0].k))],
+            meta={"concatenated": len(sets)},
+        )
+
     def n_events(self) -> np.ndarray:
         """(T, n_unbinned_channels) total event counts."""
         if not self.k:
@@ -255,7 +276,10 @@ class ToyGenerator:
             np.asarray(fac, float),
             np.asarray(model.constraints.poisson_aux, float),
         )
-        self.twice_nll = self._make_nll()
+        #: ``twice_nll(p, toy, mc_arrays)``: -2 ln L of one toy (pure JAX, autodiff-friendly);
+        #: ``twice_nll_vgh``: the same with its gradient and exact Hessian from one pass over the
+        #: toy's events (what the batched toy fits use)
+        self.twice_nll, self.twice_nll_vgh = self._make_nll()
         #: default padded event count per unbinned channel for :meth:`generate` (None: automatic
         #: bucket 2^k or 1.5*2^k). Fixing it keeps one compiled shape across parameter points.
         self.pad_to: list[int] | None = None
@@ -409,8 +433,9 @@ class ToyGenerator:
     def _make_nll(self):
         m = self.mc_model
 
-        def twice_nll(p, toy, mc):
-            """-2 ln L of one toy (pure JAX, plain autodiff: vmap/grad/hessian friendly)."""
+        def events(toy, mc):
+            """The toy's own events (MC rows ``idx`` with weights ``k``) in the model's event
+            layout, one chunk per channel: the cost per toy follows its event count."""
             data = []
             for j in range(len(mc)):
                 a, i, k = mc[j], toy["idx"][j], toy["k"][j]
@@ -424,9 +449,19 @@ class ToyGenerator:
                         "gd": a["gd"][:, :, i][None],
                     }
                 )
-            return m.twice_nll_with(p, data, toy["binned"], toy["aux_normal"], toy["aux_poisson"], custom_grad=False)
+            return data
 
-        return twice_nll
+        def twice_nll(p, toy, mc):
+            """-2 ln L of one toy (pure JAX, plain autodiff: vmap/grad/hessian friendly)."""
+            obs = (toy["binned"], toy["aux_normal"], toy["aux_poisson"])
+            return m.twice_nll_with(p, events(toy, mc), *obs, custom_grad=False)
+
+        def twice_nll_vgh(p, toy, mc):
+            """(-2 ln L, gradient, exact Hessian) of one toy from one pass over its events."""
+            obs = (toy["binned"], toy["aux_normal"], toy["aux_poisson"])
+            return m.value_grad_hessian_with(p, events(toy, mc), *obs)
+
+        return twice_nll, twice_nll_vgh
 
     def twice_nll_values(self, toys: ToySet, pars) -> np.ndarray:
         """-2 ln L of every toy at ``pars`` ((npars,) or (T, npars))."""

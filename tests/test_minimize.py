@@ -284,9 +284,21 @@ def test_bounds_against_analytic_and_fallback(max_iter):
     n = toys.binned[:, 0]
     assert np.any((n - 20) / 10 < 0) and np.any((n - 20) / 10 > 0)  # bound active for some toys
     r = M.minimize_batch(
-        gen.twice_nll, toys.data(), toys.theta, m.bounds, ~m.fixed, shared=(gen.mc_arrays,), max_iter=max_iter
+        gen.twice_nll,
+        toys.data(),
+        toys.theta,
+        m.bounds,
+        ~m.fixed,
+        shared=(gen.mc_arrays,),
+        max_iter=max_iter,
+        hessian=True,
     )
     mu_hat, nll = _analytic_min(n)
+    # the exact Hessian at each end point (Newton's own, recomputed after a fallback):
+    # d2(-2 ln L)/dmu2 = 2 n s^2 / (s mu + b)^2
+    lam = 10.0 * r.values[:, 0] + 20.0
+    np.testing.assert_allclose(r.hessian[:, 0, 0], 2 * n * 100.0 / lam**2, rtol=1e-10)
+    assert r.entry(3).hessian[0, 0] == r.hessian[3, 0, 0]
     ok = n > 0  # n = 0: mu_hat = 0 and -2 ln L = 2 b (the formula covers it, kept for clarity)
     # batched Newton: ~1e-7; iminuit fallback (max_iter=1): MIGRAD precision (EDM ~ 2e-9)
     tol_mu, tol_nll = (1e-6, 1e-8) if max_iter > 1 else (1e-4, 1e-7)

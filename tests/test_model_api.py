@@ -140,7 +140,7 @@ def _scanned_files() -> list[Path]:
 def test_private_names_are_collected_from_the_package():
     names = package_private_names()
     # attributes, methods and module-level helpers of the package
-    assert {"_data", "_unbinned", "_binned", "_value_grad_hessian_jax", "_chunk_layout", "_nu"} <= names
+    assert {"_data", "_unbinned", "_binned", "_hessian_jax", "_chunk_layout", "_nu"} <= names
     assert not any(n.startswith("__") for n in names)
 
 
@@ -162,7 +162,7 @@ def test_no_private_model_access_outside_the_package():
         "data = self.mc_model._data",
         "ni, _, sig = model._c_normal",
         "ref = m._hess_autodiff(p, m._data)",
-        "x = thing._value_grad_hessian_jax",  # a private method of Model on any object
+        "x = thing._hessian_jax",  # a private method of Model on any object
         "from nsbi.model.unbinned import _chunk_layout",
     ],
 )

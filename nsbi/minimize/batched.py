@@ -16,7 +16,7 @@ from .result import BatchMinimizeResult, MinimizeResult
 from .single import Objective
 from .single import fallback as _fallback
 
-__all__ = ["batch_size_of", "minimize_batch", "take"]
+__all__ = ["batch_size_of", "entry_hessian", "minimize_batch", "take"]
 
 
 def batch_size_of(data) -> int:
@@ -115,7 +115,7 @@ def _make_solver(fun: Callable, vgh: Callable | None, edm_max: float, max_iter: 
             }
 
         s = jax.lax.while_loop(lambda s: s["reason"] == N.RUNNING, body, state)
-        return s["x"], s["v"], s["reason"], s["it"], s["edm"], s["n_held"], s["n_calls"]
+        return s["x"], s["v"], s["reason"], s["it"], s["edm"], s["n_held"], s["n_calls"], s["H"]
 
     batched = jax.vmap(solve_one, in_axes=(0, 0, None, None, None, None))
     return jax.jit(batched)
@@ -123,6 +123,7 @@ def _make_solver(fun: Callable, vgh: Callable | None, edm_max: float, max_iter: 
 
 _SOLVERS: dict[Any, Callable] = {}
 _VG: dict[Any, Callable] = {}
+_HESS: dict[Any, Callable] = {}
 
 
 def _solver(fun, vgh, edm_max, max_iter, polish):
@@ -148,6 +149,20 @@ def entry_objective(fun: Callable, data_t, shared: Sequence[Any] = ()) -> Object
     return Objective(value=lambda x: value_and_grad(x)[0], value_and_grad=value_and_grad)
 
 
+def entry_hessian(fun: Callable, vgh: Callable | None, x, data_t, shared: Sequence[Any] = ()) -> np.ndarray:
+    """Exact Hessian of ``fun(x, data_t, *shared)`` (from ``vgh`` when given, else autodiff),
+    jit-compiled once per function."""
+    key = (fun, vgh)
+    h = _HESS.get(key)
+    if h is None:
+        if vgh is not None:
+            h = jax.jit(lambda p, d, sh: vgh(p, d, *sh)[2])
+        else:
+            h = jax.jit(jax.hessian(lambda p, d, sh: fun(p, d, *sh)))
+        _HESS[key] = h
+    return np.asarray(h(jnp.asarray(x, dtype=float), data_t, tuple(shared)))
+
+
 def minimize_batch(
     fun: Callable,
     data,
@@ -164,6 +179,7 @@ def minimize_batch(
     progress: bool = False,
     vgh: Callable | None = None,
     polish: bool = True,
+    hessian: bool = False,
 ) -> BatchMinimizeResult:
     """Minimise ``fun(p, data[t], *shared)`` (``-2 ln L``, a pure JAX scalar function) for every
     entry ``t`` of the batched pytree ``data`` (leaves with a leading batch axis).
@@ -185,7 +201,9 @@ def minimize_batch(
     from it); ``bounds``: (npars, 2); ``free``: bool (npars,) (False = fixed). ``batch_size``:
     entries per vmapped call (the last chunk is padded by repeating an entry, so only one shape
     is compiled). ``fun`` (and ``vgh``) should be the same objects across calls (compiled
-    solvers are cached per function).
+    solvers are cached per function). ``hessian=True``: the result carries the exact Hessian at
+    every entry's end point (the Newton iteration's own; recomputed for fallback entries), e.g.
+    for errors (:func:`nsbi.fit.fit_result` of :meth:`BatchMinimizeResult.entry`).
     """
     T = batch_size_of(data)
     x0 = np.asarray(x0, float)
@@ -206,6 +224,7 @@ def minimize_batch(
         "edm": np.empty(T),
         "n_held": np.zeros(T, int),
         "n_calls": np.zeros(T, int),
+        "H": np.empty((T, npars, npars)),
     }
     starts = range(0, T, bs)
     if progress:
@@ -249,6 +268,8 @@ def minimize_batch(
             converged[t] = r.converged
             methods[t] = r.method
             messages[t] = f"{messages[t]}; {r.message}"
+            if hessian:
+                out["H"][t] = entry_hessian(fun, vgh, out["x"][t], take(data, int(t)), shared)
     return BatchMinimizeResult(
         twice_nll=out["v"],
         values=out["x"],
@@ -261,4 +282,5 @@ def minimize_batch(
         fallback=fb if fallback else np.zeros(T, bool),
         n_fallback=int(fb.sum()) if fallback else 0,
         n_failed=int((~converged).sum()),
+        hessian=out["H"] if hessian else None,
     )

@@ -65,6 +65,7 @@ class BatchMinimizeResult:
     fallback: np.ndarray  # (T,) bool: not converged by the batched Newton
     n_fallback: int
     n_failed: int
+    hessian: np.ndarray | None = None  # (T, npars, npars) exact Hessian at ``values`` (if asked for)
 
     def __len__(self) -> int:
         return len(self.twice_nll)
@@ -80,6 +81,7 @@ class BatchMinimizeResult:
             n_grad=int(self.n_calls[t]),
             method=self.method[t],
             message=self.message[t],
+            hessian=None if self.hessian is None else self.hessian[t].copy(),
         )
 
     def summary(self) -> dict:

@@ -50,7 +50,8 @@ The package, one concept per module:
 Public API: :class:`Model` -- numpy entry points ``twice_nll``, ``twice_nll_and_grad``,
 ``hessian`` (exact, one pass over the events), ``hessian_autodiff`` (reference),
 ``twice_nll_grad_hessian``, ``expected_binned``, ``index``; pure JAX ``twice_nll_jax(p, data)``
-and ``twice_nll_with`` (replaceable observations, for vmapped toys) with the event arrays
+and ``twice_nll_with`` / ``value_grad_hessian_with`` (replaceable observations, for vmapped
+toys: value, or value, gradient and exact Hessian in one pass) with the event arrays
 ``model.data``; read-only views ``constraints`` (:class:`ConstraintTerms`), ``binned_samples``,
 ``binned_observations``, ``binned_offsets``, ``nbins``, ``unbinned_terms``
 (:class:`UnbinnedChannel`), ``n_unbinned_events``; the parameter layout ``parsets``,

@@ -112,7 +112,7 @@ class Model:
         self._vg = jax.jit(jax.value_and_grad(self.twice_nll_jax))
         # Hessian: autodiff for the cheap parts, the unbinned event sums from a one-pass kernel
         self._hess = jax.jit(self._hessian_jax)
-        self._vgh = jax.jit(self._value_grad_hessian_jax)
+        self._vgh = jax.jit(self.value_grad_hessian_with)
         self._hess_autodiff = jax.jit(jax.hessian(lambda p, d: self.twice_nll_jax(p, d, False)))
 
     # ------------------------------------------------------------------ public views
@@ -163,11 +163,13 @@ class Model:
         return -2.0 * lp
 
     def _hessian_jax(self, p, data):
-        """Exact Hessian of -2 ln L (see :meth:`_value_grad_hessian_jax`)."""
-        return self._value_grad_hessian_jax(p, data)[2]
+        """Exact Hessian of -2 ln L (see :meth:`value_grad_hessian_with`)."""
+        return self.value_grad_hessian_with(p, data)[2]
 
-    def _value_grad_hessian_jax(self, p, data):
-        """-2 ln L, its gradient and its exact Hessian from one pass over the events.
+    def value_grad_hessian_with(self, p, data, binned_obs=None, aux_normal=None, aux_poisson=None):
+        """-2 ln L, its gradient and its exact Hessian from one pass over the events, with
+        replaceable observations (arguments as in :meth:`twice_nll_with`; pure JAX, ``vmap``-able:
+        the value, gradient and Hessian of a pseudo-experiment).
 
         Autodiff of the constraint, binned and yield terms, plus for each unbinned channel
         E(u) = sum_i w_i ln s_i with u = (yields, shape parameters): value and gradient
@@ -176,7 +178,7 @@ class Model:
         forward-over-reverse autodiff through the event scan)."""
 
         def rest(q):
-            lp = self.constraints.logpdf(q) + self._binned.logpdf(q)
+            lp = self.constraints.logpdf(q, aux_normal, aux_poisson) + self._binned.logpdf(q, binned_obs)
             for u in self._unbinned:
                 lp = lp - jnp.sum(u.yields(q))
             return lp
