@@ -23,6 +23,7 @@ without Snakemake.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -61,9 +62,21 @@ def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     return yaml.safe_load(resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_RESOURCE).read_text())
 
 
-#: the pattern every configured name must match (``$defs/name`` of the shipped schema, defined there once)
-NAME_PATTERN: str = load_schema()["$defs"]["name"]["pattern"]
 NAME_RULE = "a name starts with a letter and has only letters, digits and single underscores"
+
+
+@functools.cache
+def _name_pattern() -> str:
+    return load_schema()["$defs"]["name"]["pattern"]
+
+
+def __getattr__(name: str) -> Any:
+    # NAME_PATTERN: the pattern every configured name must match (``$defs/name`` of the shipped
+    # schema, defined there once); read on first use, so that importing this module (every
+    # job script does) does not load the schema package
+    if name == "NAME_PATTERN":
+        return _name_pattern()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _key_path(path: Iterable[Any]) -> str:
@@ -100,7 +113,7 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any], root: Mapping[str, 
 
 def _schema_error_message(err: jsonschema.ValidationError) -> str:
     path = list(err.absolute_path)
-    if err.validator == "pattern" and err.validator_value == NAME_PATTERN:
+    if err.validator == "pattern" and err.validator_value == _name_pattern():
         # a mapping key (propertyNames) is reported at the mapping it is a key of
         what = "key " if "propertyNames" in err.relative_schema_path else ""
         return f"config key '{_key_path(path)}': {what}{err.message} ({NAME_RULE}; names become parts of file paths)"

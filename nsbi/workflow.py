@@ -1,13 +1,19 @@
-"""Small helpers for the thin Snakemake scripts (logging to the job's log file)."""
+"""Small helpers for the thin Snakemake scripts (logging to the job's log file, progress bars)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+def interactive() -> bool:
+    """True when progress bars make sense: stderr is a terminal and ``CI`` is not set."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 @contextmanager

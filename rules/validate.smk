@@ -95,6 +95,7 @@ rule neyman_chunk:
         kind=VAL["kind"],
         nuisances=VAL["nuisances"],
         dataset=VAL_DATASET,
+        batch_size=VAL["fit_batch_size"],
     script:
         "../scripts/neyman_chunk.py"
 
@@ -118,6 +119,7 @@ rule coverage_chunk:
         kind=VAL["kind"],
         nuisances=VAL["nuisances"],
         dataset=VAL_DATASET,
+        batch_size=VAL["fit_batch_size"],
     script:
         "../scripts/neyman_chunk.py"
 

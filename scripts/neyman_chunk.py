@@ -2,14 +2,23 @@
 
 from nsbi.neyman import compute_chunk, theta_at, write_chunk
 from nsbi.validation import toy_generator
-from nsbi.workflow import job_logging
+from nsbi.workflow import interactive, job_logging
 
 with job_logging(snakemake, "nsbi.neyman") as log:
     sm, p = snakemake, snakemake.params
     model, gen = toy_generator(sm.input.ws, p.dataset)
     theta = theta_at(gen, p.mu, p.nuisances)
     chunk = compute_chunk(
-        gen, p.mu, p.n, p.seed, mu_index=int(sm.wildcards.imu), batch=int(sm.wildcards.batch), kind=p.kind, theta=theta
+        gen,
+        p.mu,
+        p.n,
+        p.seed,
+        mu_index=int(sm.wildcards.imu),
+        batch=int(sm.wildcards.batch),
+        kind=p.kind,
+        theta=theta,
+        batch_size=p.batch_size,
+        progress=interactive(),
     )
     write_chunk(chunk, sm.output[0])
     log.info(

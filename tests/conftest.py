@@ -1,5 +1,6 @@
 """Shared helpers: running Snakemake in a scratch directory, and one local run of the test config."""
 
+import fcntl
 import os
 import re
 import subprocess
@@ -37,29 +38,45 @@ def job_counts(output: str) -> dict[str, int]:
 
 #: test modules whose tests use the finished test-config run (``test_run``)
 END_TO_END_MODULES = ("test_network_plots.py", "test_reruns.py", "test_slurm.py", "test_workflow.py")
+#: end-to-end modules scheduled last, as a scope of their own: under pytest-xdist they run on
+#: whichever worker is free then (usually the one that ran the unit tests), beside the rest of
+#: the end-to-end tests, and wait for the shared run if it is not finished yet
+LAST_MODULES = ("test_slurm.py",)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
 
 
 def pytest_collection_modifyitems(config, items):
     """The end-to-end modules run first (on one worker under pytest-xdist, see below), so the
-    shared workflow run starts at once; a test elsewhere that asks for ``test_run`` is an
-    error, since it would run the workflow a second time on another worker."""
+    shared workflow run starts at once, and :data:`LAST_MODULES` last; a test elsewhere that
+    asks for ``test_run`` is an error (end-to-end tests are scheduled as a group)."""
     stray = [i.nodeid for i in items if "test_run" in i.fixturenames and i.path.name not in END_TO_END_MODULES]
     if stray:
         raise pytest.UsageError(f"tests using test_run must live in {END_TO_END_MODULES}: {stray}")
-    items.sort(key=lambda item: item.path.name not in END_TO_END_MODULES)  # stable: keeps the order within
+
+    def rank(item) -> int:
+        name = item.path.name
+        return 2 if name in LAST_MODULES else 0 if name in END_TO_END_MODULES else 1
+
+    items.sort(key=rank)  # stable: keeps the order within
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs two workers: every end-to-end test forms one scope, so the one
-    session-scoped workflow run (``test_run``) happens on one worker while the other takes
-    the unit tests, each of which is a scope of its own (load-balanced). (pytest-xdist's own
-    ``xdist_group``/``--dist loadgroup`` does not group under pytest 9.2, whose node ids it
-    can no longer rewrite.)"""
+    """``make test`` runs two workers: the end-to-end tests form one scope, so the workflow
+    run they share starts on one worker while the other takes the unit tests, each of which
+    is a scope of its own (load-balanced); each of :data:`LAST_MODULES` is one more scope at the
+    end of the queue, taken by the first free worker (``test_run`` shares the one run between
+    workers). (pytest-xdist's own ``xdist_group``/``--dist loadgroup`` does not group under
+    pytest 9.2, whose node ids it can no longer rewrite.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndScope(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            module = _module(nodeid)
+            if module in LAST_MODULES:
+                return module
             return "end-to-end" if module in END_TO_END_MODULES else nodeid
 
     return EndToEndScope(config, log)
@@ -67,12 +84,32 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory):
-    """Run the workflow on the test config once (in a scratch working directory).
+    """Run the workflow on the test config once (in a scratch working directory) and share it
+    between the pytest-xdist workers: the first worker to ask runs it under a file lock, the
+    others wait for it and reuse it (a failed run is reported to them, not repeated).
 
     ``NSBI_TEST_RUN=DIR`` reuses a finished run of this checkout in DIR instead (to iterate on
     one end-to-end test); the tests only read it or work on copies."""
+    cfg = ncfg.load(TEST_CONFIG)
     if os.environ.get("NSBI_TEST_RUN"):
-        return Path(os.environ["NSBI_TEST_RUN"]), ncfg.load(ROOT / "config/test.yaml")
-    work = tmp_path_factory.mktemp("run")
-    snakemake("--cores", "2", "--configfile", str(ROOT / "config/test.yaml"), "--directory", str(work))
-    return work, ncfg.load(ROOT / "config/test.yaml")
+        return Path(os.environ["NSBI_TEST_RUN"]), cfg
+    args = ("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        work = tmp_path_factory.mktemp("run")
+        snakemake(*args, str(work))
+        return work, cfg
+    root = tmp_path_factory.getbasetemp().parent  # shared by the workers of this session
+    work, done, failed = root / "shared-run", root / "shared-run.done", root / "shared-run.failed"
+    with open(root / "shared-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if failed.exists():
+            pytest.fail(f"the shared test-config run failed on another worker:\n{failed.read_text()[-4000:]}")
+        if not done.exists():
+            work.mkdir(exist_ok=True)
+            try:
+                snakemake(*args, str(work))
+            except AssertionError as err:
+                failed.write_text(str(err))
+                raise
+            done.write_text("finished\n")
+    return work, cfg

@@ -241,3 +241,46 @@ def test_linearity_reports_a_nuisance_parameter_that_runs_to_its_bound():
     assert bad["points"][1]["errors"]["sh"] == 0.0
     assert bad["n_fitted_at_bound"] == 1 and bad["max_abs_nuisance_bias_over_error"] > 0.2
     assert good["n_fitted_at_bound"] == 0 and good["max_abs_nuisance_bias_over_error"] < 0.05
+
+
+def test_profiled_generation_point_is_the_conditional_mle():
+    """``theta_at(..., "profiled")``: toys at each mu are generated at the conditional MLE of the
+    nuisance parameters on the observed data. Counting model lambda = mu s + gamma b with a
+    Gaussian staterror constraint N(1 | gamma, sigma): the conditional MLE of gamma solves
+    n b / lambda - b - (gamma - 1) / sigma^2 = 0 (by hand, scipy root finding); the toys' mean
+    count and mean auxiliary datum reproduce mu s + gamma_hat b and gamma_hat, and differ from
+    the nominal-nuisance toys."""
+    s, b, delta, n_obs, mu = 10.0, 50.0, 5.0, 80, 1.0
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+                    {"name": "b", "data": [b], "modifiers": [{"name": "st", "type": "staterror", "data": [delta]}]},
+                ],
+            }
+        ]
+    }
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}}
+    model = Model(spec, {"c": [n_obs]}, meas)
+    gen = ToyGenerator(model)
+    sig = delta / b
+
+    def score(g):
+        return n_obs * b / (mu * s + g * b) - b - (g - 1.0) / sig**2
+
+    g_hat = optimize.brentq(score, 0.5, 2.0, xtol=1e-14)
+    assert g_hat > 1.1  # the data pull the nuisance parameter well away from nominal
+    theta = N.theta_at(gen, mu, "profiled")
+    assert theta[model.index("mu")] == mu
+    assert theta[model.index("st[0]")] == pytest.approx(g_hat, abs=1e-5)
+    T = 4000
+    toys = gen.generate(theta, T, seed=5)
+    lam = mu * s + g_hat * b
+    assert abs(toys.binned[:, 0].mean() - lam) < 4 * math.sqrt(lam / T)
+    assert abs(toys.aux_normal[:, 0].mean() - g_hat) < 4 * sig / math.sqrt(T)
+    nominal = gen.generate(N.theta_at(gen, mu, "nominal"), T, seed=5)
+    assert abs(nominal.binned[:, 0].mean() - (mu * s + b)) < 4 * math.sqrt((mu * s + b) / T)
+    assert toys.binned[:, 0].mean() - nominal.binned[:, 0].mean() > 5.0

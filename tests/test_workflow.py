@@ -11,6 +11,8 @@ import uproot
 from conftest import ROOT, job_counts, snakemake
 
 from nsbi import config as ncfg
+from nsbi import fit as F
+from nsbi import workspace as W
 from nsbi.io import read_parquet
 
 
@@ -199,6 +201,14 @@ def test_validation_outputs(test_run):
             assert abs(point["fitted"][name] - point["injected"][name]) < 0.01 * point["errors"][name], name
     belt = json.loads((res / "validation/neyman/belt.json").read_text())
     assert len(belt["mu"]) == cfg["validation"]["grid"]["points"]
+    # profiled generation point (the default): the conditional MLE of the nuisance parameters on the data
+    assert v["nuisances"] == "profiled"
+    chunk = json.loads((res / "validation/neyman/chunks/mu1_b0.json").read_text())
+    model = W.load(res / f"workspace/{v['workspace']}.json").model(dataset="observed")
+    cond = F.fit(model, fixed={model.poi_name: chunk["mu"]}, tolerance=1e-6, hesse=False)
+    assert chunk["par_names"] == model.par_names
+    np.testing.assert_allclose(chunk["theta"], cond.values, atol=1e-4)
+    assert np.max(np.abs(np.array(chunk["theta"]) - model.init)) > 1e-3  # not the nominal point
     cov = json.loads((res / "validation/coverage.json").read_text())
     assert cov["points"][0]["n_toys"] == cfg["validation"]["coverage"]["per_batch"]
     closure = json.loads((res / "validation/closure.json").read_text())
