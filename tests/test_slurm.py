@@ -123,6 +123,14 @@ def test_slurm_jobs_reproduce_the_local_run(slurm, test_run, tmp_path):
             str(TEST_CONFIG),
             "--directory",
             str(work),
+            # no mtime trigger: the module-edit test (tests/test_reruns.py) may be editing nsbi
+            # sources on the other worker meanwhile; the picked outputs are missing, so they
+            # rerun whatever the triggers, and nothing else should
+            "--rerun-triggers",
+            "params",
+            "input",
+            "software-env",
+            "code",
             "--slurm-no-account",
             "--slurm-status-command",
             "squeue",
