@@ -38,10 +38,6 @@ def job_counts(output: str) -> dict[str, int]:
 
 #: test modules whose tests use the finished test-config run (``test_run``)
 END_TO_END_MODULES = ("test_network_plots.py", "test_reruns.py", "test_slurm.py", "test_workflow.py")
-#: end-to-end modules scheduled last, as a scope of their own: under pytest-xdist they run on
-#: whichever worker is free then (usually the one that ran the unit tests), beside the rest of
-#: the end-to-end tests, and wait for the shared run if it is not finished yet
-LAST_MODULES = ("test_slurm.py",)
 
 
 def _module(nodeid: str) -> str:
@@ -50,43 +46,37 @@ def _module(nodeid: str) -> str:
 
 def pytest_collection_modifyitems(config, items):
     """The end-to-end modules run first (on one worker under pytest-xdist, see below), so the
-    shared workflow run starts at once, and :data:`LAST_MODULES` last; a test elsewhere that
-    asks for ``test_run`` is an error (end-to-end tests are scheduled as a group)."""
+    shared workflow run starts at once; a test elsewhere that asks for ``test_run`` is an
+    error (end-to-end tests are scheduled as a group). They stay on one worker: the module-edit
+    test (tests/test_reruns.py) edits nsbi sources, which a SLURM run beside it would see as
+    changed inputs."""
     stray = [i.nodeid for i in items if "test_run" in i.fixturenames and i.path.name not in END_TO_END_MODULES]
     if stray:
         raise pytest.UsageError(f"tests using test_run must live in {END_TO_END_MODULES}: {stray}")
-
-    def rank(item) -> int:
-        name = item.path.name
-        return 2 if name in LAST_MODULES else 0 if name in END_TO_END_MODULES else 1
-
-    items.sort(key=rank)  # stable: keeps the order within
+    items.sort(key=lambda item: item.path.name not in END_TO_END_MODULES)  # stable: keeps the order within
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs two workers: the end-to-end tests form one scope, so the workflow
-    run they share starts on one worker while the other takes the unit tests, each of which
-    is a scope of its own (load-balanced); each of :data:`LAST_MODULES` is one more scope at the
-    end of the queue, taken by the first free worker (``test_run`` shares the one run between
-    workers). (pytest-xdist's own ``xdist_group``/``--dist loadgroup`` does not group under
-    pytest 9.2, whose node ids it can no longer rewrite.)"""
+    """``make test`` runs two workers: every end-to-end test forms one scope, so the one
+    workflow run they share (``test_run``) happens on one worker while the other takes the
+    unit tests, each of which is a scope of its own (load-balanced). (pytest-xdist's own
+    ``xdist_group``/``--dist loadgroup`` does not group under pytest 9.2, whose node ids it
+    can no longer rewrite.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndScope(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = _module(nodeid)
-            if module in LAST_MODULES:
-                return module
-            return "end-to-end" if module in END_TO_END_MODULES else nodeid
+            return "end-to-end" if _module(nodeid) in END_TO_END_MODULES else nodeid
 
     return EndToEndScope(config, log)
 
 
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory):
-    """Run the workflow on the test config once (in a scratch working directory) and share it
-    between the pytest-xdist workers: the first worker to ask runs it under a file lock, the
-    others wait for it and reuse it (a failed run is reported to them, not repeated).
+    """Run the workflow on the test config once (in a scratch working directory). Under
+    pytest-xdist the run lies in the session's shared temporary directory and is made under a
+    file lock, so a worker that asks for it while another makes it waits and reuses it (a failed
+    run is reported, not repeated).
 
     ``NSBI_TEST_RUN=DIR`` reuses a finished run of this checkout in DIR instead (to iterate on
     one end-to-end test); the tests only read it or work on copies."""

@@ -223,17 +223,21 @@ def test_single_and_batched_agree():
 # --- the batched path on toys ---------------------------------------------------------------
 
 
-def test_batched_agrees_with_iminuit_on_toys(mixed):
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "autodiff"])
+def test_batched_agrees_with_iminuit_on_toys(mixed, one_pass):
+    """Batched Newton (value, gradient and Hessian from the one-pass kernels, as the Neyman
+    chunks use, or from plain autodiff) vs MIGRAD on the same toys."""
     m, gen = mixed
     toys = gen.generate({"mu": 1.2, "a": 0.3, "shp": -0.5, "sh[0]": 1.05}, 64, seed=9, pad_to=[384])
     free = ~m.fixed
     ip = m.poi_index
-    r = M.minimize_batch(gen.twice_nll, toys.data(), toys.theta, m.bounds, free, shared=(gen.mc_arrays,))
+    kw = {"shared": (gen.mc_arrays,), "vgh": gen.twice_nll_vgh if one_pass else None}
+    r = M.minimize_batch(gen.twice_nll, toys.data(), toys.theta, m.bounds, free, **kw)
     xc = toys.theta.copy()
     xc[ip] = 0.7
     fc = free.copy()
     fc[ip] = False
-    rc = M.minimize_batch(gen.twice_nll, toys.data(), xc, m.bounds, fc, shared=(gen.mc_arrays,))
+    rc = M.minimize_batch(gen.twice_nll, toys.data(), xc, m.bounds, fc, **kw)
     assert r.converged.all() and rc.converged.all() and r.n_fallback == 0
     assert set(r.method) == {"newton"} and r.summary()["n_failed"] == 0
     # a sample of toys with iminuit on the same (jitted) objective ...
