@@ -1,6 +1,5 @@
 """Shared helpers: running Snakemake in a scratch directory, and one local run of the test config."""
 
-import fcntl
 import os
 import re
 import subprocess
@@ -73,33 +72,13 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory):
-    """Run the workflow on the test config once (in a scratch working directory). Under
-    pytest-xdist the run lies in the session's shared temporary directory and is made under a
-    file lock, so a worker that asks for it while another makes it waits and reuses it (a failed
-    run is reported, not repeated).
+    """Run the workflow on the test config once (in a scratch working directory).
 
     ``NSBI_TEST_RUN=DIR`` reuses a finished run of this checkout in DIR instead (to iterate on
     one end-to-end test); the tests only read it or work on copies."""
     cfg = ncfg.load(TEST_CONFIG)
     if os.environ.get("NSBI_TEST_RUN"):
         return Path(os.environ["NSBI_TEST_RUN"]), cfg
-    args = ("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory")
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        work = tmp_path_factory.mktemp("run")
-        snakemake(*args, str(work))
-        return work, cfg
-    root = tmp_path_factory.getbasetemp().parent  # shared by the workers of this session
-    work, done, failed = root / "shared-run", root / "shared-run.done", root / "shared-run.failed"
-    with open(root / "shared-run.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-        if failed.exists():
-            pytest.fail(f"the shared test-config run failed on another worker:\n{failed.read_text()[-4000:]}")
-        if not done.exists():
-            work.mkdir(exist_ok=True)
-            try:
-                snakemake(*args, str(work))
-            except AssertionError as err:
-                failed.write_text(str(err))
-                raise
-            done.write_text("finished\n")
+    work = tmp_path_factory.mktemp("run")
+    snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work))
     return work, cfg

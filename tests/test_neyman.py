@@ -19,8 +19,10 @@ from nsbi.plotting.intervals import (
 from nsbi.toys import ToyGenerator
 
 
-def counting(s, b, n_obs, normsys=None, bounds=(0.0, 5.0)):
+def counting(s, b, n_obs, normsys=None, bounds=(0.0, 5.0), staterror=None):
     mods = [] if normsys is None else [{"name": "a", "type": "normsys", "data": {"hi": 1 + normsys, "lo": 1 - normsys}}]
+    if staterror is not None:
+        mods.append({"name": "st", "type": "staterror", "data": [staterror]})
     spec = {
         "channels": [
             {
@@ -251,20 +253,7 @@ def test_profiled_generation_point_is_the_conditional_mle():
     count and mean auxiliary datum reproduce mu s + gamma_hat b and gamma_hat, and differ from
     the nominal-nuisance toys."""
     s, b, delta, n_obs, mu = 10.0, 50.0, 5.0, 80, 1.0
-    spec = {
-        "channels": [
-            {
-                "name": "c",
-                "type": "binned",
-                "samples": [
-                    {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-                    {"name": "b", "data": [b], "modifiers": [{"name": "st", "type": "staterror", "data": [delta]}]},
-                ],
-            }
-        ]
-    }
-    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}}
-    model = Model(spec, {"c": [n_obs]}, meas)
+    model = counting(s, b, n_obs, staterror=delta)
     gen = ToyGenerator(model)
     sig = delta / b
 
