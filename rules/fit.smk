@@ -28,6 +28,7 @@ rule fit:
         f"{RESULTS}/benchmarks/fit/{{kind}}/{{dataset}}.tsv"
     conda:
         CONDA_ENV
+    threads: 2
     params:
         scan=canonical(config["fit"]["scan"]),
         minos=config["fit"]["minos"],

@@ -88,6 +88,7 @@ rule neyman_chunk:
         f"{RESULTS}/benchmarks/validation/neyman/mu{{imu}}_b{{batch}}.tsv"
     conda:
         CONDA_ENV
+    threads: 1
     params:
         mu=lambda w: VAL_GRID[int(w.imu)],
         n=VAL["toys"]["per_batch"],
@@ -112,6 +113,7 @@ rule coverage_chunk:
         f"{RESULTS}/benchmarks/validation/coverage/mu{{imu}}_b{{batch}}.tsv"
     conda:
         CONDA_ENV
+    threads: 1
     params:
         mu=lambda w: float(VAL["coverage"]["mu_true"][int(w.imu)]),
         n=VAL["coverage"]["per_batch"],
@@ -140,6 +142,7 @@ rule neyman_gather:
         f"{RESULTS}/logs/validation/neyman_gather.log",
     conda:
         CONDA_ENV
+    threads: 2
     params:
         grid=VAL_GRID,
         fine=[float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["observed_points"])],
@@ -185,6 +188,7 @@ rule linearity:
         f"{RESULTS}/benchmarks/validation/linearity.tsv"
     conda:
         CONDA_ENV
+    threads: 2
     params:
         injected=VAL["linearity"],
         nuisances=VAL["linearity_nuisances"],

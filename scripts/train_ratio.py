@@ -8,15 +8,12 @@ Used for both kinds of ratio (params.kind):
 Outputs: output.onnx (model.onnx); history.json and metrics.csv are written next to it.
 """
 
-import torch
-
 from nsbi.train.run import run_train_ratio
 from nsbi.workflow import job_logging
 
 smk = snakemake
 with job_logging(smk, "nsbi.train") as log:
     p = smk.params
-    torch.set_num_threads(max(1, int(smk.threads)))
     den_paths = dict(zip(p.components, list(smk.input.den)))
     out_dir = str(smk.output.onnx).rsplit("/", 1)[0]
     log.info("training %s member %s (%d folds) on %s vs %s", p.target, p.member, p.folds, smk.input.num, den_paths)

@@ -1,14 +1,11 @@
 """Snakemake script: train one member of the multi-class region classifier."""
 
-import torch
-
 from nsbi.train.run import run_train_classifier
 from nsbi.workflow import job_logging
 
 smk = snakemake
 with job_logging(smk, "nsbi.train") as log:
     p = smk.params
-    torch.set_num_threads(max(1, int(smk.threads)))
     # params.classes: {class: [process, ...]}; input.samples is ordered like params.class_inputs
     paths = list(smk.input.samples)
     class_paths, i = {}, 0

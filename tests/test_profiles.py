@@ -69,3 +69,12 @@ def test_profile_requests_are_well_formed():
         mem = int(str(res["mem_mb"]).split()[0])
         assert 500 <= mem <= 64000, (rule, mem)
         assert int(str(res["cpus_per_task"]).split()[0]) >= 1
+
+
+def test_every_job_is_told_as_many_threads_as_it_requests_cpus():
+    """sbatch --cpus-per-task and the job's ``threads`` (which nsbi.workflow.limit_threads hands
+    to torch, OpenMP/BLAS and XLA) must agree: fewer threads waste the allocation, more
+    oversubscribe it."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    cpus = {r: res["cpus_per_task"] for r, res in profile["set-resources"].items()}
+    assert profile["set-threads"] == cpus

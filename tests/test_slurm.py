@@ -26,6 +26,7 @@ GPU_RULES = ["train_ratio", "train_syst", "train_region", "evaluate_target"]
 # rule is sized there, tests/test_profiles.py) to one core and 2 GB, so that jobs run side by side
 SIZED = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())["set-resources"]
 SMALL = [f"{r}:{k}={v}" for r in SIZED for k, v in (("mem_mb", 2000), ("cpus_per_task", 1))]
+ONE_THREAD = [f"{r}=1" for r in SIZED]  # and tell each job it has one thread, as the profile pairs them
 
 pytestmark = pytest.mark.slow
 
@@ -131,6 +132,8 @@ def test_slurm_jobs_reproduce_the_local_run(slurm, test_run, tmp_path):
             "--set-resources",
             *[f"{r}:gpu=0" for r in GPU_RULES],
             *SMALL,
+            "--set-threads",
+            *ONE_THREAD,
             "--default-resources",
             "mem_mb=2000",
             "--",
