@@ -259,8 +259,8 @@ def build_nsbi_workspace(
     ``tables[region][dataset]`` = evaluation table columns (``weight``, ``process``,
     ``logr_*``) for the unbinned regions, datasets ``asimov`` (all MC events of the region,
     unscaled) and ``observed``; ``prep[region][(process, variation)]`` = prepared columns of
-    the binned regions; ``reference`` = the training reference mixture (default: all basis
-    samples with coefficient 1).
+    the binned regions; ``reference`` = the training reference mixture (default:
+    :func:`nsbi.config.reference_mixture`).
 
     The learned ratios are normalised on the MC (:func:`normalise_ratios`), and every per-event
     shape systematic carries the nodes that keep its interpolated factor normalised for all
@@ -269,7 +269,7 @@ def build_nsbi_workspace(
     nominal POI (:func:`asimov_events`); the Asimov dataset of a binned region is the MC
     prediction at the nominal POI.
     """
-    reference = dict(reference or {s: 1.0 for s in ncfg.basis_samples(cfg)})
+    reference = dict(reference or ncfg.reference_mixture(cfg))
     unbinned, binned, datasets = {}, [], {"asimov": {}, "observed": {}}
     data = ncfg.data_sample(cfg)
     corrections = {}

@@ -273,7 +273,14 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             raise ConfigError("config key 'morphing': give either 'coefficients' or 'basis', not both")
         m["coefficients"] = derived
     for name, text in m["coefficients"].items():
-        if name not in samples or cfg["samples"][samples[name]]["type"] != "basis":
+        kind = cfg["samples"][samples[name]]["type"] if name in samples else None
+        if kind == "background":
+            raise ConfigError(
+                f"config key 'morphing.coefficients.{name}': '{name}' has type 'background', whose "
+                "coefficient is 1 by definition; remove the entry, or give the sample type 'basis' "
+                "if its yield depends on the POI"
+            )
+        if kind != "basis":
             raise ConfigError(f"config key 'morphing.coefficients.{name}': not a basis sample")
         _check_expr(text, f"morphing.coefficients.{name}", allowed={m["poi"]})
 
@@ -374,7 +381,23 @@ def mc_samples(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def basis_samples(cfg: Mapping[str, Any]) -> list[str]:
+    """Samples of the morphing: each carries a coefficient f_c(POI) (``morphing``)."""
     return [s["name"] for s in cfg["samples"] if s["type"] == "basis"]
+
+
+def background_samples(cfg: Mapping[str, Any]) -> list[str]:
+    """Samples whose yield does not depend on the POI (coefficient 1). In an unbinned region a
+    background is modelled like any other process: its ratio to the reference and its shape
+    systematics are learned; it only takes no part in the morphing."""
+    return [s["name"] for s in cfg["samples"] if s["type"] == "background"]
+
+
+def reference_mixture(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """The reference p_ref of the ratios: ``training.reference`` {sample: coefficient}, by
+    default every Monte Carlo sample (basis and background) with coefficient 1, so that p_ref
+    covers the support of every process."""
+    ref = cfg.get("training", {}).get("reference") or {s: 1.0 for s in mc_samples(cfg)}
+    return {k: float(v) for k, v in ref.items()}
 
 
 def data_sample(cfg: Mapping[str, Any]) -> str | None:

@@ -37,7 +37,33 @@ def test_demo_and_test_configs_validate():
     for path in (DEMO, "config/test.yaml"):
         cfg = ncfg.load(path)
         assert cfg["input"]["event_key"] == "event_number"
-        assert ncfg.basis_samples(cfg) == ["S", "SBI", "B", "qqZZ"]
+        assert ncfg.mc_samples(cfg) == ["S", "SBI", "B", "qqZZ"]
+    # the demo lists qq->ZZ as a basis sample with coefficient "1", the test config as a background
+    assert ncfg.basis_samples(ncfg.load(DEMO)) == ["S", "SBI", "B", "qqZZ"]
+    test = ncfg.load("config/test.yaml")
+    assert ncfg.basis_samples(test) == ["S", "SBI", "B"] and ncfg.background_samples(test) == ["qqZZ"]
+
+
+def test_a_background_sample_is_trained_and_modelled_with_coefficient_one(raw):
+    from nsbi.build import morphing_at
+    from nsbi.train import targets as ntgt
+
+    r = copy.deepcopy(raw)
+    r["samples"][3]["type"] = "background"
+    del r["morphing"]["coefficients"]["qqZZ"]
+    del r["training"]["reference"]
+    cfg = ncfg.validate(r)
+    # its ratio to the reference and its own shape systematics are learned
+    assert ntgt.ratio_processes(cfg) == ["S", "SBI", "B", "qqZZ"]
+    assert {(s, d) for p, s, d in ntgt.syst_targets(cfg) if p == "qqZZ"} == {
+        ("LES", "up"),
+        ("LES", "down"),
+        ("qcdscale", "up"),
+        ("qcdscale", "down"),
+    }
+    # the default reference covers every process, background included
+    assert ntgt.reference(cfg) == {"S": 1.0, "SBI": 1.0, "B": 1.0, "qqZZ": 1.0}
+    assert morphing_at(cfg, 4.0)["qqZZ"] == 1.0 and morphing_at(cfg, 4.0)["S"] == pytest.approx(2.0)
 
 
 def test_defaults_are_filled(raw):
@@ -100,6 +126,10 @@ def _mutate(raw, fn):
         (
             lambda r: r["morphing"]["coefficients"].update(data="1"),
             r"'morphing\.coefficients\.data': not a basis sample",
+        ),
+        (
+            lambda r: r["samples"][3].update(type="background"),
+            r"'morphing\.coefficients\.qqZZ': 'qqZZ' has type 'background', whose coefficient is 1",
         ),
         (
             lambda r: r["training"].update(reference={"data": 1.0}),

@@ -14,6 +14,7 @@ from nsbi import config as ncfg
 from nsbi import fit as F
 from nsbi import workspace as W
 from nsbi.io import read_parquet
+from nsbi.train import targets as ntgt
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/test.yaml"])
@@ -37,7 +38,8 @@ def test_dry_run_has_one_prep_job_per_region_process_variation(configfile, tmp_p
     assert counts["train_region"] == cfg["region_classifier"]["folds"]
     # training: one job per (process, member) and per (process, systematic, direction, member)
     members = cfg["training"]["members"]
-    basis = ncfg.basis_samples(cfg)
+    basis = ntgt.ratio_processes(cfg)  # every MC sample (qqZZ: basis in the demo, background in the test config)
+    assert basis == ncfg.mc_samples(cfg)
     syst = [(p, s, d) for p in basis for s in ncfg.shape_systematics(cfg, p) for d in ("up", "down")]
     assert counts["train_ratio"] == len(basis) * members
     assert counts["train_syst"] == len(syst) * members
@@ -122,7 +124,7 @@ def test_datamc_plots_are_written(test_run):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # network outputs and sensitivity maps of the unbinned region
     net = res / "plots/network/SR"
-    for c in ncfg.basis_samples(cfg):
+    for c in ntgt.ratio_processes(cfg):
         assert (net / f"logr_{c}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((net / "summary.json").read_text())
     for value in cfg["plots"]["sensitivity"]["poi_values"]:

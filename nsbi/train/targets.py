@@ -1,7 +1,7 @@
 """Training / evaluation targets derived from the analysis configuration (plain functions
 used by rules/train.smk and rules/evaluate.smk).
 
-Targets: ``{process}`` (ratio ``p_c / p_ref`` for every basis sample) and
+Targets: ``{process}`` (ratio ``p_c / p_ref`` for every Monte Carlo sample) and
 ``{process}__{systematic}_{direction}`` (``p_c(x|alpha_k^+-) / p_c(x)`` for every weight-
 or tree-based systematic affecting the process and every direction it defines).
 """
@@ -62,9 +62,8 @@ def n_folds(cfg) -> int:
 
 
 def reference(cfg: Mapping[str, Any]) -> dict[str, float]:
-    """Reference mixture {sample: coefficient}; default: all basis samples, coefficient 1."""
-    ref = cfg.get("training", {}).get("reference")
-    return {k: float(v) for k, v in (ref or {s: 1.0 for s in ncfg.basis_samples(cfg)}).items()}
+    """Reference mixture {sample: coefficient} (:func:`nsbi.config.reference_mixture`)."""
+    return ncfg.reference_mixture(cfg)
 
 
 def unbinned_regions(cfg) -> list[str]:
@@ -72,11 +71,13 @@ def unbinned_regions(cfg) -> list[str]:
 
 
 def ratio_processes(cfg) -> list[str]:
-    return list(ncfg.basis_samples(cfg))
+    """Every Monte Carlo sample, basis and background: the unbinned model needs r_c = p_c/p_ref
+    of each process it sums over (a background only has coefficient 1)."""
+    return list(ncfg.mc_samples(cfg))
 
 
 def syst_targets(cfg) -> list[tuple[str, str, str]]:
-    """(process, systematic, direction) for every shape systematic of every basis sample."""
+    """(process, systematic, direction) for every shape systematic of every ratio process."""
     out = []
     for proc in ratio_processes(cfg):
         for name in ncfg.shape_systematics(cfg, proc):
