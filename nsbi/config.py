@@ -321,6 +321,13 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
 
     hb = cfg["fit"]["histogram_baseline"]
     _check_expr(hb["observable"], "fit.histogram_baseline.observable", allowed=set(features))
+    unbinned = [r["name"] for r in cfg["regions"] if r["type"] == "unbinned"]
+    if unbinned and "binning" not in hb:
+        raise ConfigError(
+            "config key 'fit.histogram_baseline.binning': required, the histogram baseline bins the "
+            f"unbinned region(s) {unbinned} in fit.histogram_baseline.observable "
+            f"({hb['observable']!r}); give edges or e.g. {{bins: 20, low: 220, high: 1000}}"
+        )
     if "binning" in hb:
         edges = bin_edges(hb["binning"])
         if any(b <= a for a, b in zip(edges, edges[1:])):

@@ -69,7 +69,7 @@ def test_a_background_sample_is_trained_and_modelled_with_coefficient_one(raw):
 def test_defaults_are_filled(raw):
     r = copy.deepcopy(raw)
     del r["training"]
-    del r["fit"]
+    r["fit"] = {"histogram_baseline": {"binning": [220.0, 500.0, 1000.0]}}  # the one key without a default
     cfg = ncfg.validate(r)
     assert cfg["training"]["members"] == 5
     assert cfg["training"]["hidden"] == [64, 64, 64]
@@ -119,6 +119,10 @@ def _mutate(raw, fn):
         (lambda r: r["regions"][0].update(selection="m4l >"), r"'regions\[0\]\.selection': invalid syntax"),
         (lambda r: r["regions"][1].pop("binning"), r"'regions\[1\]\.binning': required for a binned region"),
         (lambda r: r["regions"][1].update(binning=[1, 3, 2]), r"'regions\[1\]\.binning': bin edges must increase"),
+        (
+            lambda r: r["fit"]["histogram_baseline"].pop("binning"),
+            r"'fit\.histogram_baseline\.binning': required, the histogram baseline bins the unbinned region\(s\) \['SR'\]",
+        ),
         (
             lambda r: r["morphing"]["coefficients"].update(S="k * mu"),
             r"'morphing\.coefficients\.S': unknown name\(s\) k",
