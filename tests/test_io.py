@@ -95,6 +95,26 @@ def test_atomic_path_success_and_permissions(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_writer_gives_results_the_mode_of_a_plain_open(tmp_path, umask):
+    """On a shared file system colleagues read the results: JSON, parquet and ROOT files written
+    through the atomic writer get 0o666 & ~umask like open() (0o644 / 0o664), not 0o600."""
+    writers = {
+        "r.json": lambda p: nio.write_json({"a": 1}, p),
+        "r.parquet": lambda p: nio.write_parquet({"x": np.arange(3.0)}, p),
+        "r.root": lambda p: nio.write_root_tree(p, "t", {"x": np.arange(3.0)}),
+        "r.txt": lambda p: open(p, "w").close(),  # the reference: a plain open()
+    }
+    old = os.umask(umask)
+    try:
+        for name, write in writers.items():
+            write(tmp_path / name)
+    finally:
+        os.umask(old)
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in writers}
+    assert modes == dict.fromkeys(writers, 0o666 & ~umask), {k: oct(v) for k, v in modes.items()}
+
+
 def test_atomic_path_exception_leaves_no_file_and_no_temp(tmp_path):
     target = tmp_path / "out.json"
     with pytest.raises(RuntimeError, match="boom"):
