@@ -73,12 +73,35 @@ def _require_coffea() -> None:
         ) from None
 
 
-def _branch_names(names: Sequence[str], fmt: str) -> set[str]:
-    """Branches needed for a set of expression names."""
-    if fmt == "nanoaod":
-        # Muon.pt -> Muon_pt; a bare name is itself a branch (e.g. event, run)
-        return {n.replace(".", "_") for n in names}
-    return set(names)
+def _branch_name(name: str, fmt: str) -> str:
+    """The branch an expression name reads (NanoAOD: Muon.pt -> Muon_pt; a bare name such as
+    ``event`` is itself a branch)."""
+    return name.replace(".", "_") if fmt == "nanoaod" else name
+
+
+def _missing_branches_message(
+    missing: Mapping[str, str],
+    have: set[str],
+    users: Mapping[str, Sequence[tuple[str, str]]],
+    files_key: str,
+    tree: str,
+    path: str,
+) -> str:
+    """Name the config key of every expression that reads a missing branch (the key to fix),
+    with the expression, the file and close matches among the tree's branches."""
+    import difflib
+
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for name in sorted(missing):
+        for key, text in users.get(name) or [(files_key, "")]:
+            by_key.setdefault((key, text), []).append(missing[name])
+    parts = []
+    for (key, text), branches in by_key.items():
+        close = sorted({c for b in branches for c in difflib.get_close_matches(b, sorted(have), n=3, cutoff=0.6)})
+        part = f"config key '{key}'" + (f" ({text!r})" if text else "")
+        part += f" reads branch(es) {', '.join(branches)}"
+        parts.append(part + (f" (close matches in the tree: {', '.join(close)})" if close else ""))
+    return f"{'; '.join(parts)}, missing from tree '{tree}' in '{path}' (a file of config key '{files_key}')"
 
 
 def check_inputs(
@@ -89,17 +112,21 @@ def check_inputs(
     fmt: str = "flat",
     files_key: str = "files",
     tree_key: str = "tree",
+    users: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> int:
     """Check that every file exists and holds ``tree`` with the needed branches.
 
-    Returns the total number of entries. Raises :class:`InputError` naming the config key.
+    ``users[name]`` lists the (config key, expression) pairs that read ``name``: a missing
+    branch is reported under those keys (the feature, weight or selection to fix), not
+    under ``files_key``. Returns the total number of entries. Raises :class:`InputError`
+    naming the config key.
     """
     if fmt == "nanoaod":
         _require_coffea()
     import uproot
 
     total = 0
-    needed = _branch_names(names, fmt)
+    needed = {n: _branch_name(n, fmt) for n in names}
     for path in files:
         if not Path(path).is_file():
             raise InputError(f"config key '{files_key}': input file '{path}' does not exist")
@@ -121,11 +148,9 @@ def check_inputs(
                 )
             t = fh[tree]
             have = set(t.keys())
-            missing = sorted(b for b in needed if b not in have)
+            missing = {n: b for n, b in needed.items() if b not in have}
             if missing:
-                raise InputError(
-                    f"config key '{files_key}': tree '{tree}' in '{path}' lacks branch(es) {', '.join(missing)}"
-                )
+                raise InputError(_missing_branches_message(missing, have, users or {}, files_key, tree, path))
             total += t.num_entries
     return total
 

@@ -88,7 +88,7 @@ def prepare(
     event_key: str,
     step_size: int = 200_000,
     fmt: str = "flat",
-    keys: Mapping[str, str] | None = None,
+    keys: Mapping[str, Any] | None = None,
     label: str = "",
 ) -> dict[str, np.ndarray]:
     """Select events and compute features and weights.
@@ -107,7 +107,9 @@ def prepare(
         Branch with a per-event integer identifier (k-fold key).
     keys
         Config keys for error messages: ``files``, ``tree``, ``weight``, ``features``
-        (a prefix, the feature name is appended) and ``event_key``.
+        (``{feature name: key}``, or a prefix the feature name is appended to) and
+        ``event_key``. A branch missing from the input is reported under the key of every
+        expression that reads it.
     label
         Human-readable description (e.g. "region 'SR', sample 'S', variation 'nominal'").
 
@@ -128,19 +130,26 @@ def prepare(
         try:
             f_exprs[name] = parse(text)
         except ExpressionError as err:
-            raise PrepError(f"config key '{k_feat}.{name}': {err}") from None
+            raise PrepError(f"config key '{_feature_key(k_feat, name)}': {err}") from None
     s_exprs = {}
     for key, text in selections.items():
         try:
             s_exprs[key] = parse(text)
         except ExpressionError as err:
             raise PrepError(f"config key '{key}': {err}") from None
-    names = set(w_expr.names) | {event_key}
-    for e in [*f_exprs.values(), *s_exprs.values()]:
-        names |= e.names
+    # every branch name -> the (config key, expression) pairs that read it, for error messages
+    users: dict[str, list[tuple[str, str]]] = {event_key: [(k_key, event_key)]}
+    for key, text, e in [
+        (k_weight, weight, w_expr),
+        *[(_feature_key(k_feat, name), features[name], e) for name, e in f_exprs.items()],
+        *[(key, selections[key], e) for key, e in s_exprs.items()],
+    ]:
+        for n in e.names:
+            users.setdefault(n, []).append((key, text))
+    names = set(users)
 
     try:
-        check_inputs(files, tree, sorted(names), fmt=fmt, files_key=k_files, tree_key=k_tree)
+        check_inputs(files, tree, sorted(names), fmt=fmt, files_key=k_files, tree_key=k_tree, users=users)
     except InputError as err:
         raise PrepError(str(err)) from None
 
@@ -156,11 +165,11 @@ def prepare(
         m = int(keep.sum())
         with np.errstate(all="ignore"):
             for name, e in f_exprs.items():
-                vals = _to_flat(e.evaluate(sel), m, f"feature '{name}'", f"{k_feat}.{name}", path)
+                vals = _to_flat(e.evaluate(sel), m, f"feature '{name}'", _feature_key(k_feat, name), path)
                 bad = ~np.isfinite(vals)
                 if bad.any():
                     raise PrepError(
-                        f"config key '{k_feat}.{name}': feature '{name}' = {features[name]!r} is NaN/inf "
+                        f"config key '{_feature_key(k_feat, name)}': feature '{name}' = {features[name]!r} is NaN/inf "
                         f"for {int(bad.sum())} selected event(s) in '{path}' ({label})"
                     )
                 out[name].append(vals)
@@ -190,6 +199,11 @@ def prepare(
     return result
 
 
+def _feature_key(keys: str | Mapping[str, str], name: str) -> str:
+    """Config key of a feature: from the ``{name: key}`` map of :func:`prep_spec`, or a prefix."""
+    return keys[name] if isinstance(keys, Mapping) and name in keys else f"{keys}.{name}"
+
+
 def prep_spec(cfg: Mapping[str, Any], process: str, variation: str) -> dict[str, Any]:
     """The plain-data description of one selection job (passed as Snakemake params)."""
     inputs = nconfig.variation_inputs(cfg, process, variation)
@@ -211,7 +225,9 @@ def prep_spec(cfg: Mapping[str, Any], process: str, variation: str) -> dict[str,
             "files": inputs["files_key"],
             "tree": inputs["tree_key"],
             "weight": inputs["weight_key"],
-            "features": "features",
+            "features": {
+                f["name"]: f"features[{i}].{'expr' if 'expr' in f else 'name'}" for i, f in enumerate(cfg["features"])
+            },
             "event_key": "input.event_key",
         },
         "label": f"sample '{process}', variation '{variation}'",

@@ -95,9 +95,30 @@ def test_write_outputs_roundtrip(ntuple, tmp_path):
     [
         (dict(files=["missing.root"]), r"config key 'samples\[0\]\.files': input file 'missing.root' does not exist"),
         (dict(tree="nominal"), r"config key 'input\.tree': file '.*' has no tree 'nominal' \(trees: events\)"),
-        (
+        (  # a missing branch is reported under the expression that reads it, not the files
             dict(weight="weight * w_kfac"),
-            r"config key 'samples\[0\]\.files': tree 'events' in '.*' lacks branch\(es\) w_kfac",
+            r"config key 'samples\[0\]\.weight' \('weight \* w_kfac'\) reads branch\(es\) w_kfac, missing from "
+            r"tree 'events' in '.*' \(a file of config key 'samples\[0\]\.files'\)",
+        ),
+        (
+            dict(
+                features={"m4l": "m4l", "lead_pt": "max(lep_ptt)"},
+                keys={
+                    "files": "samples[3].files",
+                    "features": {"m4l": "features[0].name", "lead_pt": "features[4].expr"},
+                },
+            ),
+            r"config key 'features\[4\]\.expr' \('max\(lep_ptt\)'\) reads branch\(es\) lep_ptt "
+            r"\(close matches in the tree: lep_pt, nlep_pt\), missing from tree 'events'",
+        ),
+        (
+            dict(selections={"preselection": "m4l > 220", "samples[2].selection": "abs(y4ll) < 2 and m4ll > 3"}),
+            r"config key 'samples\[2\]\.selection' \('abs\(y4ll\) < 2 and m4ll > 3'\) reads branch\(es\) m4ll, "
+            r"y4ll \(close matches in the tree: m4l, y4l\)",
+        ),
+        (  # a variation's weight: the systematic's key
+            dict(weight="weight * w_up", keys={"weight": "systematics[1].up.weight", "files": "samples[0].files"}),
+            r"config key 'systematics\[1\]\.up\.weight' \('weight \* w_up'\) reads branch\(es\) w_up",
         ),
         (
             dict(features={"bad": "log(m4l - 500)"}),
