@@ -9,7 +9,8 @@ to ``eval``.
 Evaluation is backend-agnostic: ``xp`` is the array module (numpy or jax.numpy); when an
 operand is an awkward array, awkward's own functions are used, so jagged collections work
 with the reductions ``max min sum count any all`` (over the innermost axis) and integer
-indexing ``lep_pt[0]`` (missing entries become ``nan``).
+indexing ``lep_pt[0]`` (missing entries become ``nan``). ``max``/``min`` of an empty list is
+``nan`` too, unless a value is given as in Python: ``max(jet_pt, default=0)``.
 """
 
 from __future__ import annotations
@@ -130,8 +131,13 @@ def _check(node: ast.AST, text: str, names: set[str]) -> None:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             fname = getattr(node.func, "id", ast.unparse(node.func))
             raise ExpressionError(f"unknown function {fname!r} in {text!r}; allowed: {', '.join(sorted(FUNCTIONS))}")
-        if node.keywords:
-            raise ExpressionError(f"keyword arguments are not allowed in {text!r}")
+        for kw in node.keywords:
+            if node.func.id not in ("max", "min") or kw.arg != "default":
+                raise ExpressionError(
+                    f"keyword arguments are not allowed in {text!r} (except max/min(..., default=<number>))"
+                )
+            if _number(kw.value) is None:
+                raise ExpressionError(f"{node.func.id}(..., default=) takes a number in {text!r}")
         want = _NARGS.get(node.func.id, 1)
         if len(node.args) != want:
             raise ExpressionError(f"{node.func.id}() takes {want} argument(s), got {len(node.args)} in {text!r}")
@@ -170,6 +176,22 @@ class Expression:
         return _Evaluator(namespace, xp, self.text).visit(self._tree.body)
 
     __call__ = evaluate
+
+    def empty_list_terms(self) -> list[tuple[str, str]]:
+        """The sub-expressions that are NaN when a jagged list is too short, each with a
+        suggestion: ``max(x)``/``min(x)`` without ``default=`` (empty list) and ``x[i]``
+        (fewer than i+1 entries). Used to explain a NaN feature."""
+        out = []
+        for node in ast.walk(self._tree):
+            if isinstance(node, ast.Call) and node.func.id in ("max", "min") and not node.keywords:
+                arg = ast.unparse(node.args[0])
+                fix = f"{node.func.id}({arg}, default=<value>) or a selection count({arg}) > 0"
+                out.append((ast.unparse(node), fix))
+            elif isinstance(node, ast.Subscript):
+                i, arg = ast.literal_eval(node.slice), ast.unparse(node.value)
+                need = i + 1 if i >= 0 else -i
+                out.append((ast.unparse(node), f"a selection count({arg}) >= {need}"))
+        return out
 
 
 class _Evaluator:
@@ -214,7 +236,8 @@ class _Evaluator:
             return _index(self.visit(node.value), ast.literal_eval(node.slice), self.text)
         if isinstance(node, ast.Call):
             args = [self.visit(a) for a in node.args]
-            return _call(node.func.id, args, xp, self.text)
+            default = next((_number(k.value) for k in node.keywords), None)
+            return _call(node.func.id, args, xp, self.text, default)
         raise ExpressionError(f"cannot evaluate {ast.unparse(node)!r}")  # pragma: no cover
 
 
@@ -236,7 +259,19 @@ def _index(v: Any, i: int, text: str) -> Any:
     return arr[..., i]
 
 
-def _call(name: str, args: list[Any], xp: Any, text: str) -> Any:
+def _number(node: ast.AST) -> float | None:
+    """The value of a numeric literal (``3``, ``-1.5``), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _number(node.operand)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    return None
+
+
+def _call(name: str, args: list[Any], xp: Any, text: str, default: float | None = None) -> Any:
+    """Apply a whitelisted function; ``default`` is max/min's value for an empty list."""
+    empty = np.nan if default is None else default
     if any(_is_awkward(a) for a in args):
         import awkward as ak
 
@@ -246,7 +281,7 @@ def _call(name: str, args: list[Any], xp: Any, text: str) -> Any:
                 return ak.num(a, axis=-1)
             red = getattr(ak, name)(a, axis=-1)
             if name in ("max", "min"):
-                red = ak.fill_none(red, np.nan)
+                red = ak.fill_none(red, empty)
             return red
         if name == "where":
             return ak.where(*args)
@@ -258,6 +293,8 @@ def _call(name: str, args: list[Any], xp: Any, text: str) -> Any:
             raise ExpressionError(f"{name}() needs a jagged or 2D collection in {text!r}")
         if name == "count":
             return xp.full(arr.shape[:-1], arr.shape[-1])
+        if name in ("max", "min") and arr.shape[-1] == 0:
+            return xp.full(arr.shape[:-1], empty)
         return getattr(xp, name)(arr, axis=-1)
     return getattr(xp, _ELEMENTWISE[name])(*args)
 

@@ -170,7 +170,7 @@ def prepare(
                 if bad.any():
                     raise PrepError(
                         f"config key '{_feature_key(k_feat, name)}': feature '{name}' = {features[name]!r} is NaN/inf "
-                        f"for {int(bad.sum())} selected event(s) in '{path}' ({label})"
+                        f"for {int(bad.sum())} selected event(s) in '{path}' ({label})" + _empty_list_hint(e, sel, bad)
                     )
                 out[name].append(vals)
             w = _to_flat(w_expr.evaluate(sel), m, "weight", k_weight, path)
@@ -197,6 +197,21 @@ def prepare(
     if not np.any(result["weight"] != 0):
         raise PrepError(f"config key '{k_weight}': all selected event weights are zero ({label}) in {', '.join(files)}")
     return result
+
+
+def _empty_list_hint(expr: Any, columns: Mapping[str, Any], bad: np.ndarray) -> str:
+    """Why a feature is NaN when the reason is a too-short jagged list: which term is NaN for
+    how many of the ``bad`` events, and what to write instead."""
+    rows = np.flatnonzero(bad)
+    sub = {k: v[rows] for k, v in columns.items()}
+    parts = []
+    for term, fix in expr.empty_list_terms():
+        with np.errstate(all="ignore"):
+            vals = np.asarray(ak.to_numpy(parse(term).evaluate(sub)), dtype=float)
+        n = int(np.isnan(vals).sum())
+        if n:
+            parts.append(f"{term} has no value for {n} of them (list too short); use {fix}")
+    return ": " + "; ".join(parts) if parts else ""
 
 
 def _feature_key(keys: str | Mapping[str, str], name: str) -> str:

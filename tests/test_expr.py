@@ -73,3 +73,21 @@ def test_dotted_names_for_collections():
     assert e.names == {"Muon.pt"}
     pt = ak.Array([[25.0, 3.0], [10.0]])
     assert e.evaluate({"Muon.pt": pt}).tolist() == [True, False]
+
+
+def test_max_min_default_for_empty_lists():
+    import awkward as ak
+
+    x = ak.Array([[1.0, 5.0], [], [-3.0]])
+    assert np.isnan(parse("max(x)").evaluate({"x": x})[1])  # no default: NaN, as before
+    np.testing.assert_array_equal(ak.to_numpy(parse("max(x, default=-1)").evaluate({"x": x})), [5.0, -1.0, -3.0])
+    np.testing.assert_array_equal(ak.to_numpy(parse("min(x, default=+2.5)").evaluate({"x": x})), [1.0, 2.5, -3.0])
+    np.testing.assert_array_equal(parse("max(x, default=7)").evaluate({"x": np.zeros((3, 0))}), [7.0, 7.0, 7.0])
+    assert sorted(t for t, _ in parse("max(x) + min(x, default=0) + x[2]").empty_list_terms()) == ["max(x)", "x[2]"]
+    for bad, msg in [
+        ("sum(x, default=1)", "keyword arguments are not allowed"),
+        ("max(x, default=y)", "takes a number"),
+        ("max(x, initial=0)", "keyword arguments are not allowed"),
+    ]:
+        with pytest.raises(ExpressionError, match=msg):
+            parse(bad)

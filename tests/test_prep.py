@@ -195,3 +195,42 @@ def test_nanoaod_input_via_coffea(tmp_path):
     np.testing.assert_array_equal(out["n_mu"], nmu[sel])
     np.testing.assert_allclose(out["lead_mu_pt"], ak.to_numpy(ak.max(muons.pt[sel], axis=1)), rtol=1e-6)
     np.testing.assert_array_equal(out["event_key"], np.arange(n)[sel])
+
+
+def test_empty_jagged_lists_explain_the_nan_and_default_fills_them(tmp_path):
+    """max()/min() of an empty list and x[i] past its end are NaN: the error names the term, how
+    many events it hits and what to write; max(x, default=v) gives v for those events."""
+    rng = np.random.default_rng(7)
+    n = 400
+    njet = rng.integers(0, 3, n)  # about a third of the events have no jet
+    ev = {
+        "event_number": np.arange(n, dtype=np.uint64),
+        "m4l": rng.uniform(250.0, 900.0, n),
+        "y4l": rng.normal(0.0, 1.0, n),
+        "weight": np.ones(n),
+        "jet_pt": ak.unflatten(rng.exponential(40.0, njet.sum()) + 20.0, njet),
+    }
+    path = tmp_path / "jets.root"
+    write_root_tree(path, "events", ev)
+    base = dict(_spec(str(path)), selections={"preselection": "m4l > 0"})
+    keys = {"files": "samples[0].files", "features": {"lead_jet": "features[2].expr"}}
+    with pytest.raises(PrepError) as err:
+        prepare(**dict(base, features={"lead_jet": "max(jet_pt)"}, keys=keys))
+    empty = int((njet == 0).sum())
+    assert f"config key 'features[2].expr': feature 'lead_jet' = 'max(jet_pt)' is NaN/inf for {empty}" in str(err.value)
+    assert f"max(jet_pt) has no value for {empty} of them (list too short); use max(jet_pt, default=<value>)" in str(
+        err.value
+    )
+    assert "count(jet_pt) > 0" in str(err.value)
+    with pytest.raises(
+        PrepError, match=rf"jet_pt\[1\] has no value for {int((njet < 2).sum())} of them.*count\(jet_pt\) >= 2"
+    ):
+        prepare(**dict(base, features={"sub_jet": "jet_pt[1]"}))
+    out = prepare(**dict(base, features={"lead_jet": "max(jet_pt, default=-1)", "low_jet": "min(jet_pt, default=0)"}))
+    pts = ev["jet_pt"]
+    np.testing.assert_array_equal(
+        out["lead_jet"], np.where(njet > 0, ak.to_numpy(ak.fill_none(ak.max(pts, axis=1), -1.0)), -1.0)
+    )
+    np.testing.assert_array_equal(
+        out["low_jet"], np.where(njet > 0, ak.to_numpy(ak.fill_none(ak.min(pts, axis=1), 0.0)), 0.0)
+    )
