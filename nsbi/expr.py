@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,6 +300,51 @@ def _call(name: str, args: list[Any], xp: Any, text: str, default: float | None 
     return getattr(xp, _ELEMENTWISE[name])(*args)
 
 
+def _from_c_operators(src: str) -> str:
+    """TTree::Draw / RDataFrame spellings: ``&&`` -> ``and``, ``||`` -> ``or``, ``!x`` -> ``~x``
+    (``!=`` stays), with C++'s precedence: ``and``/``or`` bind more loosely than comparisons and
+    ``~`` as tightly as ``!``."""
+    src = src.replace("&&", " and ").replace("||", " or ")
+    return re.sub(r"!(?!=)", "~", src)
+
+
+def _parenthesised(node: ast.AST, src: str) -> bool:
+    """Whether ``node`` is written inside its own parentheses in ``src``."""
+    before = src[: node.col_offset].rstrip()
+    after = src[node.end_col_offset :].lstrip()
+    return before.endswith("(") and after.startswith(")")
+
+
+def _check_precedence(tree: ast.AST, src: str, text: str) -> None:
+    """Reject ``a >= 1 & b >= 4``: ``&``/``|``/``^`` bind more tightly than comparisons, so that
+    means ``a >= (1 & b) >= 4``, a chained comparison, not the intended cut. A parenthesised
+    ``(1 & b)`` is accepted as written."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        parts = [node.left, *node.comparators]
+        # only between two comparisons: `(x & 1) > 0` written `x & 1 > 0` is a valid bit test
+        for i, part in enumerate(parts[1:-1], start=1):
+            if not (isinstance(part, ast.BinOp) and isinstance(part.op, (ast.BitAnd, ast.BitOr, ast.BitXor))):
+                continue
+            if _parenthesised(part, src):
+                continue
+            sym = {ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^"}[type(part.op)]
+            reading = (
+                src[node.col_offset : part.col_offset]
+                + f"({src[part.col_offset : part.end_col_offset]})"
+                + src[part.end_col_offset : node.end_col_offset]
+            )
+            # a op1 X & Y op2 b  ->  (a op1 X) & (Y op2 b)
+            lhs = src[parts[0].col_offset : part.left.end_col_offset]
+            rhs = src[part.right.col_offset : parts[-1].end_col_offset]
+            hint = f"; write ({lhs}) {sym} ({rhs})"
+            raise ExpressionError(
+                f"'{sym}' binds more tightly than comparisons in {text!r}: it reads as {reading}{hint}, "
+                "or use 'and'/'or' ('&&'/'||')"
+            )
+
+
 def parse(text: str, allowed_names: set[str] | frozenset[str] | None = None) -> Expression:
     """Parse ``text`` into an :class:`Expression`.
 
@@ -309,12 +355,14 @@ def parse(text: str, allowed_names: set[str] | frozenset[str] | None = None) -> 
         text = repr(text)
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError(f"expression must be a non-empty string, got {text!r}")
+    src = _from_c_operators(text.strip())
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(src, mode="eval")
     except SyntaxError as err:
         raise ExpressionError(f"invalid syntax in {text!r}: {err.msg}") from None
     names: set[str] = set()
     _check(tree, text, names)
+    _check_precedence(tree, src, text)
     if allowed_names is not None:
         unknown = names - set(allowed_names)
         if unknown:

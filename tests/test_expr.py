@@ -91,3 +91,28 @@ def test_max_min_default_for_empty_lists():
     ]:
         with pytest.raises(ExpressionError, match=msg):
             parse(bad)
+
+
+@pytest.mark.parametrize(
+    "text, fix",
+    [
+        ("count(Muon.pt) >= 1 & count(Jet.pt) >= 4", "(count(Muon.pt) >= 1) & (count(Jet.pt) >= 4)"),
+        ("m4l > 220 | y4l < -1 ", "(m4l > 220) | (y4l < -1)"),
+        ("a < 1 ^ b > 2 > c", "(a < 1) ^ (b > 2 > c)"),
+    ],
+)
+def test_bitwise_operator_between_comparisons_is_rejected_with_the_parenthesised_form(text, fix):
+    with pytest.raises(ExpressionError, match="binds more tightly than comparisons") as err:
+        parse(text)
+    assert f"write {fix}" in str(err.value)
+
+
+def test_c_style_logic_and_intended_bitwise_forms():
+    ns = {"a": np.array([0.5, 2.0, 2.0, 0.0]), "b": np.array([5.0, 5.0, 1.0, 9.0]), "flags": np.array([1, 2, 3, 4])}
+    ref = ((ns["a"] >= 1) & (ns["b"] >= 4)) | ~(ns["a"] > 0.1)
+    np.testing.assert_array_equal(parse("a >= 1 && b >= 4 || !(a > 0.1)").evaluate(ns), ref)
+    np.testing.assert_array_equal(parse("(a >= 1) & (b >= 4) | !(a > 0.1)").evaluate(ns), ref)
+    np.testing.assert_array_equal(parse("a != 2").evaluate(ns), ns["a"] != 2)
+    # a bit test and an explicitly parenthesised operand mean what they say
+    np.testing.assert_array_equal(parse("flags & 1 > 0").evaluate(ns), (ns["flags"] & 1) > 0)
+    np.testing.assert_array_equal(parse("b >= (1 | flags)").evaluate(ns), ns["b"] >= (1 | ns["flags"]))
