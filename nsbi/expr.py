@@ -324,7 +324,7 @@ def _check_precedence(tree: ast.AST, src: str, text: str) -> None:
             continue
         parts = [node.left, *node.comparators]
         # only between two comparisons: `(x & 1) > 0` written `x & 1 > 0` is a valid bit test
-        for i, part in enumerate(parts[1:-1], start=1):
+        for part in parts[1:-1]:
             if not (isinstance(part, ast.BinOp) and isinstance(part.op, (ast.BitAnd, ast.BitOr, ast.BitXor))):
                 continue
             if _parenthesised(part, src):
