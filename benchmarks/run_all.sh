@@ -23,12 +23,14 @@ OUT=benchmarks/results-$(date +%Y%m%d-%H%M).md
     $PY benchmarks/bench_onnx.py --events 1e5 --repeat 3 --train-events 5e4 --epochs 3
     $PY benchmarks/bench_toys.py --toys 50
     $PY benchmarks/bench_toys_unbinned.py --toys 50 --mc 50000
+    $PY benchmarks/bench_read.py --events 2e4 --step 5000 --repeat 2
   else
     $PY benchmarks/bench_nll.py $BIG
     $PY benchmarks/bench_fit.py
     $PY benchmarks/bench_onnx.py
     $PY benchmarks/bench_toys.py
     $PY benchmarks/bench_toys_unbinned.py
+    $PY benchmarks/bench_read.py
   fi
   for d in results/*/benchmarks; do
     [ -d "$d" ] && $PY benchmarks/bench_workflow.py "$d"

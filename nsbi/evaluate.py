@@ -18,7 +18,7 @@ the standard deviation (``ddof=0``) of the ratios.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "aggregate",
     "build_dataset",
     "check_files",
+    "classifier_scorer",
     "classifier_scores",
     "column_names",
     "evaluate_classifier",
@@ -209,6 +210,10 @@ def evaluate_classifier(
     kfold.check_kfold(n_folds, len(paths) if out_of_fold else None)
     providers = select_providers(prefer_gpu)
     models = [OnnxModel(p, intra_op_threads, providers) for p in paths]
+    return _classifier_probs(models, sample, n_folds, out_of_fold, features)
+
+
+def _classifier_probs(models, sample, n_folds: int, out_of_fold: bool, features=None) -> np.ndarray:
     features = _model_features(models, features)
     X = _features_matrix(sample, features)
     n = len(X)
@@ -429,9 +434,24 @@ def classifier_scores(
 ) -> dict[str, np.ndarray]:
     """``{"score_<class>": probability}`` per event from the region-classifier members
     (class names from the ONNX metadata; out-of-fold for MC, every member for data)."""
+    return classifier_scorer(model_paths, n_folds, out_of_fold, intra_op_threads)(sample)
+
+
+def classifier_scorer(
+    model_paths: Sequence[str | Path], n_folds: int, out_of_fold: bool, intra_op_threads: int = 1
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """:func:`classifier_scores` as a function of the events, with the members loaded once
+    (for scoring a file row group by row group)."""
     paths = check_files(model_paths, "region-classifier member")
-    classes = OnnxModel(paths[0], 1, ["CPUExecutionProvider"]).metadata.get("classes")
+    kfold.check_kfold(n_folds, len(paths) if out_of_fold else None)
+    providers = select_providers(True)
+    models = [OnnxModel(p, intra_op_threads, providers) for p in paths]
+    classes = models[0].metadata.get("classes")
     if not classes:
         raise ValueError(f"{paths[0]}: no class names in the ONNX metadata")
-    probs = evaluate_classifier(paths, sample, n_folds, out_of_fold, intra_op_threads=intra_op_threads)
-    return {f"score_{c}": probs[:, i] for i, c in enumerate(classes)}
+
+    def score(sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        probs = _classifier_probs(models, sample, n_folds, out_of_fold)
+        return {f"score_{c}": probs[:, i] for i, c in enumerate(classes)}
+
+    return score

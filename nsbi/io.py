@@ -1,10 +1,11 @@
 """Reading ROOT inputs in bounded-memory chunks, and atomic writing of outputs.
 
 Flat or jagged ntuples are read with :func:`uproot.iterate` (only the branches the
-expressions need, ``step_size`` events at a time). NanoAOD files are read with coffea's
-NanoEvents (``NanoAODSchema``) chunk by chunk; expressions then address collection fields
-with dotted names such as ``Muon.pt``. coffea is an optional dependency (the ``nanoaod``
-extra: ``pip install "nsbi[nanoaod]"``), imported only when ``input.format: nanoaod``.
+expressions need, ``step_size`` events at a time). NanoAOD files are read the same way:
+expressions address a collection field with a dotted name such as ``Muon.pt``, which is the
+jagged branch ``Muon_pt`` (counted by ``nMuon``), so NanoAOD costs what flat reading costs.
+Floating-point branches are converted to float64 on reading (:func:`as_float64`), so results
+do not depend on ``step_size``.
 
 Every problem with the inputs is raised as :class:`InputError` *before* any event is
 processed, with a message naming the file and the config key that points at it.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -41,36 +43,30 @@ import numpy as np
 
 __all__ = [
     "InputError",
+    "ParquetStream",
+    "ROW_GROUP_ROWS",
+    "as_float64",
     "atomic_path",
     "check_inputs",
+    "iter_parquet",
     "iterate_chunks",
     "json_text",
     "jsonable",
     "null_to_nan",
+    "parquet_columns",
+    "parquet_stream",
     "read_json",
     "read_parquet",
+    "read_validation_json",
     "write_json",
     "write_parquet",
     "write_root_tree",
+    "upgrade_poi_keys",
 ]
-
-NANOAOD_INSTALL = 'pip install "nsbi[nanoaod]"'
 
 
 class InputError(RuntimeError):
     """An input file, tree or branch named in the config is missing or unusable."""
-
-
-def _require_coffea() -> None:
-    """Raise :class:`InputError` (naming ``input.format`` and the install command) when coffea
-    is not importable; it is only needed for ``input.format: nanoaod``."""
-    try:
-        import coffea  # noqa: F401
-    except ImportError:
-        raise InputError(
-            "config key 'input.format': 'nanoaod' inputs are read with coffea, which is not installed; "
-            f"install the optional dependency with: {NANOAOD_INSTALL}"
-        ) from None
 
 
 def _branch_name(name: str, fmt: str) -> str:
@@ -121,8 +117,6 @@ def check_inputs(
     under ``files_key``. Returns the total number of entries. Raises :class:`InputError`
     naming the config key.
     """
-    if fmt == "nanoaod":
-        _require_coffea()
     import uproot
 
     total = 0
@@ -155,42 +149,87 @@ def check_inputs(
     return total
 
 
+def _float64_leaves(layout: Any, **_: Any) -> Any:
+    import awkward as ak
+
+    if layout.is_numpy and layout.dtype.kind == "f" and layout.dtype != np.float64:
+        return ak.contents.NumpyArray(layout.data.astype(np.float64), parameters=layout.parameters)
+    return None
+
+
+def as_float64(values: Any) -> Any:
+    """Floating-point values (flat or jagged) as float64; integers and booleans unchanged.
+
+    Every expression is then computed in double precision whatever the chunk: with float32
+    branches, awkward's option handling (``lep_pt[1]`` pads with None and fills NaN) promoted
+    some chunks to float64 and not others, so results depended on the chunk size.
+    """
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64) if values.dtype.kind == "f" and values.dtype != np.float64 else values
+    import awkward as ak
+
+    return ak.transform(_float64_leaves, values) if isinstance(values, ak.Array) else values
+
+
 def iterate_chunks(
-    files: Sequence[str], tree: str, names: Sequence[str], *, step_size: int, fmt: str = "flat"
+    files: Sequence[str],
+    tree: str,
+    names: Sequence[str],
+    *,
+    step_size: int,
+    fmt: str = "flat",
+    files_key: str = "files",
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Yield ``(file, namespace)`` per chunk; namespace maps expression names to arrays."""
+    """Yield ``(file, namespace)`` per chunk; namespace maps expression names to arrays
+    (floating-point branches as float64, :func:`as_float64`). A file that cannot be read
+    (e.g. a damaged basket) raises :class:`InputError` naming ``files_key``, the file, tree,
+    branch and entry range."""
     names = sorted(set(names))
     import uproot
 
-    if fmt == "flat":
-        for path in files:
-            for chunk in uproot.iterate({path: tree}, expressions=names, step_size=step_size, library="ak"):
-                yield path, {n: chunk[n] for n in names}
-        return
-    _require_coffea()
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
+    # NanoAOD: a collection field `Muon.pt` is the jagged branch `Muon_pt` (counted by nMuon), so
+    # both formats are one uproot.iterate over the branches the expressions read
+    branches = {n: _branch_name(n, fmt) for n in names}
+    wanted = sorted(set(branches.values()))
     for path in files:
+        chunks = uproot.iterate({path: tree}, expressions=wanted, step_size=step_size, library="ak")
+        start = 0
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception as err:  # noqa: BLE001 - zlib.error, uproot's DeserializationError, ValueError, ...
+                raise InputError(_damaged_message(path, tree, wanted, start, step_size, err, files_key)) from None
+            yield path, {n: as_float64(chunk[b]) for n, b in branches.items()}
+            start += len(chunk)
+
+
+def _damaged_message(
+    path: str, tree: str, branches: Sequence[str], start: int, step_size: int, err: Exception, files_key: str
+) -> str:
+    """Say which file, tree, branch and entries could not be read (the branch is found by
+    reading each one alone over the failing entry range)."""
+    import uproot
+
+    stop, culprit = start + step_size, None
+    try:
         with uproot.open(path) as fh:
-            n_entries = fh[tree].num_entries
-        for start in range(0, n_entries, step_size):
-            with warnings.catch_warnings():
-                # files without every standard collection: coffea warns per missing link
-                warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
-                events = NanoEventsFactory.from_root(
-                    {path: tree},
-                    schemaclass=NanoAODSchema,
-                    entry_start=start,
-                    entry_stop=min(start + step_size, n_entries),
-                    mode="eager",
-                ).events()
-            ns = {}
-            for n in names:
-                obj: Any = events
-                for part in n.split("."):
-                    obj = obj[part]
-                ns[n] = obj
-            yield path, ns
+            t = fh[tree]
+            stop = min(stop, t.num_entries)
+            for b in branches:
+                try:
+                    t[b].array(entry_start=start, entry_stop=stop, library="np")
+                except Exception:  # noqa: BLE001 - the same errors as above: this is the damaged branch
+                    culprit = b
+                    break
+    except Exception:  # noqa: BLE001 - the file may not even open again; report what is known
+        pass
+    where = f"branch '{culprit}', " if culprit else ""
+    return (
+        f"config key '{files_key}': file '{path}' is damaged: tree '{tree}', {where}entries {start}-{stop - 1} "
+        f"cannot be read ({type(err).__name__}: {err})"
+    )
 
 
 def _umask() -> int:
@@ -320,22 +359,222 @@ def read_json(path: str | os.PathLike[str], *, nan_keys: Iterable[str] = ()) -> 
     return obj
 
 
-def write_parquet(columns: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write equal-length columns (numeric, or strings/objects stored as strings) to parquet."""
-    import awkward as ak
+#: Keys of the validation outputs (:mod:`nsbi.neyman`) that named the POI "mu", per kind of
+#: output: (where, old key, new key); ``where`` is the path from the top of the object to the
+#: mappings holding the key, ``"*"`` standing for every value of a mapping or item of a list.
+#: The old keys are read, with a DeprecationWarning, for one more version.
+RENAMED_POI_KEYS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    # one (POI grid point, toy batch) of toys: nsbi.neyman.compute_chunk
+    "chunk": (((), "mu", "poi_value"), ((), "mu_index", "poi_index"), ((), "mu_hat", "poi_hat")),
+    # t of one dataset on a POI grid: nsbi.neyman.observed_t
+    "t_curve": (((), "mu", "poi_values"), ((), "mu_hat", "poi_hat")),
+    # the gathered Neyman belt: nsbi.neyman.gather
+    "belt": (((), "mu", "poi_values"), (("datasets", "*"), "mu_hat", "poi_hat")),
+    # coverage: nsbi.neyman.coverage_from_chunks
+    "coverage": ((("points", "*"), "mu_true", "poi_true"),),
+}
 
-    cols = {}
-    for k, v in columns.items():
-        if isinstance(v, np.ndarray) and v.dtype.kind == "O":
-            v = v.astype(str)
-        cols[k] = v
+
+def _holders(obj: Any, where: tuple[str, ...]) -> Iterator[Any]:
+    if not where:
+        yield obj
+        return
+    step, rest = where[0], where[1:]
+    if step == "*":
+        items = obj.values() if isinstance(obj, Mapping) else obj if isinstance(obj, list) else ()
+        for item in items:
+            yield from _holders(item, rest)
+    elif isinstance(obj, Mapping) and step in obj:
+        yield from _holders(obj[step], rest)
+
+
+def caller_stacklevel() -> int:
+    """``stacklevel`` for :func:`warnings.warn`, called from the function that calls this
+    one, that names the first frame outside the nsbi package (the user's code or job script:
+    where a DeprecationWarning is meant to be seen). Frames whose module name is None are
+    passed over too: Python drops a warning attributed to one, and Snakemake runs the
+    Snakefile with ``__name__ = None`` (the warning then names the Snakemake code that runs it)."""
+    package = str(Path(__file__).resolve().parent) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (
+        str(Path(frame.f_code.co_filename).resolve()).startswith(package) or frame.f_globals.get("__name__") is None
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def upgrade_poi_keys(obj: Any, kind: str, source: Any = None) -> Any:
+    """``obj`` (a validation output of type ``kind``, see :data:`RENAMED_POI_KEYS`) with the
+    POI-neutral keys: keys written by an earlier version (``mu``, ``mu_hat``, ``mu_true``, ...)
+    are renamed, with one DeprecationWarning that names them, the new keys and ``source`` (the
+    file). The one reader of the old keys, used by every reader of these outputs. Returns
+    ``obj`` itself when it has no old key, else an upgraded copy (``obj`` is not changed); an
+    object with both an old key and its new one is a ``ValueError``."""
+    renames = RENAMED_POI_KEYS[kind]
+    found: list[tuple[str, str]] = []
+    for where, old, new in renames:
+        for holder in _holders(obj, where):
+            if isinstance(holder, Mapping) and old in holder:
+                if new in holder:
+                    raise ValueError(f"{source or kind}: both the old key '{old}' and its new name '{new}'")
+                if (old, new) not in found:
+                    found.append((old, new))
+    if not found:
+        return obj
+    import copy
+
+    obj = copy.deepcopy(obj)
+    for where, old, new in renames:
+        for holder in _holders(obj, where):
+            if isinstance(holder, dict) and old in holder:
+                items = [(new if k == old else k, v) for k, v in holder.items()]
+                holder.clear()
+                holder.update(items)
+    olds = ", ".join(f"'{o}'" for o, _ in found)
+    news = ", ".join(f"'{n}'" for _, n in found)
+    warnings.warn(
+        f"{source or kind}: key(s) {olds} of a {kind} written by an earlier nsbi version are deprecated and "
+        f"will not be read by the next version; read as {news} (rerun the job that wrote it to update the file)",
+        DeprecationWarning,
+        stacklevel=caller_stacklevel(),
+    )
+    return obj
+
+
+def read_validation_json(path: str | os.PathLike[str], kind: str) -> Any:
+    """Read a validation output of type ``kind`` (:data:`RENAMED_POI_KEYS`) written by
+    :func:`write_json`, with the keys of an earlier version upgraded (:func:`upgrade_poi_keys`)."""
+    return upgrade_poi_keys(json.loads(Path(path).read_text()), kind, path)
+
+
+#: rows per parquet row group: a file's layout (and bytes) do not depend on the chunk size it
+#: was produced in, and readers that go row group by row group hold at most this many rows
+ROW_GROUP_ROWS = 65_536
+
+
+def _arrow_column(values: Any) -> Any:
+    import pyarrow as pa
+
+    v = np.asarray(values)
+    if v.dtype.kind in "OU":  # strings (e.g. the process of each event)
+        return pa.array(v.astype(str).tolist(), type=pa.string())
+    return pa.array(v)
+
+
+class ParquetStream:
+    """Columns written to parquet chunk by chunk, in row groups of ``row_group_rows`` rows
+    (buffered across chunks), so memory is one chunk plus one row group however long the
+    file. Use through :func:`parquet_stream`, which makes the file appear atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], row_group_rows: int = ROW_GROUP_ROWS):
+        self.path, self.rows = Path(path), int(row_group_rows)
+        self._writer: Any = None
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._n_pending = 0
+        self._closed = False
+        self.n_rows = 0
+
+    def write(self, columns: Mapping[str, Any]) -> None:
+        """Append equal-length columns (the same names in every call)."""
+        chunk = {k: np.asarray(v) for k, v in columns.items()}
+        n = len(next(iter(chunk.values()))) if chunk else 0
+        if self._writer is None:
+            self._open(chunk)
+        self._pending.append(chunk)
+        self._n_pending += n
+        self.n_rows += n
+        if self._n_pending >= self.rows:
+            self._flush(final=False)
+
+    def _open(self, chunk: Mapping[str, np.ndarray]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([(k, _arrow_column(v[:0]).type) for k, v in chunk.items()])
+        self._writer = pq.ParquetWriter(self.path, schema)
+        self._schema = schema
+
+    def _flush(self, final: bool) -> None:
+        """Write every full row group pending (and, if ``final``, the partial rest)."""
+        import pyarrow as pa
+
+        names = self._schema.names
+        merged = {k: np.concatenate([c[k] for c in self._pending]) for k in names}
+        n = self._n_pending if final else self._n_pending - self._n_pending % self.rows
+        for start in range(0, max(n, 1), self.rows):  # one (empty) group for a file without rows
+            stop = min(start + self.rows, n)
+            table = pa.table({k: _arrow_column(merged[k][start:stop]) for k in names}, schema=self._schema)
+            self._writer.write_table(table, row_group_size=max(stop - start, 1))
+        self._pending = [{k: v[n:] for k, v in merged.items()}]
+        self._n_pending -= n
+
+    def close(self, columns: Mapping[str, Any] | None = None) -> None:
+        """Write the last, partial row group and the footer (once; later calls do nothing);
+        ``columns`` (names and dtypes, e.g. zero-length arrays) define the schema of a file no
+        row was written to."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is None:
+            self._open({k: np.asarray(v) for k, v in (columns or {}).items()})
+        if self._n_pending or self.n_rows == 0:
+            self._flush(final=True)
+        self._writer.close()
+
+
+@contextmanager
+def parquet_stream(path: str | os.PathLike[str], row_group_rows: int | None = None) -> Iterator[ParquetStream]:
+    """A :class:`ParquetStream` into a temporary file renamed onto ``path`` when the block
+    succeeds (:func:`atomic_path`): a block that raises, e.g. after a failed check on the
+    last chunk, leaves nothing behind."""
     with atomic_path(path) as tmp:
-        ak.to_parquet(ak.zip(cols, depth_limit=1), tmp)
+        stream = ParquetStream(tmp, row_group_rows or ROW_GROUP_ROWS)
+        try:
+            yield stream
+        except BaseException:
+            if stream._writer is not None and not stream._closed:
+                stream._writer.close()
+            raise
+        stream.close()
 
 
-def read_parquet(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a prepared parquet file into a dict of numpy arrays."""
-    import awkward as ak
+def write_parquet(columns: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write equal-length columns (numeric, or strings/objects stored as strings) to parquet
+    (the same layout as a :func:`parquet_stream` of the same rows)."""
+    with parquet_stream(path) as out:
+        out.write(columns)
 
-    arr = ak.from_parquet(path)
-    return {f: ak.to_numpy(arr[f]) for f in arr.fields}
+
+def _numpy_columns(table: Any) -> dict[str, np.ndarray]:
+    import pyarrow as pa
+
+    out = {}
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            out[name] = np.asarray(col.to_pylist(), dtype=str)
+        else:
+            out[name] = col.to_numpy()
+    return out
+
+
+def parquet_columns(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of a parquet file (from its footer; no data is read)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.ParquetFile(path).schema_arrow.names)
+
+
+def iter_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The row groups of a parquet file, one dict of numpy arrays each (only ``columns``)."""
+    import pyarrow.parquet as pq
+
+    fh = pq.ParquetFile(path)
+    for i in range(fh.num_row_groups):
+        yield _numpy_columns(fh.read_row_group(i, columns=None if columns is None else list(columns)))
+
+
+def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> dict[str, Any]:
+    """Read a parquet file into a dict of numpy arrays (only ``columns``, when given)."""
+    import pyarrow.parquet as pq
+
+    return _numpy_columns(pq.read_table(path, columns=None if columns is None else list(columns)))

@@ -17,7 +17,9 @@ weights and missing inputs are errors that name the config key and the file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -25,17 +27,21 @@ import numpy as np
 
 from . import config as nconfig
 from .expr import ExpressionError, parse
-from .io import InputError, check_inputs, iterate_chunks, write_json, write_parquet
+from .io import InputError, check_inputs, iter_parquet, iterate_chunks, parquet_stream, write_json
 
 __all__ = [
     "PrepError",
+    "prep_spec",
     "prepare",
     "prepare_from_config",
-    "prep_spec",
     "region_spec",
+    "select_chunks",
+    "select_to_files",
     "split_region",
-    "yields_summary",
+    "split_region_to_files",
     "write_prepared",
+    "yields_of_parquet",
+    "yields_summary",
 ]
 
 
@@ -78,7 +84,7 @@ def yields_summary(weight: np.ndarray) -> dict[str, Any]:
     }
 
 
-def prepare(
+def select_chunks(
     *,
     files: Sequence[str],
     tree: str,
@@ -90,8 +96,11 @@ def prepare(
     fmt: str = "flat",
     keys: Mapping[str, Any] | None = None,
     label: str = "",
-) -> dict[str, np.ndarray]:
-    """Select events and compute features and weights.
+) -> Iterator[dict[str, np.ndarray]]:
+    """Select events and compute features and weights, one chunk of ``step_size`` input events
+    at a time (a generator of column dicts; chunks without a selected event are skipped).
+    Every expression is parsed and every input checked when this is called, before any event
+    is read. :func:`prepare` collects the chunks, :func:`select_to_files` streams them to disk.
 
     Parameters
     ----------
@@ -153,14 +162,24 @@ def prepare(
     except InputError as err:
         raise PrepError(str(err)) from None
 
-    out: dict[str, list[np.ndarray]] = {n: [] for n in [*f_exprs, "weight", "event_key"]}
-    for path, ns in iterate_chunks(files, tree, sorted(names), step_size=step_size, fmt=fmt):
+    return _selected_chunks(
+        files, tree, sorted(names), step_size, fmt, k_files, s_exprs, f_exprs, w_expr, event_key, keys, label
+    )
+
+
+def _selected_chunks(files, tree, names, step_size, fmt, k_files, s_exprs, f_exprs, w_expr, event_key, keys, label):
+    """The generator behind :func:`select_chunks` (its checks have run when this starts)."""
+    k_weight, k_feat = keys.get("weight", "weight"), keys.get("features", "features")
+    k_key = keys.get("event_key", "input.event_key")
+    chunks = iterate_chunks(files, tree, names, step_size=step_size, fmt=fmt, files_key=k_files)
+    for path, ns in _prep_errors(chunks):
         n = len(ns[event_key])
         keep = np.ones(n, dtype=bool)
         for key, e in s_exprs.items():
             keep &= _mask(e.evaluate(ns), n, key, path)
         if not keep.any():
             continue
+        out: dict[str, np.ndarray] = {}
         sel = {k: v[keep] for k, v in ns.items()}
         m = int(keep.sum())
         with np.errstate(all="ignore"):
@@ -169,14 +188,14 @@ def prepare(
                 bad = ~np.isfinite(vals)
                 if bad.any():
                     raise PrepError(
-                        f"config key '{_feature_key(k_feat, name)}': feature '{name}' = {features[name]!r} is NaN/inf "
+                        f"config key '{_feature_key(k_feat, name)}': feature '{name}' = {e.text!r} is NaN/inf "
                         f"for {int(bad.sum())} selected event(s) in '{path}' ({label})" + _empty_list_hint(e, sel, bad)
                     )
-                out[name].append(vals)
+                out[name] = vals
             w = _to_flat(w_expr.evaluate(sel), m, "weight", k_weight, path)
         if not np.isfinite(w).all():
-            raise PrepError(f"config key '{k_weight}': weight {weight!r} is NaN/inf in '{path}' ({label})")
-        out["weight"].append(w)
+            raise PrepError(f"config key '{k_weight}': weight {w_expr.text!r} is NaN/inf in '{path}' ({label})")
+        out["weight"] = w
         keyvals = (
             ak.to_numpy(sel[event_key])
             if type(sel[event_key]).__module__.startswith("awkward")
@@ -184,19 +203,93 @@ def prepare(
         )
         if keyvals.ndim != 1 or not np.issubdtype(keyvals.dtype, np.integer):
             raise PrepError(f"config key '{k_key}': branch '{event_key}' must hold one integer per event in '{path}'")
-        out["event_key"].append(keyvals.astype(np.uint64))
+        out["event_key"] = keyvals.astype(np.uint64)
+        yield out
 
-    result = {
-        k: (np.concatenate(v) if v else np.zeros(0, dtype=np.uint64 if k == "event_key" else np.float64))
-        for k, v in out.items()
-    }
-    if len(result["weight"]) == 0:
-        raise PrepError(
-            f"config keys {', '.join(repr(k) for k in selections)}: no event selected ({label}) in {', '.join(files)}"
-        )
-    if not np.any(result["weight"] != 0):
-        raise PrepError(f"config key '{k_weight}': all selected event weights are zero ({label}) in {', '.join(files)}")
+
+def prepare(**spec: Any) -> dict[str, np.ndarray]:
+    """Every selected event of :func:`select_chunks` in memory: ``{feature: values, "weight",
+    "event_key"}`` (for tests and small inputs; the workflow streams, :func:`select_to_files`)."""
+    keys = dict(spec.get("keys") or {})
+    out: dict[str, list[np.ndarray]] = {}
+    for chunk in select_chunks(**spec):
+        for k, v in chunk.items():
+            out.setdefault(k, []).append(v)
+    result = {k: np.concatenate(v) for k, v in out.items()}
+    n = len(result["weight"]) if result else 0
+    sumw_nonzero = bool(n and np.any(result["weight"] != 0))
+    _check_selected(n, sumw_nonzero, spec, keys)
     return result
+
+
+def _check_selected(n: int, any_nonzero_weight: bool, spec: Mapping[str, Any], keys: Mapping[str, Any]) -> None:
+    """No event selected, or only zero weights: an error naming the selections or the weight."""
+    label, files = spec.get("label", ""), ", ".join(spec["files"])
+    if n == 0:
+        raise PrepError(
+            f"config keys {', '.join(repr(k) for k in spec['selections'])}: no event selected ({label}) in {files}"
+        )
+    if not any_nonzero_weight:
+        raise PrepError(
+            f"config key '{keys.get('weight', 'weight')}': all selected event weights are zero ({label}) in {files}"
+        )
+
+
+def yields_of_parquet(path: str | Path) -> dict[str, Any]:
+    """:func:`yields_summary` of a parquet file's ``weight`` column, read row group by row group
+    (only that column) and combined with :func:`math.fsum`: the same numbers whatever chunk
+    size wrote the file, in bounded memory."""
+    parts: dict[str, list[float]] = {"sumw": [], "sumw2": [], "sumw_negative": []}
+    n = n_neg = 0
+    for group in iter_parquet(path, ["weight"]):
+        w = group["weight"]
+        parts["sumw"].append(float(np.sum(w)))
+        parts["sumw2"].append(float(np.sum(w**2)))
+        parts["sumw_negative"].append(float(np.sum(w[w < 0])))
+        n, n_neg = n + len(w), n_neg + int(np.sum(w < 0))
+    return {
+        "sumw": math.fsum(parts["sumw"]),
+        "sumw2": math.fsum(parts["sumw2"]),
+        "n_events": n,
+        "n_negative": n_neg,
+        "sumw_negative": math.fsum(parts["sumw_negative"]),
+    }
+
+
+def _write_streamed(
+    chunks: Iterable[Mapping[str, np.ndarray]], parquet: str, yields: str, meta, check
+) -> dict[str, Any]:
+    """Stream ``chunks`` into ``parquet`` and write its yield summary to ``yields``; ``check(n,
+    any_nonzero_weight)`` runs before either file appears (a failure leaves neither)."""
+    with parquet_stream(parquet) as out:
+        nonzero, columns = False, None
+        for chunk in chunks:
+            out.write(chunk)
+            nonzero = nonzero or bool(np.any(chunk["weight"] != 0))
+            columns = columns or {k: v[:0] for k, v in chunk.items()}
+        check(out.n_rows, nonzero)
+        out.close(columns)
+        summary = {**yields_of_parquet(out.path), **dict(meta or {})}
+        write_json(summary, yields)
+    return summary
+
+
+def select_to_files(parquet: str, yields: str, meta: Mapping[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    """The select job: :func:`select_chunks` streamed into ``parquet`` (row groups of
+    :data:`nsbi.io.ROW_GROUP_ROWS`; memory one chunk plus one row group) and its yield summary
+    into ``yields``. Returns the summary. Nothing is written when a check fails."""
+    keys = dict(spec.get("keys") or {})
+    return _write_streamed(
+        select_chunks(**spec), parquet, yields, meta, lambda n, nz: _check_selected(n, nz, spec, keys)
+    )
+
+
+def _prep_errors(chunks: Any) -> Any:
+    """The chunks, with a damaged input (:class:`InputError`) raised as :class:`PrepError`."""
+    try:
+        yield from chunks
+    except InputError as err:
+        raise PrepError(str(err)) from None
 
 
 def _empty_list_hint(expr: Any, columns: Mapping[str, Any], bad: np.ndarray) -> str:
@@ -255,6 +348,31 @@ def region_spec(cfg: Mapping[str, Any], region: str) -> dict[str, Any]:
     return {"selection": str(cfg["regions"][i]["selection"]), "key": f"regions[{i}].selection", "region": region}
 
 
+def _region_expr(selection: str, key: str) -> Any:
+    try:
+        return parse(selection)
+    except ExpressionError as err:
+        raise PrepError(f"config key '{key}': {err}") from None
+
+
+def _region_rows(columns, expr, key: str, scores, label: str) -> dict[str, np.ndarray]:
+    """The rows of ``columns`` (and their ``scores``) that pass the region selection."""
+    ns = dict(columns)
+    ns.update(dict(scores or {}))
+    try:
+        mask = _mask(expr.evaluate(ns), len(columns["weight"]), key, label)
+    except ExpressionError as err:
+        raise PrepError(f"config key '{key}': {err}") from None
+    return {k: np.asarray(v)[mask] for k, v in ns.items()}
+
+
+def _check_region(n: int, any_nonzero_weight: bool, selection: str, key: str, label: str) -> None:
+    if n == 0:
+        raise PrepError(f"config key '{key}': region selection {selection!r} selects no event ({label})")
+    if not any_nonzero_weight:
+        raise PrepError(f"config key '{key}': all event weights are zero after the region selection ({label})")
+
+
 def split_region(
     columns: Mapping[str, np.ndarray],
     selection: str,
@@ -265,28 +383,36 @@ def split_region(
     """Events of one region: ``selection`` evaluated on the prepared columns and, when a
     region classifier is configured, its per-event class probabilities ``score_<class>``
     (which are kept as columns)."""
-    ns = dict(columns)
-    ns.update(dict(scores or {}))
-    try:
-        mask = _mask(parse(selection).evaluate(ns), len(columns["weight"]), key, label)
-    except ExpressionError as err:
-        raise PrepError(f"config key '{key}': {err}") from None
-    out = {k: np.asarray(v)[mask] for k, v in ns.items()}
-    if len(out["weight"]) == 0:
-        raise PrepError(f"config key '{key}': region selection {selection!r} selects no event ({label})")
-    if not np.any(out["weight"] != 0):
-        raise PrepError(f"config key '{key}': all event weights are zero after the region selection ({label})")
+    out = _region_rows(columns, _region_expr(selection, key), key, scores, label)
+    _check_region(len(out["weight"]), bool(np.any(out["weight"] != 0)), selection, key, label)
     return out
+
+
+def split_region_to_files(
+    sample: str,
+    parquet: str,
+    yields: str,
+    selection: str,
+    key: str = "selection",
+    scorer: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]] | None = None,
+    label: str = "",
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The prep job: :func:`split_region` of the selected events in ``sample`` (a parquet file
+    of the select job), row group by row group (``scorer`` gives the region-classifier scores
+    of each group), streamed into ``parquet`` with its yield summary in ``yields``. Memory: a
+    row group, not the file. Nothing is written when the region is empty."""
+    expr = _region_expr(selection, key)
+    groups = (_region_rows(g, expr, key, scorer(g) if scorer else None, label) for g in iter_parquet(sample))
+    return _write_streamed(groups, parquet, yields, meta, lambda n, nz: _check_region(n, nz, selection, key, label))
 
 
 def write_prepared(
     result: Mapping[str, np.ndarray], parquet: str, yields: str, meta: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write the prepared columns and their yield summary (both atomically)."""
-    summary = {**yields_summary(result["weight"]), **dict(meta or {})}
-    write_parquet(result, parquet)
-    write_json(summary, yields)
-    return summary
+    """Write columns held in memory and their yield summary (both atomically), exactly as the
+    streaming jobs write them (:func:`select_to_files`)."""
+    return _write_streamed([dict(result)], parquet, yields, meta, lambda n, nz: None)
 
 
 def prepare_from_config(cfg: Mapping[str, Any], process: str, variation: str) -> dict[str, np.ndarray]:

@@ -28,10 +28,11 @@ def _env_pip(path):
 
 @pytest.mark.parametrize("env, swap", [("nsbi.yaml", {}), ("nsbi-gpu.yaml", {"onnxruntime": "onnxruntime-gpu"})])
 def test_env_matches_pyproject(env, swap):
-    # the workflow's conda jobs read every input format, NanoAOD included: core dependencies
-    # plus the `nanoaod` extra
+    # the workflow's conda jobs read every input format (NanoAOD needs no extra): the core
+    # dependencies
     project = _pyproject()
-    deps = {_name(d): d for d in project["dependencies"] + project["optional-dependencies"]["nanoaod"]}
+    assert project["optional-dependencies"]["nanoaod"] == []
+    deps = {_name(d): d for d in project["dependencies"]}
     expected = {swap.get(k, k): (v.replace(k, swap[k], 1) if k in swap else v) for k, v in deps.items()}
     pkgs, raw = _env_pip(ROOT / "envs" / env)
     assert set(pkgs) == set(expected), f"{env}: differs from pyproject.toml"

@@ -1,11 +1,12 @@
-"""nsbi.io: the one JSON writer (strict JSON), the one atomic-write mechanism, the optional
-coffea dependency; nsbi.histogram: the one histogramming path."""
+"""nsbi.io: the one JSON writer (strict JSON), the one atomic-write mechanism, NanoAOD
+reading without coffea; nsbi.histogram: the one histogramming path."""
 
 import ast
 import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,39 @@ def test_atomic_path_exception_leaves_no_file_and_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
+# --------------------------------------------------------------------------- keys of earlier versions
+def test_upgrade_poi_keys(tmp_path):
+    """One reader of the validation outputs' old keys: renamed in place of the old key (nested
+    ones included), one DeprecationWarning naming the file, old and new keys; the argument is
+    not changed; an object without old keys is returned as is; old and new key together fail."""
+    belt = {"poi": "cw", "mu": [0.0, 1.0], "datasets": {"observed": {"mu_hat": 0.4, "t": [1.0, 0.0]}}}
+    path = tmp_path / "belt.json"
+    nio.write_json(belt, path)
+    with pytest.warns(
+        DeprecationWarning, match=r"belt\.json: key\(s\) 'mu', 'mu_hat' .* read as 'poi_values', 'poi_hat'"
+    ):
+        new = nio.read_validation_json(path, "belt")
+    assert new == {"poi": "cw", "poi_values": [0.0, 1.0], "datasets": {"observed": {"poi_hat": 0.4, "t": [1.0, 0.0]}}}
+    assert list(new) == ["datasets", "poi_values", "poi"]  # the renamed key keeps its place (written sorted)
+    assert "mu" in belt  # not changed
+    cov = {"points": [{"mu_true": 0.5, "n_toys": 3}, {"mu_true": 1.0, "n_toys": 4}]}
+    with pytest.warns(DeprecationWarning, match="'mu_true'"):
+        assert nio.upgrade_poi_keys(cov, "coverage")["points"][1] == {"poi_true": 1.0, "n_toys": 4}
+    current = {"poi_values": [0.0], "datasets": {}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert nio.upgrade_poi_keys(current, "belt") is current
+    with pytest.raises(ValueError, match=r"old key 'mu_hat' and its new name 'poi_hat'"):
+        nio.upgrade_poi_keys({"mu_hat": [1.0], "poi_hat": [1.0]}, "chunk")
+    # the warning names the caller outside nsbi, skipping code run with __name__ = None (as
+    # Snakemake runs the Snakefile), for which Python would drop the warning
+    with pytest.warns(DeprecationWarning) as rec:
+        nio.upgrade_poi_keys(cov, "coverage")
+        code = compile("nio.upgrade_poi_keys(cov, 'coverage')", "Snakefile", "exec")
+        exec(code, {"__name__": None, "nio": nio, "cov": cov})
+    assert [w.filename for w in rec] == [__file__, __file__]
+
+
 # --------------------------------------------------------------------------- one writer (ast)
 #: (module, function) -> why it may call json.dumps/json.dump/os.replace itself
 ALLOWED = {
@@ -193,33 +227,30 @@ def test_no_private_json_writers_left():
     assert not hasattr(nsbi.evaluate, "write_json") and nsbi.train.run.write_json is nio.write_json
 
 
-# --------------------------------------------------------------------------- coffea optional
-def test_nanoaod_without_coffea_names_config_key_and_extra(monkeypatch, tmp_path):
-    for mod in [m for m in sys.modules if m == "coffea" or m.startswith("coffea.")]:
-        monkeypatch.delitem(sys.modules, mod)
+# --------------------------------------------------------------------------- NanoAOD without coffea
+def test_nanoaod_needs_no_coffea(monkeypatch, tmp_path):
+    """`Muon.pt` is read as the jagged branch Muon_pt; coffea is not imported."""
     monkeypatch.setitem(sys.modules, "coffea", None)  # import coffea -> ImportError
-    with pytest.raises(nio.InputError) as err:
-        nio.check_inputs([str(tmp_path / "nano.root")], "Events", ["Muon.pt"], fmt="nanoaod")
-    msg = str(err.value)
-    assert "input.format" in msg and 'pip install "nsbi[nanoaod]"' in msg
-    with pytest.raises(nio.InputError, match="input.format"):
-        next(nio.iterate_chunks([str(tmp_path / "nano.root")], "Events", ["Muon.pt"], step_size=10, fmt="nanoaod"))
+    path = tmp_path / "nano.root"
+    pts = [[30.0, 20.0], [], [5.0]]
+    import awkward as ak
+
+    nio.write_root_tree(path, "Events", {"event": np.arange(3, dtype=np.uint64), "Muon": ak.zip({"pt": ak.Array(pts)})})
+    assert nio.check_inputs([str(path)], "Events", ["Muon.pt", "event"], fmt="nanoaod") == 3
+    (chunk,) = [ns for _, ns in nio.iterate_chunks([str(path)], "Events", ["Muon.pt"], step_size=10, fmt="nanoaod")]
+    assert chunk["Muon.pt"].tolist() == pts
+    with pytest.raises(nio.InputError, match=r"reads branch\(es\) Jet_pt"):
+        nio.check_inputs(
+            [str(path)], "Events", ["Jet.pt"], fmt="nanoaod", users={"Jet.pt": [("features[0].expr", "Jet.pt")]}
+        )
 
 
-def test_flat_inputs_do_not_need_coffea(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "coffea", None)
-    path = tmp_path / "flat.root"
-    nio.write_root_tree(path, "events", {"x": np.arange(5.0)})
-    assert nio.check_inputs([str(path)], "events", ["x"]) == 5
-    assert [len(ns["x"]) for _, ns in nio.iterate_chunks([str(path)], "events", ["x"], step_size=2)] == [2, 2, 1]
-
-
-def test_coffea_is_the_nanoaod_extra():
+def test_coffea_is_only_a_test_dependency():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(d.startswith("coffea") for d in project["dependencies"])
-    assert project["optional-dependencies"]["nanoaod"] == ["coffea>=2024.4"]
+    assert project["optional-dependencies"]["nanoaod"] == []
     assert "coffea>=2024.4" in project["optional-dependencies"]["test"]
 
 
