@@ -1,5 +1,7 @@
 # nsbi: neural simulation-based inference, from ROOT ntuples to confidence intervals.
 # Run `snakemake -n` to see the jobs, `snakemake --cores N` to run them; see README.md.
+import warnings
+
 from snakemake.utils import min_version
 
 from nsbi.config import validate
@@ -18,8 +20,11 @@ if not workflow.overwrite_configfiles:
 
 
 # JSON-schema validation (nsbi/schemas/config.schema.yaml, package data) with defaults filled in,
-# plus cross-reference checks; errors name the offending config key.
-config.update(validate(config))
+# plus cross-reference checks; errors name the offending config key. Renamed keys are still read
+# with a DeprecationWarning, shown here (Python hides DeprecationWarnings outside __main__).
+with warnings.catch_warnings():
+    warnings.filterwarnings("default", r"config key .* is deprecated", DeprecationWarning)
+    config.update(validate(config))
 
 
 include: "rules/common.smk"

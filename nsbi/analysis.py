@@ -40,8 +40,9 @@ def fit_and_scan(
     return out
 
 
-def write_fit_outputs(out: Mapping[str, Any], paths: Mapping[str, str]) -> None:
-    """Write the JSON summaries and the plots of :func:`fit_and_scan`."""
+def write_fit_outputs(out: Mapping[str, Any], paths: Mapping[str, str], poi_label: str | None = None) -> None:
+    """Write the JSON summaries and the plots of :func:`fit_and_scan`; ``poi_label``: the POI
+    in the plots (default: the label of its name, see :mod:`nsbi.plotting.labels`)."""
     from .io import write_json
     from .plotting.fit_plots import plot_impacts, plot_pulls, plot_scan
 
@@ -50,9 +51,11 @@ def write_fit_outputs(out: Mapping[str, Any], paths: Mapping[str, str]) -> None:
     write_json(out["scan"].to_dict(), paths["scan"])
     write_json(out["scan_stat_only"].to_dict(), paths["scan_stat"])
     write_json(out["impacts"], paths["impacts"])
-    plot_scan([out["scan"], out["scan_stat_only"]], paths["scan_plot"], labels=["stat+syst", "stat only"])
+    plot_scan(
+        [out["scan"], out["scan_stat_only"]], paths["scan_plot"], labels=["stat+syst", "stat only"], poi_label=poi_label
+    )
     plot_pulls(out["pulls"], paths["pulls_plot"])
-    plot_impacts(out["impacts"], paths["impacts_plot"], poi=model.poi_name)
+    plot_impacts(out["impacts"], paths["impacts_plot"], poi=model.poi_name, poi_label=poi_label)
 
 
 def compare_scans(scans: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 import yaml
 
 from .expr import ExpressionError, parse
+from .io import caller_stacklevel
 from .morphing import MorphingError, coefficients_from_points
 
 # package data of nsbi.schemas (see pyproject.toml, [tool.setuptools.package-data])
@@ -47,6 +49,12 @@ DIRECTIONS = ("up", "down")
 class ConfigError(ValueError):
     """The analysis configuration is invalid. The message names the config key."""
 
+
+#: renamed config keys, old -> new key path: the old key is still read for one version (moved to
+#: the new key with a DeprecationWarning); giving both is an error
+RENAMED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("validation", "coverage", "mu_true"): ("validation", "coverage", "poi_true"),
+}
 
 #: configured directories the workflow writes to (relative ones must stay inside the working directory)
 OUTPUT_DIRS = (("output_dir",), ("simulation", "output_dir"))
@@ -253,6 +261,11 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
                 _check_expr(syst[d]["weight"], f"{key}.{d}.weight")
 
     m = cfg["morphing"]
+    if "poi_label" in m and len(re.findall(r"(?<!\\)\$", m["poi_label"])) % 2:
+        raise ConfigError(
+            f"config key 'morphing.poi_label': {m['poi_label']!r} has an unmatched '$' (math text is "
+            "written between two '$', e.g. '$c_W$'; a literal dollar sign is '\\$')"
+        )
     lo, hi = m["poi_bounds"]
     if not lo < hi:
         raise ConfigError("config key 'morphing.poi_bounds': lower bound must be below upper bound")
@@ -306,10 +319,11 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
 
     v = cfg["validation"]
     grid = np.linspace(v["grid"]["low"], v["grid"]["high"], v["grid"]["points"])
-    for j, mu in enumerate(v["coverage"]["mu_true"]):
-        if not np.any(np.isclose(grid, mu, atol=1e-9)):
+    for j, value in enumerate(v["coverage"]["poi_true"]):
+        if not np.any(np.isclose(grid, value, atol=1e-9)):
             raise ConfigError(
-                f"config key 'validation.coverage.mu_true[{j}]': {mu} is not a point of validation.grid {grid.round(6).tolist()}"
+                f"config key 'validation.coverage.poi_true[{j}]': {value} is not a point of "
+                f"validation.grid {grid.round(6).tolist()}"
             )
     syst_names = {s["name"] for s in cfg["systematics"]}
     for j, point in enumerate(v["linearity_nuisances"]):
@@ -334,11 +348,41 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             raise ConfigError("config key 'fit.histogram_baseline.binning': bin edges must increase strictly")
 
 
+def _move_renamed_keys(cfg: dict[str, Any]) -> None:
+    """Move every old key of :data:`RENAMED_KEYS` that ``cfg`` gives to its new key (in place,
+    keeping the position), with a DeprecationWarning naming both; both given: ConfigError."""
+    for old, new in RENAMED_KEYS.items():
+        parent: Any = cfg
+        for k in old[:-1]:
+            parent = parent.get(k) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or old[-1] not in parent:
+            continue
+        old_key, new_key = ".".join(old), ".".join(new)
+        if new[-1] in parent:
+            raise ConfigError(
+                f"config key '{old_key}': renamed to '{new_key}', which is also given; remove '{old_key}'"
+            )
+        warnings.warn(
+            f"config key '{old_key}' is deprecated and will be removed in the next version; "
+            f"it was renamed to '{new_key}' (read as '{new_key}' this time)",
+            DeprecationWarning,
+            stacklevel=caller_stacklevel(),
+        )
+        items = [(new[-1] if k == old[-1] else k, v) for k, v in parent.items()]
+        parent.clear()
+        parent.update(items)
+
+
 def validate(cfg: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Validate a configuration (schema + semantic checks) and return it with defaults filled."""
+    """Validate a configuration (schema + semantic checks) and return it with defaults filled.
+
+    Keys renamed in this version (:data:`RENAMED_KEYS`) are read under their old name with a
+    DeprecationWarning and returned under the new one."""
     if not isinstance(cfg, Mapping):
         raise ConfigError("config: the top level must be a mapping")
-    out = validate_schema(dict(cfg), schema)
+    cfg = copy.deepcopy(dict(cfg))
+    _move_renamed_keys(cfg)
+    out = validate_schema(cfg, schema)
     _check_semantics(out)
     return out
 
@@ -405,6 +449,37 @@ def reference_mixture(cfg: Mapping[str, Any]) -> dict[str, float]:
     covers the support of every process."""
     ref = cfg.get("training", {}).get("reference") or {s: 1.0 for s in mc_samples(cfg)}
     return {k: float(v) for k, v in ref.items()}
+
+
+#: config keys that only label plots (sample and region ``label``, ``morphing.poi_label``)
+LABEL_KEYS = frozenset({"label", "poi_label"})
+
+
+def without_labels(obj: Any) -> Any:
+    """``obj`` without the plot-label keys (:data:`LABEL_KEYS`) at any depth: what a job that
+    computes numbers depends on."""
+    if isinstance(obj, Mapping):
+        return {k: without_labels(v) for k, v in obj.items() if k not in LABEL_KEYS}
+    if isinstance(obj, (list, tuple)):
+        return [without_labels(v) for v in obj]
+    return obj
+
+
+def poi_label(cfg: Mapping[str, Any]) -> str:
+    """Plot label of the POI: ``morphing.poi_label`` (LaTeX / matplotlib mathtext, e.g.
+    ``"$c_W$"``), by default derived from ``morphing.poi`` by
+    :func:`nsbi.plotting.labels.default_poi_label` (``mu`` -> ``$\\mu$``; a Greek letter name
+    -> that letter; any other name as plain text)."""
+    from .plotting.labels import default_poi_label
+
+    m = cfg["morphing"]
+    return str(m.get("poi_label") or default_poi_label(m["poi"]))
+
+
+def data_label(cfg: Mapping[str, Any]) -> str | None:
+    """Legend label of the data sample: its ``label``, else its name (None without data)."""
+    name = data_sample(cfg)
+    return None if name is None else str(sample(cfg, name).get("label", name))
 
 
 def data_sample(cfg: Mapping[str, Any]) -> str | None:

@@ -22,6 +22,13 @@ merges any set of chunks (+ the observed and Asimov ``t_mu`` from :func:`observe
 belt and the intervals. Seeds: chunk ``(seed, mu_index, batch)`` uses
 ``SeedSequence([seed, mu_index, batch])`` — independent streams; use another base seed for
 coverage toys than for the belt.
+
+``mu`` above is the POI, whatever its name. The outputs carry the POI's name (``"poi"``) and
+POI-neutral keys: ``poi_value``, ``poi_index`` and ``poi_hat`` in a chunk, ``poi_values`` (the
+grid) and ``poi_hat`` in :func:`observed_t` and :func:`gather` outputs, ``poi_true`` in the
+coverage points; outputs written with the former keys (``mu``, ``mu_index``, ``mu_hat``,
+``mu_true``) are still read for one version, with a DeprecationWarning
+(:func:`nsbi.io.upgrade_poi_keys`).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ __all__ = [
     "gather",
     "linearity",
     "observed_t",
+    "read_belt",
     "read_chunk",
     "theta_at",
     "toy_t",
@@ -56,7 +64,12 @@ __all__ = [
     "write_json",
 ]
 
-CHUNK_FORMAT = "nsbi-neyman-chunk-1"
+#: format of the chunks written (2: POI-neutral keys ``poi_value``, ``poi_index``, ``poi_hat``)
+CHUNK_FORMAT = "nsbi-neyman-chunk-2"
+#: formats read: 1 has the former keys ``mu``, ``mu_index``, ``mu_hat`` (read for one more version)
+CHUNK_FORMATS = ("nsbi-neyman-chunk-1", CHUNK_FORMAT)
+#: chunk entries stored as arrays in an ``.npz`` chunk
+CHUNK_ARRAYS = ("t", "poi_hat", "converged", "theta")
 DEFAULT_CLS = (0.68, 0.95)
 
 
@@ -146,14 +159,14 @@ def toy_t(
     t = rc.twice_nll - rf.twice_nll
     n_neg = int(np.sum(t < -1e-6))  # free fit worse than the conditional one: free fit failed
     t = np.maximum(t, 0.0)
-    mu_hat = rf.values[:, ip]
+    poi_hat = rf.values[:, ip]
     if kind == "q":
-        t = np.where(mu_hat > mu, 0.0, t)
+        t = np.where(poi_hat > mu, 0.0, t)
     elif kind != "t":
         raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
     return {
         "t": t,
-        "mu_hat": mu_hat,
+        "poi_hat": poi_hat,
         "twice_nll_free": rf.twice_nll,
         "twice_nll_cond": rc.twice_nll,
         "converged": rf.converged & rc.converged,
@@ -179,15 +192,15 @@ def observed_t(model, mu_values: Sequence[float], kind: str = "t", tolerance: fl
         cond[j] = r.twice_nll
     ref = min(best.twice_nll, float(np.min(cond)))
     t = np.maximum(cond - ref, 0.0)
-    mu_hat = float(best.values[ip])
+    poi_hat = float(best.values[ip])
     if kind == "q":
-        t = np.where(mu_hat > mu_values, 0.0, t)
+        t = np.where(poi_hat > mu_values, 0.0, t)
     return {
         "poi": model.poi_name,
         "kind": kind,
-        "mu": mu_values.tolist(),
+        "poi_values": mu_values.tolist(),
         "t": t.tolist(),
-        "mu_hat": mu_hat,
+        "poi_hat": poi_hat,
         "twice_nll_free": float(best.twice_nll),
         "twice_nll_cond": cond.tolist(),
     }
@@ -222,15 +235,15 @@ def compute_chunk(
         "format": CHUNK_FORMAT,
         "poi": gen.model.poi_name,
         "kind": kind,
-        "mu": float(mu),
-        "mu_index": int(mu_index),
+        "poi_value": float(mu),
+        "poi_index": int(mu_index),
         "batch": int(batch),
         "seed": [int(seed), int(mu_index), int(batch)],
         "n_toys": int(n_toys),
         "par_names": list(gen.model.par_names),
         "theta": np.asarray(theta, float).tolist(),
         "t": res["t"].tolist(),
-        "mu_hat": res["mu_hat"].tolist(),
+        "poi_hat": res["poi_hat"].tolist(),
         "converged": res["converged"].tolist(),
         "n_fallback": int(res["n_fallback"]),
         "n_failed": int(res["n_failed"]),
@@ -247,7 +260,7 @@ def write_chunk(chunk: Mapping, path) -> Path:
     """``.json`` (default) or ``.npz`` (arrays + a JSON header; no pickle)."""
     path = Path(path)
     if path.suffix == ".npz":
-        arrays = {k: np.asarray(chunk[k]) for k in ("t", "mu_hat", "converged", "theta")}
+        arrays = {k: np.asarray(chunk[k]) for k in CHUNK_ARRAYS}
         header = {k: v for k, v in chunk.items() if k not in arrays}
         with nio.atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, header=np.array(nio.json_text(header, indent=None)), **arrays)
@@ -256,17 +269,36 @@ def write_chunk(chunk: Mapping, path) -> Path:
 
 
 def read_chunk(path) -> dict:
+    """A chunk written by :func:`write_chunk` (``.json`` or ``.npz``); one written with the
+    former keys (``mu``, ``mu_index``, ``mu_hat``; format ``nsbi-neyman-chunk-1``) is read with
+    a DeprecationWarning (:func:`nsbi.io.upgrade_poi_keys`)."""
     path = Path(path)
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             out = json.loads(str(z["header"]))
-            for k in ("t", "mu_hat", "converged", "theta"):
-                out[k] = z[k].tolist()
+            for k in CHUNK_ARRAYS + ("mu_hat",):
+                if k in z.files:
+                    out[k] = z[k].tolist()
     else:
         out = json.loads(path.read_text())
-    if out.get("format") != CHUNK_FORMAT:
+    if out.get("format") not in CHUNK_FORMATS:
         raise ValueError(f"{path}: not a {CHUNK_FORMAT} file")
+    out = nio.upgrade_poi_keys(out, "chunk", path)
+    out["format"] = CHUNK_FORMAT
     return out
+
+
+def read_belt(belt: Mapping | str | Path) -> dict:
+    """A gathered belt (:func:`gather` output) from its JSON file or in memory; one written with
+    the former keys (``mu``, ``mu_hat``) is read with a DeprecationWarning."""
+    if isinstance(belt, (str, Path)):
+        return nio.read_validation_json(belt, "belt")
+    return nio.upgrade_poi_keys(belt, "belt")
+
+
+def _chunk(c: Mapping | str | Path) -> Mapping:
+    """A chunk from a file (:func:`read_chunk`) or one in memory (old keys upgraded)."""
+    return read_chunk(c) if isinstance(c, (str, Path)) else nio.upgrade_poi_keys(c, "chunk")
 
 
 # ---------------------------------------------------------------------------- belt
@@ -318,7 +350,7 @@ def gather(
     """Merge chunks into the belt: per mu, the toy critical values (with +-1 sigma bands)
     and the asymptotic ones; intervals for the ``observed`` / ``asimov`` t_mu curves
     (:func:`observed_t` outputs; interpolated onto the belt grid if needed)."""
-    chunks = [read_chunk(c) if isinstance(c, (str, Path)) else c for c in chunks]
+    chunks = [_chunk(c) for c in chunks]
     if not chunks:
         raise ValueError("no chunks to gather")
     kinds = {c["kind"] for c in chunks}
@@ -332,7 +364,7 @@ def gather(
         if key in seen:
             raise ValueError(f"duplicate chunk seed {key} (same toys counted twice)")
         seen.add(key)
-        by_mu.setdefault(float(c["mu"]), []).append(c)
+        by_mu.setdefault(float(c["poi_value"]), []).append(c)
     mus = np.array(sorted(by_mu))
     crit: dict[str, dict[str, list]] = {_cl_key(cl): {"value": [], "lo": [], "hi": []} for cl in cls}
     n_toys, n_fb, n_fail, n_neg, tmean, n_nonpos = [], [], [], [], [], []
@@ -353,7 +385,7 @@ def gather(
     out: dict[str, Any] = {
         "poi": chunks[0]["poi"],
         "kind": kind,
-        "mu": mus.tolist(),
+        "poi_values": mus.tolist(),
         "n_toys": n_toys,
         "n_fallback": n_fb,
         "n_failed": n_fail,
@@ -368,8 +400,9 @@ def gather(
     for name, obs in (("observed", observed), ("asimov", asimov)):
         if obs is None:
             continue
-        t_obs = np.interp(mus, np.asarray(obs["mu"], float), np.asarray(obs["t"], float))
-        ds = {"t": t_obs.tolist(), "mu_hat": obs.get("mu_hat"), "intervals": {}}
+        obs = nio.upgrade_poi_keys(obs, "t_curve", f"{name} t curve")
+        t_obs = np.interp(mus, np.asarray(obs["poi_values"], float), np.asarray(obs["t"], float))
+        ds = {"t": t_obs.tolist(), "poi_hat": obs.get("poi_hat"), "intervals": {}}
         for cl in cls:
             k = _cl_key(cl)
             ds["intervals"][k] = {
@@ -378,7 +411,7 @@ def gather(
             }
             # asymptotic interval on the (possibly finer) grid of the t_mu curve itself
             ds["intervals"][k]["asymptotic_fine"] = acceptance_interval(
-                obs["mu"], np.asarray(obs["t"], float) - asym[k]
+                obs["poi_values"], np.asarray(obs["t"], float) - asym[k]
             )
         out["datasets"][name] = ds
     return out
@@ -404,23 +437,25 @@ def _binomial(k: int, n: int, cl: float) -> dict[str, float]:
 
 
 def coverage_from_chunks(
-    chunks: Iterable[Mapping | str | Path], belt: Mapping | None = None, cls: Sequence[float] = DEFAULT_CLS
+    chunks: Iterable[Mapping | str | Path], belt: Mapping | str | Path | None = None, cls: Sequence[float] = DEFAULT_CLS
 ) -> dict[str, Any]:
     """Coverage at each true mu of the chunks (toys generated at mu_true, t evaluated at
     mu_true): fraction with t_mu_true <= critical value, i.e. the interval contains the truth.
     Asymptotic critical values always; toy-based ones from ``belt`` (:func:`gather` output,
     linearly interpolated in mu) when given. Binomial errors and Clopper-Pearson intervals;
     ``pull`` = (fraction - CL) / sqrt(CL (1 - CL) / n)."""
-    chunks = [read_chunk(c) if isinstance(c, (str, Path)) else c for c in chunks]
+    chunks = [_chunk(c) for c in chunks]
+    if belt is not None:
+        belt = read_belt(belt)
     by_mu: dict[float, list] = {}
     for c in chunks:
-        by_mu.setdefault(float(c["mu"]), []).append(c)
+        by_mu.setdefault(float(c["poi_value"]), []).append(c)
     kind = chunks[0]["kind"]
     rows = []
     for mu in sorted(by_mu):
         t = np.concatenate([np.asarray(c["t"], float) for c in by_mu[mu]])
         row: dict[str, Any] = {
-            "mu_true": mu,
+            "poi_true": mu,
             "n_toys": len(t),
             "asymptotic": {},
             "toys": {},
@@ -431,13 +466,13 @@ def coverage_from_chunks(
             k = _cl_key(cl)
             row["asymptotic"][k] = _binomial(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
             if belt is not None:
-                bm = np.asarray(belt["mu"], float)
+                bm = np.asarray(belt["poi_values"], float)
                 if not bm.min() <= mu <= bm.max():
-                    raise ValueError(f"mu_true = {mu} outside the belt grid [{bm.min()}, {bm.max()}]")
+                    raise ValueError(f"true {chunks[0]['poi']} = {mu} outside the belt grid [{bm.min()}, {bm.max()}]")
                 c_mu = float(np.interp(mu, bm, np.asarray(belt["critical"][k]["value"], float)))
                 row["toys"][k] = {**_binomial(int(np.sum(t <= c_mu)), len(t), cl), "critical": c_mu}
         rows.append(row)
-    return {"kind": kind, "cls": [float(c) for c in cls], "points": rows}
+    return {"poi": chunks[0]["poi"], "kind": kind, "cls": [float(c) for c in cls], "points": rows}
 
 
 def coverage(

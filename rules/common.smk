@@ -13,6 +13,9 @@ RESULTS = ncfg.results_dir(config)
 # conda environment used with `--sdm conda` (relative to the rules/ directory)
 CONDA_ENV = "../envs/nsbi.yaml"
 SIMDIR = config["simulation"]["output_dir"]
+# plot label of the POI (morphing.poi_label, default from the POI's name) and legend label of the data
+POI_LABEL = ncfg.poi_label(config)
+DATA_LABEL = ncfg.data_label(config)
 
 
 def _alternatives(names):
@@ -36,8 +39,10 @@ def canonical(obj):
 
 
 def config_subset(*keys, **extra):
-    """The config sections a rule depends on, as canonical params (so editing them reruns it)."""
-    return canonical({**{k: config[k] for k in keys}, **extra})
+    """The config sections a rule depends on, as canonical params (so editing them reruns it).
+    Plot labels (``label``, ``morphing.poi_label``) are left out: they change no number, so
+    editing one reruns only the plots (which take them as their own params)."""
+    return canonical(ncfg.without_labels({**{k: config[k] for k in keys}, **extra}))
 
 
 def code_inputs(script):

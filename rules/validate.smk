@@ -60,6 +60,7 @@ rule closure_summary:
     params:
         kinds=WS_KINDS,
         target_ratio=1.05,
+        poi_label=POI_LABEL,
     script:
         "../scripts/closure_summary.py"
 
@@ -90,7 +91,7 @@ rule neyman_chunk:
         CONDA_ENV
     threads: 1
     params:
-        mu=lambda w: VAL_GRID[int(w.imu)],
+        poi_value=lambda w: VAL_GRID[int(w.imu)],
         n=VAL["toys"]["per_batch"],
         seed=VAL["toys"]["seed"],
         kind=VAL["kind"],
@@ -115,7 +116,7 @@ rule coverage_chunk:
         CONDA_ENV
     threads: 1
     params:
-        mu=lambda w: float(VAL["coverage"]["mu_true"][int(w.imu)]),
+        poi_value=lambda w: float(VAL["coverage"]["poi_true"][int(w.imu)]),
         n=VAL["coverage"]["per_batch"],
         seed=VAL["coverage"]["seed"],
         kind=VAL["kind"],
@@ -149,6 +150,7 @@ rule neyman_gather:
         cls=VAL["cls"],
         kind=VAL["kind"],
         dataset=VAL_DATASET,
+        poi_label=POI_LABEL,
     script:
         "../scripts/neyman_gather.py"
 
@@ -157,7 +159,7 @@ rule coverage:
     input:
         chunks=[
             f"{RESULTS}/validation/coverage/chunks/mu{i}_b{b}.json"
-            for i in range(len(VAL["coverage"]["mu_true"]))
+            for i in range(len(VAL["coverage"]["poi_true"]))
             for b in range(VAL["coverage"]["batches"])
         ],
         belt=f"{RESULTS}/validation/neyman/belt.json",
@@ -171,6 +173,7 @@ rule coverage:
         CONDA_ENV
     params:
         cls=VAL["cls"],
+        poi_label=POI_LABEL,
     script:
         "../scripts/coverage.py"
 
@@ -194,5 +197,6 @@ rule linearity:
         nuisances=VAL["linearity_nuisances"],
         poi_init=config["morphing"]["poi_init"],
         dataset=VAL_DATASET,
+        poi_label=POI_LABEL,
     script:
         "../scripts/linearity.py"

@@ -24,5 +24,6 @@ with job_logging(snakemake, "nsbi.validation") as log:
         [scan_from_dict(s) for s in scans.values()],
         sm.output.plot,
         labels=[f"{k} {'stat+syst' if m == 'scan' else 'stat only'}" for k, m in scans],
+        poi_label=sm.params.poi_label,
     )
     log.info("%s", json.dumps(report, indent=1))

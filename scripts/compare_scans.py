@@ -13,7 +13,7 @@ with job_logging(snakemake, "nsbi.fit") as log:
     raw = {n: read_json(p, nan_keys=SCAN_NUMBERS) for n, p in zip(sm.params.names, sm.input.scans)}
     summary = compare_scans(raw)
     scans = [scan_from_dict(s) for s in raw.values()]
-    plot_scan(scans, sm.output.plot, labels=sm.params.labels)
+    plot_scan(scans, sm.output.plot, labels=sm.params.labels, poi_label=sm.params.poi_label)
     write_json(summary, sm.output.summary)
     for name, row in summary.items():
         log.info(

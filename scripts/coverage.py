@@ -9,8 +9,7 @@ from nsbi.workflow import job_logging
 
 with job_logging(snakemake, "nsbi.neyman") as log:
     sm = snakemake
-    belt = json.load(open(sm.input.belt))
-    cov = coverage_from_chunks(list(sm.input.chunks), belt, sm.params.cls)
+    cov = coverage_from_chunks(list(sm.input.chunks), sm.input.belt, sm.params.cls)
     write_json(cov, sm.output.summary)
-    plot_coverage(cov, sm.output.plot)
+    plot_coverage(cov, sm.output.plot, poi_label=sm.params.poi_label)
     log.info("%s", json.dumps(cov)[:2000])

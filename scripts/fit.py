@@ -13,4 +13,4 @@ with job_logging(snakemake, "nsbi.fit") as log:
     for name, value, err in zip(res.names, res.values, res.errors):
         log.info("  %-24s %12.5f +- %.5f", name, value, err)
     log.info("intervals stat+syst %s, stat-only %s", out["scan"].intervals, out["scan_stat_only"].intervals)
-    write_fit_outputs(out, sm.output)
+    write_fit_outputs(out, sm.output, poi_label=sm.params.poi_label)

@@ -13,5 +13,5 @@ with job_logging(snakemake, "nsbi.neyman") as log:
     model, gen = toy_generator(sm.input.ws, sm.params.dataset)
     lin = linearity(gen, linearity_points(model.poi_name, sm.params.injected, sm.params.nuisances, sm.params.poi_init))
     write_json(lin, sm.output.summary)
-    plot_linearity(lin, sm.output.plot)
+    plot_linearity(lin, sm.output.plot, poi_label=sm.params.poi_label)
     log.info("%s", json.dumps(lin)[:2000])

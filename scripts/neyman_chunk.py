@@ -7,10 +7,10 @@ from nsbi.workflow import interactive, job_logging
 with job_logging(snakemake, "nsbi.neyman") as log:
     sm, p = snakemake, snakemake.params
     model, gen = toy_generator(sm.input.ws, p.dataset)
-    theta = theta_at(gen, p.mu, p.nuisances)
+    theta = theta_at(gen, p.poi_value, p.nuisances)
     chunk = compute_chunk(
         gen,
-        p.mu,
+        p.poi_value,
         p.n,
         p.seed,
         mu_index=int(sm.wildcards.imu),
@@ -22,8 +22,9 @@ with job_logging(snakemake, "nsbi.neyman") as log:
     )
     write_chunk(chunk, sm.output[0])
     log.info(
-        "mu=%g: %d toys, %s",
-        p.mu,
+        "%s=%g: %d toys, %s",
+        model.poi_name,
+        p.poi_value,
         p.n,
         {k: v for k, v in chunk.items() if k in ("n_fallback", "n_failed", "nonpositive_events", "seconds")},
     )

@@ -13,5 +13,5 @@ with job_logging(snakemake, "nsbi.neyman") as log:
     asimov = observed_t(gen.model_for(gen.asimov(model.init)), p.fine, kind=p.kind)
     belt = gather(list(sm.input.chunks), obs, asimov, p.cls)
     write_json(belt, sm.output.belt)
-    plot_belt(belt, sm.output.plot)
+    plot_belt(belt, sm.output.plot, poi_label=p.poi_label)
     log.info("intervals: %s", belt.get("intervals"))

@@ -21,7 +21,8 @@ with job_logging(snakemake, "nsbi.plot") as log:
             edges,
             xlabel=p.labels.get(feature, feature),
             labels=p.sample_labels,
-            title=f"{p.region_label}, {p.poi} = {p.poi_value:g}",
+            title=f"{p.region_label}, {p.poi_label} = {p.poi_value:g}",
+            data_label=p.data_label,
         )
         fig.savefig(out, bbox_inches="tight")
         plt.close(fig)

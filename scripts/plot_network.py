@@ -25,6 +25,8 @@ with job_logging(smk, "nsbi.plot") as log:
         labels=p.labels,
         sample_labels=p.sample_labels,
         region_label=p.region_label,
+        poi_label=p.poi_label,
+        data_label=p.data_label,
     )
     write_json(summary, smk.output.summary)
     log.info("wrote %d network-output plots and %d sensitivity maps", len(smk.output.logr), len(smk.output.sensitivity))

@@ -2,6 +2,7 @@
 
 import copy
 import tomllib
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -229,3 +230,79 @@ def test_morphing_needs_coefficients_or_basis(raw):
     }
     with pytest.raises(ncfg.ConfigError, match="not both"):
         ncfg.validate(raw)
+
+
+def _demo():
+    with open(DEMO) as fh:
+        return yaml.safe_load(fh)
+
+
+def test_old_coverage_key_is_read_with_a_deprecation_warning(tmp_path):
+    """validation.coverage.mu_true (the earlier name) is moved to validation.coverage.poi_true
+    with a DeprecationWarning that names both keys and points at the caller; the caller's dict
+    is not changed; giving both keys is an error naming them."""
+    r = _demo()
+    cov = r["validation"]["coverage"]
+    r["validation"]["coverage"] = {"mu_true": [1.0, 2.0], **{k: v for k, v in cov.items() if k != "poi_true"}}
+    given = copy.deepcopy(r)
+    with pytest.warns(DeprecationWarning) as rec:
+        cfg = ncfg.validate(r)
+    (w,) = [w for w in rec if issubclass(w.category, DeprecationWarning)]
+    assert "'validation.coverage.mu_true'" in str(w.message) and "'validation.coverage.poi_true'" in str(w.message)
+    assert w.filename == __file__  # attributed to the code that validated the config
+    assert cfg["validation"]["coverage"]["poi_true"] == [1.0, 2.0]
+    assert "mu_true" not in cfg["validation"]["coverage"]
+    assert list(cfg["validation"]["coverage"])[0] == "poi_true"  # in the old key's place
+    assert r == given
+    # validation is idempotent (no warning the second time) and load() reads the old key too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert ncfg.validate(cfg) == cfg
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(r))
+    with pytest.warns(DeprecationWarning, match=r"validation\.coverage\.mu_true"):
+        assert ncfg.load(path)["validation"]["coverage"]["poi_true"] == [1.0, 2.0]
+    # the old key is checked against the grid as the new one
+    r["validation"]["coverage"]["mu_true"] = [0.1]
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ncfg.ConfigError, match=r"poi_true\[0\]': 0\.1 is not a point"),
+    ):
+        ncfg.validate(r)
+    r["validation"]["coverage"]["poi_true"] = [1.0]
+    with pytest.raises(
+        ncfg.ConfigError,
+        match=r"config key 'validation\.coverage\.mu_true': renamed to 'validation\.coverage\.poi_true', which is also given",
+    ):
+        ncfg.validate(r)
+    assert ncfg.validate(_demo())["validation"]["coverage"]["poi_true"] == [0.5, 1.0, 2.0]
+
+
+def test_poi_label_and_data_label():
+    r = _demo()
+    cfg = ncfg.validate(r)
+    # the demo's POI mu is drawn as the Greek letter (its plots are unchanged)
+    assert "poi_label" not in cfg["morphing"] and ncfg.poi_label(cfg) == r"$\mu$"
+    assert ncfg.data_label(cfg) == "Data"
+    r["morphing"]["poi_label"] = "$c_W$"
+    assert ncfg.poi_label(ncfg.validate(r)) == "$c_W$"
+    r["morphing"]["poi_label"] = "$c_W"
+    with pytest.raises(ncfg.ConfigError, match=r"'morphing\.poi_label': '\$c_W' has an unmatched '\$'"):
+        ncfg.validate(r)
+    r["morphing"]["poi_label"] = ""
+    with pytest.raises(ncfg.ConfigError, match=r"'morphing\.poi_label'"):
+        ncfg.validate(r)
+    # the default label of other names: Greek letter names as letters, others as plain text
+    from nsbi.plotting.labels import default_poi_label
+
+    for name, label in (("cw", "cw"), ("theta", r"$\theta$"), ("mu_ggF", r"$\mu_{\mathrm{ggF}}$"), ("muon", "muon")):
+        assert default_poi_label(name) == label
+        assert ncfg.poi_label({"morphing": {"poi": name}}) == label
+    # the data legend: the data sample's label, else its name; None without a data sample
+    del r["morphing"]["poi_label"]
+    r["samples"][4]["label"] = "Pseudo-data, 140 fb$^{-1}$"
+    assert ncfg.data_label(ncfg.validate(r)) == "Pseudo-data, 140 fb$^{-1}$"
+    del r["samples"][4]["label"]
+    assert ncfg.data_label(ncfg.validate(r)) == "data"
+    del r["samples"][4]
+    assert ncfg.data_label(ncfg.validate(r)) is None

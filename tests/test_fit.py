@@ -178,6 +178,11 @@ def test_fit_plots(tmp_path):
     plot_pulls(F.pulls(m, r), tmp_path / "pulls.png")
     plot_impacts(F.impacts(m, r), tmp_path / "impacts.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("scan.png", "pulls.png", "impacts.png"))
+    # the POI is written with its label: the given one, else the label of its name (mu -> Greek)
+    assert plot_scan([s], poi_label="$c_W$").axes[0].get_xlabel() == "$c_W$"
+    assert plot_scan([s]).axes[0].get_xlabel() == r"$\mu$"
+    assert plot_impacts(F.impacts(m, r), poi="mu", poi_label="$c_W$").axes[0].get_xlabel() == r"$\Delta\hat{c_W}$"
+    assert plot_impacts(F.impacts(m, r), poi="cw").axes[0].get_xlabel() == r"$\Delta\hat{\mathrm{cw}}$"
 
 
 def test_exact_hessian_in_minuit_matches_plain_migrad_hesse():

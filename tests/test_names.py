@@ -39,6 +39,7 @@ LEAF_DEFS = {"name", "expression", "directory"}
 #: string-valued keys that are not names (fnmatch patterns of the walk's key paths) and why
 NOT_NAMES = {
     "*.label": "free text shown in plots",
+    "morphing.poi_label": "free text (LaTeX / mathtext) shown in plots; the POI's name is morphing.poi",
     "*.tree": "tree inside an input ROOT file (may be a TDirectory path); never an output path",
     "*.files[]": "input files (read, never written; '{sample}' templates)",
     "input.event_key": "branch read from the inputs; the prepared column is always 'event_key'",

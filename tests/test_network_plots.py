@@ -97,3 +97,79 @@ def test_run_network_plots_matches_the_model_likelihood(tmp_path):
         got = summary["sensitivity"][f"{value:g}"]["asimov_twice_delta_nll_fixed_nuisances"]
         assert got == pytest.approx(expected, rel=1e-9)
         assert expected > 0.5  # a real separation, so the comparison is not trivially 0 = 0
+
+
+def test_network_plots_use_the_poi_label_and_the_data_label(tmp_path, monkeypatch):
+    """The colour bars and titles write the POI with its label (here c_W of a POI named cw,
+    never mu), and the data/MC legend names the data with the data sample's label."""
+    from nsbi.plotting import datamc, network
+
+    figures = {"datamc": [], "sensitivity": []}
+
+    def keep(kind, fn):
+        def wrapper(*args, **kwargs):
+            fig = fn(*args, **kwargs)
+            figures[kind].append(fig)
+            return fig
+
+        return wrapper
+
+    monkeypatch.setattr(datamc, "datamc_figure", keep("datamc", datamc.datamc_figure))
+    monkeypatch.setattr(network, "sensitivity_figure", keep("sensitivity", network.sensitivity_figure))
+    rng = np.random.default_rng(5)
+    n = 500
+    x = np.concatenate([rng.normal(1, 1, n), rng.normal(0, 1, n)])
+    proc = np.array(["S"] * n + ["B"] * n)
+    table = {"logr_S": norm.logpdf(x, 1, 1) - norm.logpdf(x, 0, 1), "logr_B": np.zeros(2 * n)}
+    events = {"x": x, "y": rng.uniform(-1, 1, 2 * n), "weight": np.full(2 * n, 0.1), "process": proc}
+    run_network_plots(
+        events,
+        table,
+        {k: v[::7] for k, v in table.items()},
+        ["S", "B"],
+        {"S": "cw"},
+        "cw",
+        1.0,
+        [2.0],
+        {"B": 1.0},
+        "x",
+        "y",
+        5,
+        [tmp_path / "logr_S.png", tmp_path / "logr_B.png"],
+        [tmp_path / "cw_2.png"],
+        region_label="SR",
+        poi_label="$c_W$",
+        data_label="Pseudo-data",
+    )
+    (fig,) = figures["sensitivity"]
+    bars = [ax.get_ylabel() for ax in fig.axes[2:]]
+    assert bars[0] == r"mean of $-2\log p(x|c_W)/p(x|{c_W}_\mathrm{ref})$"
+    assert "p(x_i|c_W)" in bars[1]
+    assert fig.axes[0].get_title() == "SR, $c_W$ = 2 (per event)"
+    assert len(figures["datamc"]) == 2
+    for fig in figures["datamc"]:
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert "Pseudo-data" in legend and "Data" not in legend
+        assert fig.axes[0].get_title(loc="right") == "SR, $c_W$ = 1"
+    texts = bars + [f.axes[0].get_title(loc="right") for f in figures["datamc"]]
+    assert not any(r"\mu" in t or "mu" in t for t in texts), texts
+    # the default for library callers: the label of the POI name (mu -> Greek, as before)
+    h = sensitivity_histograms([0.5], [0.5], [1.0], [1.0], [0, 1], [0, 1])
+    assert network.sensitivity_figure(h, "x", "y").axes[2].get_ylabel() == (
+        r"mean of $-2\log p(x|\mu)/p(x|{\mu}_\mathrm{ref})$"
+    )
+
+
+def test_datamc_legend_uses_the_data_label():
+    from nsbi.plotting.datamc import datamc_figure
+
+    rng = np.random.default_rng(1)
+    mc = {"S": (rng.normal(size=200), np.full(200, 0.5)), "B": (rng.normal(size=200), np.full(200, 0.5))}
+    edges = np.linspace(-3, 3, 7)
+    fig = datamc_figure(
+        mc, {"S": 1.0}, rng.normal(size=150), edges, "x", labels={"S": "signal"}, data_label="Run 2 data"
+    )
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Run 2 data" in legend and "signal" in legend and "Data" not in legend
+    fig = datamc_figure(mc, {"S": 1.0}, rng.normal(size=150), edges, "x")
+    assert "Data" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]  # the default

@@ -2,7 +2,9 @@
 belt + gather + intervals vs the analytic counting-experiment interval, coverage, Asimov
 bias/linearity, plots."""
 
+import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -84,7 +86,7 @@ def test_belt_from_chunks_and_intervals(tmp_path):
     asimov = N.observed_t(gen.model_for(gen.asimov({"mu": 1.0})), fine)
     belt = N.gather(paths, observed=obs, asimov=asimov)
     N.write_json(belt, tmp_path / "belt.json")
-    assert belt["mu"] == pytest.approx(grid.tolist())
+    assert belt["poi"] == "mu" and belt["poi_values"] == pytest.approx(grid.tolist())
     assert belt["n_toys"] == [200] * len(grid)
     iv = belt["datasets"]["observed"]["intervals"]
     for cl in (0.68, 0.95):
@@ -176,9 +178,9 @@ def test_coverage_unbinned(tmp_path):
             k = f"{cl:g}"
             # toy critical values: binomial error of the coverage toys and of the belt quantile
             sig_t = math.sqrt(cl * (1 - cl) * (1 / n_cov + 1 / n_belt))
-            assert abs(row["toys"][k]["fraction"] - cl) < 3 * sig_t, (row["mu_true"], k, row["toys"][k])
+            assert abs(row["toys"][k]["fraction"] - cl) < 3 * sig_t, (row["poi_true"], k, row["toys"][k])
             sig_a = math.sqrt(cl * (1 - cl) / n_cov)
-            assert abs(row["asymptotic"][k]["fraction"] - cl) < 3 * sig_a, (row["mu_true"], k, row["asymptotic"][k])
+            assert abs(row["asymptotic"][k]["fraction"] - cl) < 3 * sig_a, (row["poi_true"], k, row["asymptotic"][k])
             a, b_ = row["asymptotic"][k]["clopper_pearson_68"]
             assert a <= row["asymptotic"][k]["fraction"] <= b_
     plot_coverage(cov, tmp_path / "coverage.png")
@@ -273,3 +275,165 @@ def test_profiled_generation_point_is_the_conditional_mle():
     nominal = gen.generate(N.theta_at(gen, mu, "nominal"), T, seed=5)
     assert abs(nominal.binned[:, 0].mean() - (mu * s + b)) < 4 * math.sqrt((mu * s + b) / T)
     assert toys.binned[:, 0].mean() - nominal.binned[:, 0].mean() > 5.0
+
+
+# ------------------------------------------------------------------ POI-neutral keys, old files, POI label
+def _as_written_before(obj, kind):
+    """``obj`` with the keys of the earlier version (the POI called "mu"), written out here by
+    hand rather than from nsbi.io's table, so that a wrong table fails the tests."""
+    import copy
+
+    obj = copy.deepcopy(obj)
+
+    def rename(d, old, new):
+        assert new in d, (kind, new)
+        d[old] = d.pop(new)
+
+    if kind == "chunk":
+        for old, new in (("mu", "poi_value"), ("mu_index", "poi_index"), ("mu_hat", "poi_hat")):
+            rename(obj, old, new)
+        obj["format"] = "nsbi-neyman-chunk-1"
+    elif kind == "t_curve":
+        rename(obj, "mu", "poi_values")
+        rename(obj, "mu_hat", "poi_hat")
+    elif kind == "belt":
+        rename(obj, "mu", "poi_values")
+        for ds in obj["datasets"].values():
+            rename(ds, "mu_hat", "poi_hat")
+    elif kind == "coverage":
+        del obj["poi"]  # the coverage output had no "poi" entry
+        for row in obj["points"]:
+            rename(row, "mu_true", "poi_true")
+    return obj
+
+
+def _write_old_chunk(chunk, path):
+    """A chunk file as the earlier version wrote it: JSON, or npz with the arrays t, mu_hat,
+    converged and theta next to a JSON header."""
+    old = _as_written_before(chunk, "chunk")
+    if path.suffix == ".npz":
+        arrays = {k: np.asarray(old.pop(k)) for k in ("t", "mu_hat", "converged", "theta")}
+        np.savez_compressed(path, header=np.array(json.dumps(old)), **arrays)
+    else:
+        path.write_text(json.dumps(old))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_belt():
+    """Chunks, observed t curve, belt and coverage of a counting experiment whose POI is
+    called ``cw`` (a few toys: the numbers only have to be reproducible)."""
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "type": "binned",
+                "samples": [
+                    {"name": "s", "data": [20.0], "modifiers": [{"name": "cw", "type": "normfactor", "data": None}]},
+                    {"name": "b", "data": [50.0], "modifiers": []},
+                ],
+            }
+        ]
+    }
+    m = Model(
+        spec, {"c": [80]}, {"name": "m", "config": {"poi": "cw", "parameters": [{"name": "cw", "bounds": [[0, 5]]}]}}
+    )
+    gen = ToyGenerator(m)
+    grid = [0.5, 1.5, 2.5]
+    chunks = [N.compute_chunk(gen, v, 40, seed=3, mu_index=i, batch=b) for i, v in enumerate(grid) for b in range(2)]
+    obs = N.observed_t(m, np.linspace(0.5, 2.5, 9))
+    belt = N.gather(chunks, observed=obs)
+    cov_chunks = [N.compute_chunk(gen, 1.5, 40, seed=4, mu_index=0)]
+    cov = N.coverage_from_chunks(cov_chunks, belt=belt)
+    return {"chunks": chunks, "obs": obs, "belt": belt, "cov_chunks": cov_chunks, "cov": cov}
+
+
+def test_outputs_have_poi_neutral_keys_and_the_poi_name(small_belt):
+    c = small_belt["chunks"][2]
+    assert c["poi"] == "cw" and c["format"] == "nsbi-neyman-chunk-2"
+    assert c["poi_value"] == 1.5 and c["poi_index"] == 1 and len(c["poi_hat"]) == 40
+    assert small_belt["obs"]["poi_values"] == pytest.approx(np.linspace(0.5, 2.5, 9).tolist())
+    assert small_belt["obs"]["poi_hat"] == pytest.approx(1.5, abs=1e-3)  # (80 - 50) / 20
+    belt, cov = small_belt["belt"], small_belt["cov"]
+    assert belt["poi"] == "cw" and belt["poi_values"] == [0.5, 1.5, 2.5]
+    assert belt["datasets"]["observed"]["poi_hat"] == pytest.approx(1.5, abs=1e-3)
+    assert cov["poi"] == "cw" and [p["poi_true"] for p in cov["points"]] == [1.5]
+    # no output of the validation stage names the POI "mu" any more
+    for obj in (c, small_belt["obs"], belt, cov):
+        text = json.dumps(obj)
+        assert not re.search(r'"mu(_hat|_true|_index)?"', text), text[:300]
+
+
+def test_readers_accept_files_with_the_old_keys(small_belt, tmp_path):
+    """Chunks (JSON and npz), t curves, belts and coverage files written with the keys of the
+    earlier version are read with a DeprecationWarning and give the same numbers."""
+    chunks, obs, belt = small_belt["chunks"], small_belt["obs"], small_belt["belt"]
+    new_paths, old_paths = [], []
+    for i, c in enumerate(chunks):
+        ext = "json" if i % 2 == 0 else "npz"
+        new_paths.append(N.write_chunk(c, tmp_path / f"new_{i}.{ext}"))
+        old_paths.append(_write_old_chunk(c, tmp_path / f"old_{i}.{ext}"))
+    old_obs = _as_written_before(obs, "t_curve")
+    for p in old_paths:
+        with pytest.warns(DeprecationWarning, match=r"'mu', 'mu_index', 'mu_hat'.*'poi_value', 'poi_index', 'poi_hat'"):
+            assert N.read_chunk(p) == N.read_chunk(new_paths[old_paths.index(p)])
+    with pytest.warns(DeprecationWarning, match=r"'mu'"):
+        from_old = N.gather(old_paths, observed=old_obs)
+    assert from_old == N.gather(new_paths, observed=obs) == belt
+    # an old chunk in memory (not from a file) is upgraded too
+    with pytest.warns(DeprecationWarning):
+        assert N.gather([_as_written_before(c, "chunk") for c in chunks], observed=obs) == belt
+    # coverage against an old belt file, from old coverage chunks
+    N.write_json(_as_written_before(belt, "belt"), tmp_path / "old_belt.json")
+    N.write_json(belt, tmp_path / "belt.json")
+    old_cov_chunk = _write_old_chunk(small_belt["cov_chunks"][0], tmp_path / "oc.json")
+    with pytest.warns(DeprecationWarning, match=r"old_belt\.json.*'mu', 'mu_hat'.*'poi_values', 'poi_hat'"):
+        cov_old = N.coverage_from_chunks([old_cov_chunk], belt=tmp_path / "old_belt.json")
+    assert cov_old == N.coverage_from_chunks(small_belt["cov_chunks"], belt=tmp_path / "belt.json")
+    assert cov_old == small_belt["cov"]
+    assert N.read_belt(tmp_path / "belt.json") == json.loads((tmp_path / "belt.json").read_text())
+    # the plots read old files as well (the same data points)
+    old_cov = _as_written_before(small_belt["cov"], "coverage")
+    with pytest.warns(DeprecationWarning, match=r"'mu_true'.*'poi_true'"):
+        fig = plot_coverage(old_cov)
+    x_old = fig.axes[0].lines[1].get_xdata()
+    assert np.allclose(x_old, plot_coverage(small_belt["cov"]).axes[0].lines[1].get_xdata())
+    with pytest.warns(DeprecationWarning):
+        fig = plot_belt(_as_written_before(belt, "belt"))
+    assert fig.axes[0].get_xlabel() == "cw"  # no poi_label: the POI name, plain text (not Greek)
+    # a file with an old key and its new name is ambiguous
+    both = {**chunks[0], "mu": 7.0}
+    with pytest.raises(ValueError, match=r"'mu'.*'poi_value'"):
+        N.gather([both])
+
+
+def test_interval_plots_use_the_poi_label(small_belt):
+    """Axis and legend texts write the POI with the given label, never as mu."""
+    import matplotlib.pyplot as plt
+
+    belt, cov = small_belt["belt"], small_belt["cov"]
+    texts = []
+    fig = plot_belt(belt, poi_label="$c_W$")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "$c_W$"
+    assert ax.get_ylabel() == r"$t_{c_W} = -2\ln\lambda(c_W)$"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "$t_{c_W}$ observed" in legend
+    texts += [ax.get_xlabel(), ax.get_ylabel(), *legend]
+    fig = plot_coverage(cov, poi_label="$c_W$")
+    assert fig.axes[0].get_xlabel() == "true $c_W$"
+    texts.append(fig.axes[0].get_xlabel())
+    lin = {"poi": "cw", "points": [{"poi_injected": v, "poi_fitted": v, "poi_error": 0.1} for v in (0.5, 1.0)]}
+    fig = plot_linearity(lin, poi_label="$c_W$")
+    assert fig.axes[0].get_ylabel() == "fitted $c_W$" and fig.axes[1].get_xlabel() == "injected $c_W$"
+    fig = plot_t_distribution(np.linspace(0.01, 3, 50), kind="q", mu=1.5, poi_label="$c_W$")
+    assert fig.axes[0].get_xlabel() == r"$\tilde q_{c_W}$ ($c_W$ = 1.5)"
+    texts += [fig.axes[0].get_xlabel()]
+    assert not any(r"\mu" in t or "μ" in t for t in texts), texts
+    # defaults: the label of the POI name the results carry (mu -> Greek, unchanged demo plots)
+    assert plot_coverage({**cov, "poi": "mu"}).axes[0].get_xlabel() == r"true $\mu$"
+    assert plot_coverage(cov).axes[0].get_xlabel() == "true cw"
+    assert plot_belt({**belt, "poi": "mu"}).axes[0].get_ylabel() == r"$t_{\mu} = -2\ln\lambda(\mu)$"
+    for f in map(plt.figure, plt.get_fignums()):
+        f.canvas.draw()  # every label is valid mathtext
+    plt.close("all")

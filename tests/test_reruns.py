@@ -38,6 +38,27 @@ def test_training_setting_change_reruns_training_and_downstream_only(test_run, t
     assert "Params have changed since last execution" in out
 
 
+def test_label_change_reruns_plots_only(test_run, tmp_path):
+    """Plot labels (a sample's label, morphing.poi_label) change no number: no training,
+    workspace or toy job reruns, only the jobs that draw them (the fit and validation summary
+    jobs write their plots themselves)."""
+    work, _ = test_run
+    text = TEST_CONFIG.read_text()
+    changed = tmp_path / "labels.yaml"
+    edited = text.replace('label: "qq→ZZ"', 'label: "qq → ZZ (background)"').replace(
+        "  poi: mu\n", '  poi: mu\n  poi_label: "$\\mu_{\\mathrm{off}}$"\n'
+    )
+    assert edited.count("poi_label") == 1 and "qq → ZZ (background)" in edited
+    changed.write_text(edited)
+    proc = snakemake("-n", "--configfile", str(changed), "--directory", str(work))
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts, "a label edit must rerun the plots that show it"
+    numeric = {"train_ratio", "train_syst", "evaluate_target", "workspace_nsbi", "workspace_hist", "workspace_oracle"}
+    numeric |= {"pyhf_check", "neyman_chunk", "coverage_chunk"}
+    assert not numeric & set(counts), f"a label edit reruns numeric jobs: {counts}"
+    assert not PREP_RULES - {"plot_datamc"} & set(counts), counts
+
+
 # --- editing nsbi code reruns exactly the rules whose scripts import it
 #
 # The expected dependencies are computed here independently of nsbi.codedeps (which the

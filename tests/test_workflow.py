@@ -197,22 +197,26 @@ def test_validation_outputs(test_run):
     # Asimov datasets built by reweighting the MC with the model: the fit returns the injection
     v = cfg["validation"]
     assert len(lin["points"]) == len(v["linearity"]) + len(v["linearity_nuisances"]) and v["linearity_nuisances"]
+    poi = cfg["morphing"]["poi"]
+    assert lin["poi"] == poi
     for point in lin["points"]:  # the POI, and any shifted nuisance parameter to 1 % of its error
-        assert point["fitted"]["mu"] == pytest.approx(point["injected"]["mu"], abs=1e-3)
+        assert point["fitted"][poi] == pytest.approx(point["injected"][poi], abs=1e-3)
         for name in point["shifted"]:
             assert abs(point["fitted"][name] - point["injected"][name]) < 0.01 * point["errors"][name], name
     belt = json.loads((res / "validation/neyman/belt.json").read_text())
-    assert len(belt["mu"]) == cfg["validation"]["grid"]["points"]
+    assert belt["poi"] == poi and len(belt["poi_values"]) == cfg["validation"]["grid"]["points"]
     # profiled generation point (the default): the conditional MLE of the nuisance parameters on the data
     assert v["nuisances"] == "profiled"
     chunk = json.loads((res / "validation/neyman/chunks/mu1_b0.json").read_text())
     model = W.load(res / f"workspace/{v['workspace']}.json").model(dataset="observed")
-    cond = F.fit(model, fixed={model.poi_name: chunk["mu"]}, tolerance=1e-6, hesse=False)
+    assert chunk["poi"] == poi and chunk["poi_index"] == 1
+    cond = F.fit(model, fixed={model.poi_name: chunk["poi_value"]}, tolerance=1e-6, hesse=False)
     assert chunk["par_names"] == model.par_names
     np.testing.assert_allclose(chunk["theta"], cond.values, atol=1e-4)
     assert np.max(np.abs(np.array(chunk["theta"]) - model.init)) > 1e-3  # not the nominal point
     cov = json.loads((res / "validation/coverage.json").read_text())
     assert cov["points"][0]["n_toys"] == cfg["validation"]["coverage"]["per_batch"]
+    assert cov["poi"] == poi and [p["poi_true"] for p in cov["points"]] == v["coverage"]["poi_true"]
     closure = json.loads((res / "validation/closure.json").read_text())
     assert {"nsbi_stat_syst", "oracle_stat_syst", "hist_stat_syst"} <= set(closure["scans"])
     # the oracle (exact ratios) recovers the nominal POI on its Asimov dataset

@@ -43,8 +43,11 @@ def datamc_figure(
     xlabel: str,
     labels: Mapping[str, str] | None = None,
     title: str = "",
+    data_label: str = "Data",
 ):
-    """Return a matplotlib figure. ``mc``: sample -> (values, weights); ``data``: values."""
+    """Return a matplotlib figure. ``mc``: sample -> (values, weights); ``data``: values,
+    drawn with the legend entry ``data_label`` (the workflow passes the data sample's
+    ``label``, else its name)."""
     labels = dict(labels or {})
     # under/overflow in the edge bins (flow="clip", as in the histogram workspace)
     total = fill([], edges, [], labels=[xlabel])
@@ -71,7 +74,7 @@ def datamc_figure(
     )
     if data is not None:
         hd = fill(data, edges, labels=[xlabel])
-        mplhep.histplot(hd, ax=ax, histtype="errorbar", color="black", label="Data", yerr=True)
+        mplhep.histplot(hd, ax=ax, histtype="errorbar", color="black", label=data_label, yerr=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = hd.values() / tot
             rerr = np.sqrt(hd.values()) / tot

@@ -1,4 +1,9 @@
-"""Plots of fit results: likelihood scans, pulls and impact rankings (matplotlib + mplhep)."""
+"""Plots of fit results: likelihood scans, pulls and impact rankings (matplotlib + mplhep).
+
+The POI is drawn with ``poi_label`` (LaTeX / mathtext; the workflow passes
+``morphing.poi_label``), by default the label of its name
+(:func:`nsbi.plotting.labels.resolve_poi_label`: ``mu`` -> ``$\\mu$``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from .labels import poi_math, resolve_poi_label  # noqa: E402
 
 __all__ = ["plot_scan", "plot_pulls", "plot_impacts"]
 
@@ -31,9 +38,12 @@ def _finish(fig, path):
     return fig
 
 
-def plot_scan(scans, path=None, labels: Sequence[str] | None = None, xlabel: str | None = None):
+def plot_scan(
+    scans, path=None, labels: Sequence[str] | None = None, xlabel: str | None = None, poi_label: str | None = None
+):
     """Delta(-2 ln L) vs POI for one or several :class:`nsbi.fit.ScanResult` (e.g. NSBI vs
-    histogram, profile vs stat-only), with the 68%/95% levels and crossings."""
+    histogram, profile vs stat-only), with the 68%/95% levels and crossings. The x axis is
+    ``xlabel``, else ``poi_label``, else the label of the scanned POI's name."""
     _style()
     scans = scans if isinstance(scans, (list, tuple)) else [scans]
     labels = labels or [f"{s.mode}" for s in scans]
@@ -45,7 +55,7 @@ def plot_scan(scans, path=None, labels: Sequence[str] | None = None, xlabel: str
     for lv, txt in ((1.0, "68%"), (3.841458820694124, "95%")):
         ax.axhline(lv, color="grey", ls="--", lw=1)
         ax.text(ax.get_xlim()[1], lv, f" {txt}", va="center", fontsize=9)
-    ax.set_xlabel(xlabel or scans[0].poi)
+    ax.set_xlabel(xlabel or resolve_poi_label(poi_label, scans[0].poi))
     ax.set_ylabel(r"$-2\Delta\ln L$")
     ax.set_ylim(0, max(5.0, min(12.0, float(np.nanmax([np.nanmax(s.delta[np.isfinite(s.delta)]) for s in scans])))))
     ax.legend(fontsize=9)
@@ -68,8 +78,10 @@ def plot_pulls(pulls: dict, path=None, max_params: int = 40):
     return _finish(fig, path)
 
 
-def plot_impacts(rows: list[dict], path=None, poi: str = "mu", max_params: int = 20):
-    """Impact ranking from :func:`nsbi.fit.impacts` (pre-fit hatched, post-fit filled)."""
+def plot_impacts(rows: list[dict], path=None, poi: str = "mu", max_params: int = 20, poi_label: str | None = None):
+    """Impact ranking from :func:`nsbi.fit.impacts` (pre-fit hatched, post-fit filled); the
+    x axis is the shift of the fitted POI, written with ``poi_label`` (default: the label of
+    the name ``poi``)."""
     _style()
     rows = rows[:max_params]
     names = [r["name"] for r in rows]
@@ -96,6 +108,6 @@ def plot_impacts(rows: list[dict], path=None, poi: str = "mu", max_params: int =
         )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlabel(rf"$\Delta\hat{{{poi}}}$" if len(poi) < 4 else f"Δ{poi}")
+    ax.set_xlabel(rf"$\Delta\hat{{{poi_math(resolve_poi_label(poi_label, poi))}}}$")
     ax.legend(fontsize=8, loc="lower right")
     return _finish(fig, path)

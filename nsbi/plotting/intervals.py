@@ -1,7 +1,12 @@
 """Plots of toy-based intervals: Neyman belt / critical values, coverage, bias/linearity.
 
 Inputs are the JSON-able dicts of :mod:`nsbi.neyman` (``gather``, ``coverage_from_chunks``,
-``linearity``), so the plots can be remade from the written JSON files.
+``linearity``), so the plots can be remade from the written JSON files (those written with the
+former keys ``mu``/``mu_hat``/``mu_true`` too, with a DeprecationWarning).
+
+The POI is drawn with ``poi_label`` (LaTeX / mathtext, e.g. ``"$c_W$"``; the workflow passes
+``morphing.poi_label``); by default the label derived from the POI name the results carry
+(:func:`nsbi.plotting.labels.resolve_poi_label`: ``mu`` -> ``$\\mu$``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from ..io import upgrade_poi_keys
+from .labels import poi_math, resolve_poi_label
 
 __all__ = ["plot_belt", "plot_coverage", "plot_linearity", "plot_t_distribution"]
 
@@ -40,11 +48,21 @@ def _arr(v):
     return np.array([np.nan if x is None else x for x in v], float)
 
 
-def plot_belt(belt: dict, path=None, xlabel: str | None = None):
-    """Toy critical values c_CL(mu) (+-1 sigma bands) vs mu, the asymptotic chi2 levels,
-    the observed and Asimov t_mu, and the toy-based intervals of the observed data."""
+def _t_symbol(kind: str | None, m: str) -> str:
+    """Math-mode test statistic of the POI with math form ``m``: t or the one-sided q~."""
+    return rf"\tilde q_{{{m}}}" if kind == "q" else rf"t_{{{m}}}"
+
+
+def plot_belt(belt: dict, path=None, xlabel: str | None = None, poi_label: str | None = None):
+    """Toy critical values c_CL(POI) (+-1 sigma bands) vs the POI, the asymptotic chi2 levels,
+    the observed and Asimov t, and the toy-based intervals of the observed data.
+    ``xlabel`` replaces the x-axis label (default: ``poi_label``)."""
     _style()
-    mu = np.asarray(belt["mu"], float)
+    belt = upgrade_poi_keys(belt, "belt")
+    label = resolve_poi_label(poi_label, belt.get("poi"))
+    m = poi_math(label)
+    t_sym = _t_symbol(belt.get("kind"), m)
+    mu = np.asarray(belt["poi_values"], float)
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, (k, c) in enumerate(belt["critical"].items()):
         col = _COLORS[i % len(_COLORS)]
@@ -54,7 +72,7 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None):
     styles = {"observed": ("k-", "observed"), "asimov": ("k:", "Asimov")}
     for name, ds in belt.get("datasets", {}).items():
         fmt, lab = styles.get(name, ("k-.", name))
-        ax.plot(mu, _arr(ds["t"]), fmt, lw=1.5, label=rf"$t_\mu$ {lab}")
+        ax.plot(mu, _arr(ds["t"]), fmt, lw=1.5, label=rf"${t_sym}$ {lab}")
     obs = belt.get("datasets", {}).get("observed") or belt.get("datasets", {}).get("asimov")
     if obs:
         for i, iv in enumerate(obs["intervals"].values()):
@@ -64,17 +82,20 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None):
                     ax.axvline(x, color=_COLORS[i % len(_COLORS)], lw=0.8, alpha=0.7)
     ymax = np.nanmax([np.nanmax(_arr(c["hi"])) for c in belt["critical"].values()])
     ax.set_ylim(0, max(1.6 * ymax, 1.0))
-    ax.set_xlabel(xlabel or belt.get("poi") or r"$\mu$")
-    ax.set_ylabel(r"$t_\mu = -2\ln\lambda(\mu)$" if belt.get("kind") == "t" else r"$\tilde q_\mu$")
+    ax.set_xlabel(xlabel or label)
+    ax.set_ylabel(rf"${t_sym} = -2\ln\lambda({m})$" if belt.get("kind") == "t" else rf"${t_sym}$")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     return _finish(fig, path)
 
 
-def plot_coverage(cov: dict, path=None, xlabel: str | None = None):
-    """Coverage vs true mu (asymptotic and toy-based critical values) with binomial errors."""
+def plot_coverage(cov: dict, path=None, xlabel: str | None = None, poi_label: str | None = None):
+    """Coverage vs the true POI (asymptotic and toy-based critical values) with binomial
+    errors. ``xlabel`` replaces the x-axis label (default: "true" and ``poi_label``)."""
     _style()
+    cov = upgrade_poi_keys(cov, "coverage")
+    label = resolve_poi_label(poi_label, cov.get("poi"))
     fig, ax = plt.subplots(figsize=(7, 5))
-    mu = np.array([p["mu_true"] for p in cov["points"]], float)
+    mu = np.array([p["poi_true"] for p in cov["points"]], float)
     for i, cl in enumerate(cov["cls"]):
         k = f"{cl:g}"
         col = _COLORS[i % len(_COLORS)]
@@ -93,15 +114,17 @@ def plot_coverage(cov: dict, path=None, xlabel: str | None = None):
                 mfc="none" if src == "asymptotic" else col,
                 label=f"CL {k}, {src}",
             )
-    ax.set_xlabel(xlabel or r"true $\mu$")
+    ax.set_xlabel(xlabel or f"true {label}")
     ax.set_ylabel("coverage")
     ax.legend(fontsize=8)
     return _finish(fig, path)
 
 
-def plot_linearity(lin: dict, path=None, xlabel: str | None = None):
-    """Fitted vs injected POI on Asimov datasets (with errors), and fitted - injected."""
+def plot_linearity(lin: dict, path=None, xlabel: str | None = None, poi_label: str | None = None):
+    """Fitted vs injected POI on Asimov datasets (with errors), and fitted - injected.
+    ``xlabel`` replaces the x-axis label (default: "injected" and ``poi_label``)."""
     _style()
+    label = resolve_poi_label(poi_label, lin.get("poi"))
     x = np.array([p["poi_injected"] for p in lin["points"]])
     y = np.array([p["poi_fitted"] for p in lin["points"]])
     e = np.array([p["poi_error"] for p in lin["points"]])
@@ -124,17 +147,20 @@ def plot_linearity(lin: dict, path=None, xlabel: str | None = None):
             lw=1,
             label=f"slope {lf['slope']:.4f}, intercept {lf['intercept']:.2g}",
         )
-    ax.set_ylabel(f"fitted {lin.get('poi') or 'POI'}")
+    ax.set_ylabel(f"fitted {label}")
     ax.legend(fontsize=8)
     ax2.axhline(0, color="k", lw=1)
     ax2.errorbar(x, y - x, yerr=e, fmt="o")
     ax2.set_ylabel("fitted - injected")
-    ax2.set_xlabel(xlabel or f"injected {lin.get('poi') or 'POI'}")
+    ax2.set_xlabel(xlabel or f"injected {label}")
     return _finish(fig, path)
 
 
-def plot_t_distribution(t, path=None, kind: str = "t", mu: float | None = None, bins: int = 40):
-    """Histogram of toy t_mu values with the asymptotic chi2_1 (or half-chi2) density."""
+def plot_t_distribution(
+    t, path=None, kind: str = "t", mu: float | None = None, bins: int = 40, poi_label: str | None = None
+):
+    """Histogram of toy t values with the asymptotic chi2_1 (or half-chi2) density; ``mu``:
+    the POI value of the toys, shown with ``poi_label`` (default ``$\\mu$``)."""
     from scipy import stats
 
     _style()
@@ -147,7 +173,8 @@ def plot_t_distribution(t, path=None, kind: str = "t", mu: float | None = None, 
     pdf = stats.chi2.pdf(xs, 1) * (0.5 if kind == "q" else 1.0)
     ax.plot(xs, pdf, "r--", label=r"$\chi^2_1$" if kind == "t" else r"$\frac{1}{2}\chi^2_1$")
     ax.set_yscale("log")
-    ax.set_xlabel(r"$t_\mu$" + (f" ($\\mu$ = {mu:g})" if mu is not None else ""))
+    label = resolve_poi_label(poi_label)
+    ax.set_xlabel(f"${_t_symbol(kind, poi_math(label))}$" + (f" ({label} = {mu:g})" if mu is not None else ""))
     ax.set_ylabel("density")
     ax.legend()
     return _finish(fig, path)

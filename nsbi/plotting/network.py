@@ -12,6 +12,10 @@
   measurement. With the extended likelihood, Σ_i A_i q_i + 2 [ν(POI) - ν_ref] - 2 ν_ref
   log(ν(POI)/ν_ref) is the unbinned region's Asimov -2 Δln L at fixed nuisance parameters
   (written to the summary).
+
+The POI is drawn with ``poi_label`` (LaTeX / mathtext; the workflow passes
+``morphing.poi_label``), by default the label of its name
+(:func:`nsbi.plotting.labels.resolve_poi_label`: ``mu`` -> ``$\\mu$``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..histogram import fill  # noqa: E402
+from .labels import poi_math, resolve_poi_label  # noqa: E402
 
 __all__ = ["log_density_ratio", "sensitivity_histograms", "sensitivity_figure", "run_network_plots"]
 
@@ -75,18 +80,22 @@ def sensitivity_histograms(x, y, q, weights, edges_x, edges_y) -> dict[str, Any]
     }
 
 
-def sensitivity_figure(h: Mapping[str, Any], xlabel: str, ylabel: str, title: str = ""):
-    """Two panels: mean per-event q and its expected contribution per bin."""
+def sensitivity_figure(h: Mapping[str, Any], xlabel: str, ylabel: str, title: str = "", poi_label: str | None = None):
+    """Two panels: mean per-event q and its expected contribution per bin; the colour bars
+    write the POI with ``poi_label`` (default ``$\\mu$``)."""
+    m = poi_math(resolve_poi_label(poi_label))
+    ratio = rf"p(x|{m})/p(x|{{{m}}}_\mathrm{{ref}})"
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     ex, ey = h["edges_x"], h["edges_y"]
     mean = np.ma.masked_invalid(h["mean"]).T
     lim = float(np.nanmax(np.abs(h["mean"]))) if np.any(np.isfinite(h["mean"])) else 1.0
     m0 = axes[0].pcolormesh(ex, ey, mean, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    fig.colorbar(m0, ax=axes[0], label=r"mean of $-2\log p(x|\mu)/p(x|\mu_\mathrm{ref})$")
+    fig.colorbar(m0, ax=axes[0], label=rf"mean of $-2\log {ratio}$")
     contrib = h["contribution"].T
     clim = float(np.max(np.abs(contrib))) or 1.0
     m1 = axes[1].pcolormesh(ex, ey, contrib, cmap="RdBu_r", vmin=-clim, vmax=clim)
-    fig.colorbar(m1, ax=axes[1], label=r"$\sum_i A_i \cdot (-2\log p(x_i|\mu)/p(x_i|\mu_\mathrm{ref}))$ per bin")
+    ratio_i = ratio.replace("p(x|", "p(x_i|")
+    fig.colorbar(m1, ax=axes[1], label=rf"$\sum_i A_i \cdot (-2\log {ratio_i})$ per bin")
     for ax, sub in zip(axes, ("per event", "expected contribution")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -119,13 +128,17 @@ def run_network_plots(
     labels: Mapping[str, str] | None = None,
     sample_labels: Mapping[str, str] | None = None,
     region_label: str = "",
+    poi_label: str | None = None,
+    data_label: str = "Data",
 ) -> dict[str, Any]:
     """Write the data/MC plots of log r_c (one per process, ``logr_outputs``) and one
     sensitivity map per POI value (``sensitivity_outputs``); return a summary.
 
     ``mc_events``: features, ``weight`` and ``process`` of the region's MC events;
     ``mc_table``/``data_table``: their ``logr_<c>`` columns (same row order); ``coefficients``:
-    morphing expressions f_c(``poi``) (processes without one have f_c = 1).
+    morphing expressions f_c(``poi``) (processes without one have f_c = 1); ``poi_label``: the
+    POI in titles and colour bars (default from its name, ``mu`` -> ``$\\mu$``); ``data_label``:
+    the legend entry of the data.
     """
     from ..build import normalise_ratios
     from ..expr import parse
@@ -149,7 +162,8 @@ def run_network_plots(
     yields = {c: float(w[proc == c].sum()) for c in processes}
     f_ref = coeff(poi_ref)
     samples = [c for c in processes if c in set(proc)] + sorted(set(proc) - set(processes))
-    title = f"{region_label}, {poi} = {poi_ref:g}"
+    label = resolve_poi_label(poi_label, poi)
+    title = f"{region_label}, {label} = {poi_ref:g}"
     summary: dict[str, Any] = {
         "poi": poi,
         "poi_ref": poi_ref,
@@ -171,6 +185,7 @@ def run_network_plots(
             xlabel=rf"$\log r_{{\mathrm{{{c}}}}}(x)$ (network output)",
             labels=sample_labels,
             title=title,
+            data_label=data_label,
         )
         fig.savefig(out, bbox_inches="tight")
         plt.close(fig)
@@ -181,7 +196,9 @@ def run_network_plots(
         f = coeff(value)
         q = -2.0 * log_density_ratio(logr, yields, f, f_ref)
         h = sensitivity_histograms(mc_events[x], mc_events[y], q, a, ex, ey)
-        fig = sensitivity_figure(h, labels.get(x, x), labels.get(y, y), title=f"{region_label}, {poi} = {value:g}")
+        fig = sensitivity_figure(
+            h, labels.get(x, x), labels.get(y, y), title=f"{region_label}, {label} = {value:g}", poi_label=label
+        )
         fig.savefig(out, bbox_inches="tight")
         plt.close(fig)
         nu = sum(f.get(c, 0.0) * yields[c] for c in processes)
