@@ -499,7 +499,10 @@ class ParquetStream:
         import pyarrow as pa
 
         names = self._schema.names
-        merged = {k: np.concatenate([c[k] for c in self._pending]) for k in names}
+        if len(self._pending) == 1:  # one chunk pending: slice it, no copy
+            merged = self._pending[0]
+        else:
+            merged = {k: np.concatenate([c[k] for c in self._pending]) for k in names}
         n = self._n_pending if final else self._n_pending - self._n_pending % self.rows
         for start in range(0, max(n, 1), self.rows):  # one (empty) group for a file without rows
             stop = min(start + self.rows, n)

@@ -62,7 +62,7 @@ def _to_flat(value: Any, n: int, what: str, key: str, path: str) -> np.ndarray:
         ) from None
     if arr.ndim != 1 or len(arr) != n:
         raise PrepError(f"config key '{key}': {what} is not a single number per event in '{path}'")
-    return arr.astype(np.float64)
+    return np.asarray(arr, dtype=np.float64)  # a float64 column is not copied
 
 
 def _mask(value: Any, n: int, key: str, path: str) -> np.ndarray:
@@ -180,7 +180,7 @@ def _selected_chunks(files, tree, names, step_size, fmt, k_files, s_exprs, f_exp
         if not keep.any():
             continue
         out: dict[str, np.ndarray] = {}
-        sel = {k: v[keep] for k, v in ns.items()}
+        sel = ns if keep.all() else {k: v[keep] for k, v in ns.items()}  # no copy when every event passes
         m = int(keep.sum())
         with np.errstate(all="ignore"):
             for name, e in f_exprs.items():

@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Select and region-split jobs in bounded memory: peak RSS and throughput on a large flat file.
+
+Writes a flat ROOT file of ``--events`` events x ``--branches`` float64 branches (plus an
+event id and a weight; baskets of 100 000 entries, as a ROOT file filled event by event would
+have), then runs, each in its own process (peak RSS = VmHWM of that process):
+
+* ``select``: :func:`nsbi.prep.select_to_files` keeping every event (all branches as features),
+  for each ``--steps`` value: reading chunk by chunk, streaming parquet row groups;
+* ``split``: :func:`nsbi.prep.split_region_to_files` on the select output (row group by row
+  group, a region cut keeping about half of the events);
+* ``uproot``: a bare ``uproot.iterate`` over the same branches with the same step (the floor).
+
+Printed: events/s, peak RSS, the memory of one chunk (step x columns x 8 bytes), and the peak
+over (3 x one chunk + the constant), the constant being the RSS of a process that has imported
+nsbi.prep and read a 1-event chunk (interpreter, numpy, awkward, uproot, pyarrow). Target: peak
+<= 3 x one chunk + the constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import print_machine, run_worker, table, vm_hwm_mb
+
+BASKET = 100_000
+
+
+def make_file(path: Path, n: int, branches: int, seed: int = 1) -> None:
+    import uproot
+
+    rng = np.random.default_rng(seed)
+    names = [f"x{i}" for i in range(branches)]
+    with uproot.recreate(path) as fh:
+        fh.mktree("events", {"event_number": np.uint64, "weight": np.float64, **dict.fromkeys(names, np.float64)})
+        for start in range(0, n, BASKET):
+            m = min(BASKET, n - start)
+            cols = {"event_number": np.arange(start, start + m, dtype=np.uint64), "weight": rng.normal(1.0, 0.5, m)}
+            cols.update({k: rng.normal(0.0, 1.0, m) for k in names})
+            fh["events"].extend(cols)
+
+
+def _spec(path: str, branches: int, step: int) -> dict:
+    return dict(
+        files=[path],
+        tree="events",
+        weight="weight",
+        features={f"x{i}": f"x{i}" for i in range(branches)},
+        selections={"preselection": "x0 > -1e9"},  # keeps every event
+        event_key="event_number",
+        step_size=step,
+    )
+
+
+def worker(mode: str, path: str, branches: int, step: int, out: str) -> dict:
+    import uproot
+
+    from nsbi.prep import select_to_files, split_region_to_files
+
+    t0 = time.perf_counter()
+    if mode == "select":
+        n = select_to_files(out + ".parquet", out + ".json", None, **_spec(path, branches, step))["n_events"]
+    elif mode == "split":
+        n = split_region_to_files(path, out + ".parquet", out + ".json", "x1 > 0", "regions[0].selection")["n_events"]
+    elif mode == "uproot":
+        n = 0
+        names = ["event_number", "weight"] + [f"x{i}" for i in range(branches)]
+        for chunk in uproot.iterate({path: "events"}, expressions=names, step_size=step, library="np"):
+            n += len(chunk["weight"])
+    else:  # the constant: imports and a 1-event read
+        select_to_files(
+            out + ".parquet",
+            out + ".json",
+            None,
+            **dict(_spec(path, branches, 1), files=[path]),
+        )
+        n = 0
+    return {"seconds": time.perf_counter() - t0, "rss_mb": vm_hwm_mb(), "events": n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=float, default=1e7)
+    ap.add_argument("--branches", type=int, default=12)
+    ap.add_argument("--steps", default="100000,1000000")
+    ap.add_argument("--worker", nargs=5, metavar=("MODE", "PATH", "BRANCHES", "STEP", "OUT"))
+    a = ap.parse_args()
+    if a.worker:
+        m, path, br, step, out = a.worker
+        print(json.dumps(worker(m, path, int(br), int(step), out)))
+        return
+    print_machine()
+    steps = [int(float(s)) for s in a.steps.split(",")]
+    n = int(a.events)
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        path = Path(tmp) / "big.root"
+        t0 = time.perf_counter()
+        make_file(path, n, a.branches)
+        print(
+            f"# wrote {n} events x {a.branches + 2} branches ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s"
+        )
+        tiny = Path(tmp) / "tiny.root"
+        make_file(tiny, 10, a.branches)
+        const = run_worker(Path(__file__), ["const", tiny, a.branches, 1, Path(tmp) / "c"])["rss_mb"]
+        rows = []
+        for step in steps:
+            chunk_mb = step * (a.branches + 2) * 8 / 1e6
+            for mode in ("uproot", "select", "split"):
+                src = str(Path(tmp) / f"sel{step}.parquet") if mode == "split" else str(path)
+                out = Path(tmp) / (f"sel{step}" if mode == "select" else f"{mode}{step}")
+                r = run_worker(Path(__file__), [mode, src, a.branches, step, out], timeout=7200)
+                rows.append(
+                    {
+                        "mode": mode,
+                        "step": step if mode != "split" else "row groups",
+                        "rate": r["events"] / r["seconds"] / 1e6,
+                        "rss": r["rss_mb"],
+                        "chunk": chunk_mb,
+                        "ratio": r["rss_mb"] / (3 * chunk_mb + const),
+                        "events": r["events"],
+                    }
+                )
+    print(f"\nconstant (imports + a 1-event select): {const:.0f} MB\n")
+    cols = [
+        ("mode", "job", ""),
+        ("step", "step", ""),
+        ("rate", "M events/s", ".2f"),
+        ("rss", "peak RSS [MB]", ".0f"),
+        ("chunk", "one chunk [MB]", ".0f"),
+        ("ratio", "peak / (3 chunks + const)", ".2f"),
+        ("events", "events out", "d"),
+    ]
+    print(table(rows, cols))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
