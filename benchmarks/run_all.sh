@@ -24,6 +24,7 @@ OUT=benchmarks/results-$(date +%Y%m%d-%H%M).md
     $PY benchmarks/bench_toys.py --toys 50
     $PY benchmarks/bench_toys_unbinned.py --toys 50 --mc 50000
     $PY benchmarks/bench_read.py --events 2e4 --step 5000 --repeat 2
+    $PY benchmarks/bench_select.py --events 1e6 --steps 10000,100000
   else
     $PY benchmarks/bench_nll.py $BIG
     $PY benchmarks/bench_fit.py
@@ -31,6 +32,7 @@ OUT=benchmarks/results-$(date +%Y%m%d-%H%M).md
     $PY benchmarks/bench_toys.py
     $PY benchmarks/bench_toys_unbinned.py
     $PY benchmarks/bench_read.py
+    $PY benchmarks/bench_select.py
   fi
   for d in results/*/benchmarks; do
     [ -d "$d" ] && $PY benchmarks/bench_workflow.py "$d"
