@@ -56,8 +56,12 @@ def _peak_mb(n_toys: int, batch_size: int) -> float:
 @pytest.mark.slow
 def test_chunk_memory_is_bounded_by_the_fit_batch_size():
     batched = {t: _peak_mb(t, 16) for t in (64, 128)}
-    # twice the toys at the same batch size: the same memory (toy data themselves are ~1 MB)
-    assert batched[128] - batched[64] < 25, batched
     # control: all toys in one vectorised call, the memory grows with the number of toys
-    unbatched = _peak_mb(128, 0)
-    assert unbatched - batched[128] > 50, (unbatched, batched)
+    unbatched = {t: _peak_mb(t, 0) for t in (64, 128)}
+    growth = unbatched[128] - unbatched[64]
+    assert growth > 100, unbatched
+    # twice the toys at the same batch size: the same memory up to the toys' own data (a few MB)
+    # and the spread of the peak between identical JAX processes (seen up to ~25 MB), a small
+    # fraction of what the same 64 extra toys cost in one vectorised call
+    assert batched[128] - batched[64] < min(50.0, 0.25 * growth), (batched, unbatched)
+    assert unbatched[128] - batched[128] > 100, (unbatched, batched)
