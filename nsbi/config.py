@@ -198,6 +198,11 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         raise ConfigError("config key 'samples': at least one sample must have type 'basis'")
 
     for i, s in enumerate(cfg["samples"]):
+        if "tree" not in s and "tree" not in cfg["input"]:
+            raise ConfigError(
+                f"config key 'samples[{i}].tree': sample '{s['name']}' names no tree; give it one, or give "
+                "input.tree for every sample without one"
+            )
         _check_expr(s["weight"], f"samples[{i}].weight")
         if "selection" in s:
             _check_expr(s["selection"], f"samples[{i}].selection")
@@ -330,12 +335,20 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         for name in point:
             if name not in syst_names:
                 raise ConfigError(f"config key 'validation.linearity_nuisances[{j}].{name}': not a systematic")
+    if cfg["simulation"]["enabled"] and "tree" not in cfg["input"]:
+        raise ConfigError("config key 'input.tree': required with simulation.enabled (the tree the simulator writes)")
     if v["workspace"] == "oracle" and not cfg["simulation"]["enabled"]:
         raise ConfigError("config key 'validation.workspace': the oracle workspace needs the built-in simulator")
 
     hb = cfg["fit"]["histogram_baseline"]
-    _check_expr(hb["observable"], "fit.histogram_baseline.observable", allowed=set(features))
     unbinned = [r["name"] for r in cfg["regions"] if r["type"] == "unbinned"]
+    if unbinned and "observable" not in hb:
+        raise ConfigError(
+            "config key 'fit.histogram_baseline.observable': required, the histogram baseline bins the "
+            f"unbinned region(s) {unbinned} in this feature expression (e.g. the invariant mass)"
+        )
+    if "observable" in hb:
+        _check_expr(hb["observable"], "fit.histogram_baseline.observable", allowed=set(features))
     if unbinned and "binning" not in hb:
         raise ConfigError(
             "config key 'fit.histogram_baseline.binning': required, the histogram baseline bins the "

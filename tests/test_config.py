@@ -1,6 +1,7 @@
 """Schema and semantic validation of the analysis configuration."""
 
 import copy
+import re
 import tomllib
 import warnings
 from importlib import resources
@@ -70,7 +71,8 @@ def test_a_background_sample_is_trained_and_modelled_with_coefficient_one(raw):
 def test_defaults_are_filled(raw):
     r = copy.deepcopy(raw)
     del r["training"]
-    r["fit"] = {"histogram_baseline": {"binning": [220.0, 500.0, 1000.0]}}  # the one key without a default
+    # the keys without a default (a default would name something of the demo)
+    r["fit"] = {"histogram_baseline": {"observable": "m4l", "binning": [220.0, 500.0, 1000.0]}}
     cfg = ncfg.validate(r)
     assert cfg["training"]["members"] == 5
     assert cfg["training"]["hidden"] == [64, 64, 64]
@@ -120,6 +122,16 @@ def _mutate(raw, fn):
         (lambda r: r["regions"][0].update(selection="m4l >"), r"'regions\[0\]\.selection': invalid syntax"),
         (lambda r: r["regions"][1].pop("binning"), r"'regions\[1\]\.binning': required for a binned region"),
         (lambda r: r["regions"][1].update(binning=[1, 3, 2]), r"'regions\[1\]\.binning': bin edges must increase"),
+        (
+            lambda r: r["fit"]["histogram_baseline"].pop("observable"),
+            r"'fit\.histogram_baseline\.observable': required, the histogram baseline bins",
+        ),
+        (lambda r: r["input"].pop("event_key"), r"'input\.event_key': required key is missing"),
+        (
+            lambda r: (r["input"].pop("tree"), r["simulation"].update(enabled=False)),
+            r"'samples\[0\]\.tree': sample 'S' names no tree; give it one, or give input\.tree",
+        ),
+        (lambda r: r["input"].pop("tree"), r"'samples\[0\]\.tree': sample 'S' names no tree"),
         (
             lambda r: r["fit"]["histogram_baseline"].pop("binning"),
             r"'fit\.histogram_baseline\.binning': required, the histogram baseline bins the unbinned region\(s\) \['SR'\]",
@@ -306,3 +318,39 @@ def test_poi_label_and_data_label():
     assert ncfg.data_label(ncfg.validate(r)) == "data"
     del r["samples"][4]
     assert ncfg.data_label(ncfg.validate(r)) is None
+
+
+def test_no_schema_default_names_anything_of_the_demo():
+    """Defaults serve every analysis: none may name a feature, sample, systematic, region, POI,
+    tree, branch or the analysis of the demo (the built-in simulator's own section excepted:
+    its processes and nuisance parameters are the simulator's vocabulary)."""
+    demo = ncfg.load(DEMO)
+    names = {demo["analysis"], demo["morphing"]["poi"], demo["input"]["tree"], demo["input"]["event_key"]}
+    for section in ("samples", "features", "systematics", "regions"):
+        names |= {item["name"] for item in demo[section]}
+    names |= {s["weight"] for s in demo["samples"]} - {"1"}
+
+    def defaults(node, path=()):
+        if isinstance(node, dict):
+            if "default" in node:
+                yield path, node["default"]
+            for k, v in node.items():
+                yield from defaults(v, (*path, k))
+        elif isinstance(node, list):
+            for v in node:
+                yield from defaults(v, path)
+
+    def words(value):
+        if isinstance(value, dict):
+            return set(value) | {w for v in value.values() for w in words(v)}
+        if isinstance(value, list):
+            return {w for v in value for w in words(v)}
+        return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", value)) if isinstance(value, str) else set()
+
+    schema = ncfg.load_schema()
+    found = {
+        "/".join(p): sorted(words(v) & names)
+        for p, v in defaults(schema["properties"])
+        if p[:2] != ("simulation", "properties") and words(v) & names
+    }
+    assert not found, f"schema defaults naming the demo: {found}"
