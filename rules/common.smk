@@ -13,9 +13,17 @@ RESULTS = ncfg.results_dir(config)
 # conda environment used with `--sdm conda` (relative to the rules/ directory)
 CONDA_ENV = "../envs/nsbi.yaml"
 SIMDIR = config["simulation"]["output_dir"]
-# plot label of the POI (morphing.poi_label, default from the POI's name) and legend label of the data
-POI_LABEL = ncfg.poi_label(config)
-DATA_LABEL = ncfg.data_label(config)
+
+
+# Plot label of the POI (morphing.poi_label, default from the POI's name) and legend label of the
+# data. Given to params as functions: Snakemake formats plain string params with the wildcards,
+# which would read the braces of a LaTeX label such as "$\mu_{\mathrm{off}}$" as a wildcard.
+def poi_label(wildcards):
+    return ncfg.poi_label(config)
+
+
+def data_label(wildcards):
+    return ncfg.data_label(config)
 
 
 def _alternatives(names):

@@ -172,7 +172,7 @@ rule plot_network:
         labels=canonical({f["name"]: f.get("label", f["name"]) for f in config["features"]}),
         sample_labels=canonical({s["name"]: s.get("label", s["name"]) for s in config["samples"]}),
         region_label=lambda w: next(r.get("label", r["name"]) for r in config["regions"] if r["name"] == w.region),
-        poi_label=POI_LABEL,
-        data_label=DATA_LABEL,
+        poi_label=poi_label,
+        data_label=data_label,
     script:
         "../scripts/plot_network.py"

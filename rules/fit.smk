@@ -32,7 +32,7 @@ rule fit:
     params:
         scan=canonical(config["fit"]["scan"]),
         minos=config["fit"]["minos"],
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
     script:
         "../scripts/fit.py"
 
@@ -51,7 +51,7 @@ rule compare_scans:
     params:
         names=[f"{k}_{s}" for k in WS_KINDS for s in ("scan", "scan_stat_only")],
         labels=[f"{lab} {s}" for lab in WS_KINDS for s in ("stat+syst", "stat only")],
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
     script:
         "../scripts/compare_scans.py"
 

@@ -34,9 +34,9 @@ rule plot_datamc:
         sample_labels={s["name"]: s.get("label", s["name"]) for s in config["samples"]},
         coefficients=canonical(config["morphing"]["coefficients"]),
         poi=config["morphing"]["poi"],
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
         poi_value=config["morphing"]["poi_init"],
-        data_label=DATA_LABEL,
+        data_label=data_label,
         region_label=lambda w: next(r.get("label", r["name"]) for r in config["regions"] if r["name"] == w.region),
     script:
         "../scripts/plot_datamc.py"

@@ -60,7 +60,7 @@ rule closure_summary:
     params:
         kinds=WS_KINDS,
         target_ratio=1.05,
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
     script:
         "../scripts/closure_summary.py"
 
@@ -150,7 +150,7 @@ rule neyman_gather:
         cls=VAL["cls"],
         kind=VAL["kind"],
         dataset=VAL_DATASET,
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
     script:
         "../scripts/neyman_gather.py"
 
@@ -173,7 +173,7 @@ rule coverage:
         CONDA_ENV
     params:
         cls=VAL["cls"],
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
     script:
         "../scripts/coverage.py"
 
@@ -197,6 +197,6 @@ rule linearity:
         nuisances=VAL["linearity_nuisances"],
         poi_init=config["morphing"]["poi_init"],
         dataset=VAL_DATASET,
-        poi_label=POI_LABEL,
+        poi_label=poi_label,
     script:
         "../scripts/linearity.py"

@@ -46,7 +46,7 @@ def test_label_change_reruns_plots_only(test_run, tmp_path):
     text = TEST_CONFIG.read_text()
     changed = tmp_path / "labels.yaml"
     edited = text.replace('label: "qq→ZZ"', 'label: "qq → ZZ (background)"').replace(
-        "  poi: mu\n", '  poi: mu\n  poi_label: "$\\mu_{\\mathrm{off}}$"\n'
+        "  poi: mu\n", "  poi: mu\n  poi_label: '$\\mu_{\\mathrm{off}}$'\n"
     )
     assert edited.count("poi_label") == 1 and "qq → ZZ (background)" in edited
     changed.write_text(edited)
