@@ -16,11 +16,18 @@ by the model itself (see :func:`asimov_events`).
 
 ``norm``-type systematics (e.g. luminosity) become normsys modifiers on the samples they
 affect, in every region.
+
+A binned region models the samples ``regions[].samples`` lists (default: every MC sample).
+A sample with no selected event (or zero total weight) in a binned region, for its nominal
+or any variation, is left out of that region's channel (:func:`absent_samples`), with a
+warning and a record in the workspace metadata (``absent_samples``); a region empty for
+every MC sample is an error.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +39,10 @@ from .histogram import histogram
 from .model.interpolation import code4_mean_nodes
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "absent_samples",
     "asimov_events",
     "normalise_ratios",
     "shape_norm_nodes",
@@ -87,13 +97,50 @@ def _observable(columns: Mapping[str, np.ndarray], text: str) -> np.ndarray:
     return np.asarray(parse(text).evaluate(columns), dtype=float)
 
 
+def absent_samples(cfg: Mapping[str, Any], region: str, prep: Mapping) -> list[dict[str, Any]]:
+    """MC samples absent from a binned region: no selected event, or zero total weight, for
+    the nominal or any of the sample's variations (``prep[(process, variation)]``: the
+    prepared columns). One record ``{"region", "sample", "variations"}`` per sample.
+
+    Such a sample is left out of the region's channel as a whole: an empty variation has no
+    shape or normalisation to interpolate (κ = 0 has no logarithm in code 4). A region empty
+    for every MC sample is an error naming its selection.
+    """
+    out = []
+    mc = ncfg.region_samples(cfg, region)
+    for proc in mc:
+        empty = []
+        for var in ncfg.variations(cfg, proc):
+            w = np.asarray(prep[(proc, var)]["weight"]) if (proc, var) in prep else None
+            if w is not None and not (len(w) and np.any(w != 0)):
+                empty.append(var)
+        if empty:
+            out.append({"region": region, "sample": proc, "variations": empty})
+    if len(out) == len(mc):
+        i = next(i for i, r in enumerate(cfg["regions"]) if r["name"] == region)
+        raise ncfg.ConfigError(
+            f"config key 'regions[{i}].selection': region '{region}' selects no MC event of any sample"
+        )
+    return out
+
+
 def _binned_region(cfg, name: str, observable: str, edges: np.ndarray, prep: Mapping, data_key: str | None):
-    """Histogram channel + Asimov/observed counts for one region.
+    """Histogram channel + Asimov/observed counts for one region, and the samples left out of
+    it (:func:`absent_samples`).
 
     ``prep[(process, variation)]`` maps to column dicts of the prepared parquet files.
     """
     nominal, sumw2, variations, normsys = {}, {}, {}, {}
-    mc = ncfg.mc_samples(cfg)
+    absent = absent_samples(cfg, name, prep)
+    for a in absent:
+        log.warning(
+            "region '%s': sample '%s' has no selected event (or zero total weight) for %s: "
+            "left out of this binned region",
+            name,
+            a["sample"],
+            ", ".join(f"variation '{v}'" for v in a["variations"]),
+        )
+    mc = [p for p in ncfg.region_samples(cfg, name) if p not in {a["sample"] for a in absent}]
     for proc in mc:
         cols = prep[(proc, ncfg.NOMINAL)]
         nominal[proc], sumw2[proc] = _histogram(_observable(cols, observable), cols["weight"], edges)
@@ -125,7 +172,7 @@ def _binned_region(cfg, name: str, observable: str, edges: np.ndarray, prep: Map
     if data_key is not None:
         d = prep[(data_key, ncfg.NOMINAL)]
         observed = _histogram(_observable(d, observable), d["weight"], edges)[0]
-    return channel, asimov, observed
+    return channel, asimov, observed, absent
 
 
 def reference_weights(process: np.ndarray, weight: np.ndarray, reference: Mapping[str, float]) -> np.ndarray:
@@ -272,7 +319,7 @@ def build_nsbi_workspace(
     reference = dict(reference or ncfg.reference_mixture(cfg))
     unbinned, binned, datasets = {}, [], {"asimov": {}, "observed": {}}
     data = ncfg.data_sample(cfg)
-    corrections = {}
+    corrections, absent = {}, []
     mc = ncfg.mc_samples(cfg)
     shape = {c: ncfg.shape_systematics(cfg, c) for c in mc}
     for r in cfg["regions"]:
@@ -292,7 +339,8 @@ def build_nsbi_workspace(
                 datasets["observed"][name] = obs
         else:
             edges = np.asarray(ncfg.bin_edges(r["binning"]), float)
-            ch, asimov, observed = _binned_region(cfg, name, r["observable"], edges, prep[name], data)
+            ch, asimov, observed, gone = _binned_region(cfg, name, r["observable"], edges, prep[name], data)
+            absent += gone
             binned.append(ch)
             datasets["asimov"][name] = asimov
             if observed is not None:
@@ -311,6 +359,7 @@ def build_nsbi_workspace(
             "kind": "nsbi",
             "log_normalisation": corrections,
             "reference": reference,
+            "absent_samples": absent,
         },
     )
 
@@ -320,7 +369,7 @@ def build_histogram_workspace(
 ) -> Workspace:
     """Histogram baseline: unbinned regions binned in ``fit.histogram_baseline``, same CRs."""
     hb = cfg["fit"]["histogram_baseline"]
-    binned, datasets = [], {"asimov": {}, "observed": {}}
+    binned, datasets, absent = [], {"asimov": {}, "observed": {}}, []
     data = ncfg.data_sample(cfg)
     for r in cfg["regions"]:
         if r["type"] == "unbinned":
@@ -332,7 +381,8 @@ def build_histogram_workspace(
             edges = np.asarray(ncfg.bin_edges(hb["binning"]), float)
         else:
             observable, edges = r["observable"], np.asarray(ncfg.bin_edges(r["binning"]), float)
-        ch, asimov, observed = _binned_region(cfg, r["name"], observable, edges, prep[r["name"]], data)
+        ch, asimov, observed, gone = _binned_region(cfg, r["name"], observable, edges, prep[r["name"]], data)
+        absent += gone
         binned.append(ch)
         datasets["asimov"][r["name"]] = asimov
         if observed is not None:
@@ -345,7 +395,7 @@ def build_histogram_workspace(
         poi=cfg["morphing"]["poi"],
         parameters=parameters(cfg),
         measurement="HIST",
-        metadata={"analysis": cfg["analysis"], "kind": "histogram"},
+        metadata={"analysis": cfg["analysis"], "kind": "histogram", "absent_samples": absent},
     )
 
 

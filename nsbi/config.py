@@ -237,10 +237,21 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             edges = bin_edges(r["binning"])
             if any(b <= a for a, b in zip(edges, edges[1:])):
                 raise ConfigError(f"config key 'regions[{i}].binning': bin edges must increase strictly")
+            for j, name in enumerate(r.get("samples", [])):
+                if name not in samples or cfg["samples"][samples[name]]["type"] == "data":
+                    mc = ", ".join(s["name"] for s in cfg["samples"] if s["type"] != "data")
+                    raise ConfigError(
+                        f"config key 'regions[{i}].samples[{j}]': '{name}' is not an MC sample (MC samples: {mc})"
+                    )
         else:
             for key in ("observable", "binning"):
                 if key in r:
                     raise ConfigError(f"config key 'regions[{i}].{key}': only allowed for binned regions")
+            if "samples" in r:
+                raise ConfigError(
+                    f"config key 'regions[{i}].samples': only allowed for binned regions (an unbinned region "
+                    "models every MC sample: the ratios r_c are trained on its events)"
+                )
 
     for i, syst in enumerate(cfg["systematics"]):
         key = f"systematics[{i}]"
@@ -564,13 +575,24 @@ def variation_inputs(cfg: Mapping[str, Any], sample_name: str, variation: str) -
     return spec
 
 
+def region_samples(cfg: Mapping[str, Any], region: str) -> list[str]:
+    """The MC samples modelled in ``region``, in config order: ``regions[].samples`` of a
+    binned region, by default every MC sample."""
+    r = next(r for r in cfg["regions"] if r["name"] == region)
+    listed = set(r.get("samples") or mc_samples(cfg))
+    return [s for s in mc_samples(cfg) if s in listed]
+
+
 def prep_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """All (region, process, variation) triples of the data-preparation stage."""
+    """All (region, process, variation) triples of the data-preparation stage: the samples
+    of each region (:func:`region_samples`) and the data."""
     out = []
     for region in cfg["regions"]:
+        names = set(region_samples(cfg, region["name"])) | {data_sample(cfg)}
         for s in cfg["samples"]:
-            for var in variations(cfg, s["name"]):
-                out.append((region["name"], s["name"], var))
+            if s["name"] in names:
+                for var in variations(cfg, s["name"]):
+                    out.append((region["name"], s["name"], var))
     return out
 
 

@@ -12,11 +12,14 @@ selection, a cut on the features and, when configured, on the region classifier'
 
 Negative weights (e.g. interference samples) are legitimate and pass through unchanged;
 the summary counts them. Features that evaluate to NaN/inf, an empty selection, all-zero
-weights and missing inputs are errors that name the config key and the file.
+weights and missing inputs are errors that name the config key and the file. The one
+exception: a sample may be absent from a binned region (a warning; the sample is left out of
+that region's channel).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +34,7 @@ from .io import InputError, check_inputs, iter_parquet, iterate_chunks, parquet_
 
 __all__ = [
     "PrepError",
+    "is_absent",
     "prep_spec",
     "prepare",
     "prepare_from_config",
@@ -43,6 +47,9 @@ __all__ = [
     "yields_of_parquet",
     "yields_summary",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class PrepError(RuntimeError):
@@ -235,6 +242,12 @@ def _check_selected(n: int, any_nonzero_weight: bool, spec: Mapping[str, Any], k
         )
 
 
+def is_absent(summary: Mapping[str, Any]) -> bool:
+    """Whether a yield summary describes a sample absent from its region: no event, or only
+    zero weights (Σw² = 0)."""
+    return summary["n_events"] == 0 or summary["sumw2"] == 0
+
+
 def yields_of_parquet(path: str | Path) -> dict[str, Any]:
     """:func:`yields_summary` of a parquet file's ``weight`` column, read row group by row group
     (only that column) and combined with :func:`math.fsum`: the same numbers whatever chunk
@@ -343,9 +356,17 @@ def prep_spec(cfg: Mapping[str, Any], process: str, variation: str) -> dict[str,
 
 
 def region_spec(cfg: Mapping[str, Any], region: str) -> dict[str, Any]:
-    """Plain-data description of a region split (selection and its config key)."""
+    """Plain-data description of a region split (selection and its config key). A binned
+    region may be empty for a sample (``allow_empty``): the sample is then left out of that
+    region's channel (:func:`nsbi.build.absent_samples`); an unbinned region may not, since
+    its ratios are trained on the region's events."""
     i = next(i for i, r in enumerate(cfg["regions"]) if r["name"] == region)
-    return {"selection": str(cfg["regions"][i]["selection"]), "key": f"regions[{i}].selection", "region": region}
+    return {
+        "selection": str(cfg["regions"][i]["selection"]),
+        "key": f"regions[{i}].selection",
+        "region": region,
+        "allow_empty": cfg["regions"][i]["type"] == "binned",
+    }
 
 
 def _region_expr(selection: str, key: str) -> Any:
@@ -366,11 +387,23 @@ def _region_rows(columns, expr, key: str, scores, label: str) -> dict[str, np.nd
     return {k: np.asarray(v)[mask] for k, v in ns.items()}
 
 
-def _check_region(n: int, any_nonzero_weight: bool, selection: str, key: str, label: str) -> None:
+def _check_region(
+    n: int, any_nonzero_weight: bool, selection: str, key: str, label: str, allow_empty: bool = False
+) -> None:
+    """No event (or only zero weights) after the region selection: an error naming the
+    selection, or with ``allow_empty`` (binned regions) a warning: the sample is absent from
+    the region."""
+    if n and any_nonzero_weight:
+        return
     if n == 0:
-        raise PrepError(f"config key '{key}': region selection {selection!r} selects no event ({label})")
-    if not any_nonzero_weight:
-        raise PrepError(f"config key '{key}': all event weights are zero after the region selection ({label})")
+        what = f"region selection {selection!r} selects no event"
+    else:
+        what = "all event weights are zero after the region selection"
+    if allow_empty:
+        log.warning("config key '%s': %s (%s): the sample is absent from this binned region", key, what, label)
+        return
+    hint = "; a sample may be absent from a binned region, not from an unbinned one"
+    raise PrepError(f"config key '{key}': {what} ({label}){hint}")
 
 
 def split_region(
@@ -379,12 +412,13 @@ def split_region(
     key: str = "selection",
     scores: Mapping[str, np.ndarray] | None = None,
     label: str = "",
+    allow_empty: bool = False,
 ) -> dict[str, np.ndarray]:
     """Events of one region: ``selection`` evaluated on the prepared columns and, when a
     region classifier is configured, its per-event class probabilities ``score_<class>``
     (which are kept as columns)."""
     out = _region_rows(columns, _region_expr(selection, key), key, scores, label)
-    _check_region(len(out["weight"]), bool(np.any(out["weight"] != 0)), selection, key, label)
+    _check_region(len(out["weight"]), bool(np.any(out["weight"] != 0)), selection, key, label, allow_empty)
     return out
 
 
@@ -397,14 +431,18 @@ def split_region_to_files(
     scorer: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]] | None = None,
     label: str = "",
     meta: Mapping[str, Any] | None = None,
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """The prep job: :func:`split_region` of the selected events in ``sample`` (a parquet file
     of the select job), row group by row group (``scorer`` gives the region-classifier scores
     of each group), streamed into ``parquet`` with its yield summary in ``yields``. Memory: a
-    row group, not the file. Nothing is written when the region is empty."""
+    row group, not the file. An empty region is an error, and nothing is written, unless
+    ``allow_empty`` (a binned region): then both files are written (no row, zero yields)."""
     expr = _region_expr(selection, key)
     groups = (_region_rows(g, expr, key, scorer(g) if scorer else None, label) for g in iter_parquet(sample))
-    return _write_streamed(groups, parquet, yields, meta, lambda n, nz: _check_region(n, nz, selection, key, label))
+    return _write_streamed(
+        groups, parquet, yields, meta, lambda n, nz: _check_region(n, nz, selection, key, label, allow_empty)
+    )
 
 
 def write_prepared(

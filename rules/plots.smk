@@ -8,7 +8,7 @@ PLOT_LABELS.update({s: f"region classifier: $p$({s[len('score_'):]})" for s in S
 
 rule plot_datamc:
     input:
-        mc=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in ncfg.mc_samples(config)],
+        mc=lambda w: [f"{RESULTS}/prep/{w.region}/{s}/nominal.parquet" for s in ncfg.region_samples(config, w.region)],
         data=lambda w: (
             [f"{RESULTS}/prep/{w.region}/{ncfg.data_sample(config)}/nominal.parquet"]
             if ncfg.data_sample(config)
@@ -27,7 +27,7 @@ rule plot_datamc:
     conda:
         CONDA_ENV
     params:
-        mc_samples=ncfg.mc_samples(config),
+        mc_samples=lambda w: ncfg.region_samples(config, w.region),
         data_sample=ncfg.data_sample(config),
         features=FEATURES + SCORES,
         labels=canonical(PLOT_LABELS),

@@ -15,7 +15,15 @@ with job_logging(snakemake, "nsbi.prep") as log:
         )
     meta = {"region": w.region, "process": w.process, "variation": w.variation}
     summary = split_region_to_files(
-        sm.input.sample, sm.output.parquet, sm.output.yields, region["selection"], region["key"], scorer, label, meta
+        sm.input.sample,
+        sm.output.parquet,
+        sm.output.yields,
+        region["selection"],
+        region["key"],
+        scorer,
+        label,
+        meta,
+        allow_empty=region["allow_empty"],
     )
     log.info(
         "%s: %d events, sum of weights %.6g (%d negative)",

@@ -1,6 +1,7 @@
 """Data preparation on small synthetic ROOT files (flat, jagged and NanoAOD-like)."""
 
 import json
+import logging
 
 import awkward as ak
 import numpy as np
@@ -9,7 +10,15 @@ import uproot
 
 from nsbi import io as nio
 from nsbi.io import read_parquet, write_root_tree
-from nsbi.prep import PrepError, prepare, select_to_files, split_region, split_region_to_files, write_prepared
+from nsbi.prep import (
+    PrepError,
+    is_absent,
+    prepare,
+    select_to_files,
+    split_region,
+    split_region_to_files,
+    write_prepared,
+)
 
 N = 5000
 
@@ -294,7 +303,7 @@ def test_streamed_select_equals_the_one_shot_selection(ntuple, tmp_path, monkeyp
     assert sorted(nio.read_parquet(tmp_path / "s.parquet", ["weight", "m4l"])) == ["m4l", "weight"]  # projection
 
 
-def test_streamed_region_split_equals_split_region(ntuple, tmp_path, monkeypatch):
+def test_streamed_region_split_equals_split_region(ntuple, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(nio, "ROW_GROUP_ROWS", 300)
     path, _ = ntuple
     select_to_files(tmp_path / "sel.parquet", tmp_path / "sel.json", None, **_spec(path, step_size=500))
@@ -328,6 +337,22 @@ def test_streamed_region_split_equals_split_region(ntuple, tmp_path, monkeypatch
             "regions[1].selection",
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.parquet", "sel.json", "sel.parquet"]
+    # ... unless the region is binned: then the sample is absent from it (a warning, empty files)
+    with caplog.at_level(logging.WARNING, logger="nsbi.prep"):
+        empty = split_region_to_files(
+            str(tmp_path / "sel.parquet"),
+            tmp_path / "e.parquet",
+            tmp_path / "e.json",
+            "m4l > 1e9",
+            "regions[1].selection",
+            label="region 'CR', sample 'S', variation 'nominal'",
+            allow_empty=True,
+        )
+    assert empty["n_events"] == 0 and empty["sumw"] == 0.0 and is_absent(empty) and not is_absent(summary)
+    back = read_parquet(tmp_path / "e.parquet")
+    assert set(back) >= {"weight", "event_key", "m4l"} and all(len(v) == 0 for v in back.values())
+    assert "regions[1].selection" in caplog.text and "sample 'S', variation 'nominal'" in caplog.text
+    assert "absent from this binned region" in caplog.text
 
 
 def test_select_memory_does_not_grow_with_the_input(tmp_path, monkeypatch):
