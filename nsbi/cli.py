@@ -1,5 +1,8 @@
-"""``nsbi`` command line: inspect, fit and scan nsbi or pyhf workspaces.
+"""``nsbi`` command line: start an analysis config from ntuples and check its inputs; inspect,
+fit and scan nsbi or pyhf workspaces.
 
+    nsbi init NTUPLE.root [...] [--tree NAME] [-o CONFIG] [--force]   (commented config skeleton)
+    nsbi check CONFIG [-d DIR] [--output json] [-o FILE]     (every input file, tree, branch at once)
     nsbi inspect WORKSPACE
     nsbi fit WORKSPACE [--dataset NAME] [--measurement NAME] [--minos] [--output json] [-o FILE]
     nsbi scan WORKSPACE [--points N] [--range LO HI] [--mode profile|stat_only|stat_only_nominal]
@@ -155,6 +158,55 @@ def cmd_check_pyhf(args) -> int:
     return 0 if rep["ok"] else 1
 
 
+def cmd_check(args) -> int:
+    """Check every input of an analysis config at once, before any job runs: all problems
+    (missing or unreadable files, missing trees and branches, bad expressions), each naming
+    the config key and the file. A config that does not validate is one problem."""
+    import contextlib
+
+    from nsbi.check import ERROR, Problem, check_config, format_report
+    from nsbi.config import ConfigError, load
+    from nsbi.init import PLACEHOLDER, placeholders
+
+    left = placeholders(Path(args.config).read_text()) if Path(args.config).is_file() else []
+    try:
+        if left:  # a skeleton of `nsbi init` not filled in yet
+            lines = ", ".join(map(str, left))
+            raise ConfigError(f"config file '{args.config}': {PLACEHOLDER} left on line(s) {lines} (from `nsbi init`)")
+        cfg = load(args.config)
+    except ConfigError as err:
+        problems = [Problem(str(err))]
+    else:
+        if not Path(args.directory).is_dir():
+            problems = [Problem(f"--directory '{args.directory}' is not a directory")]
+        else:
+            with contextlib.chdir(args.directory):  # relative input paths are read from there
+                problems = check_config(cfg)
+    errors = [p.to_dict() for p in problems if p.severity == ERROR]
+    notes = [p.to_dict() for p in problems if p.severity != ERROR]
+    out = {"config": str(args.config), "ok": not errors, "problems": errors, "notes": notes}
+    if args.output == "json" or args.output_file:
+        _write(out, args)
+    if args.output != "json":
+        print(f"config: {args.config}")
+        print(format_report(problems))
+    return 0 if not errors else 1
+
+
+def cmd_init(args) -> int:
+    """Write a commented config skeleton from ROOT files (stdout without -o)."""
+    from nsbi.init import placeholders, skeleton, write_skeleton
+
+    if not args.output_file:
+        sys.stdout.write(skeleton(args.files, tree=args.tree))
+        return 0
+    out = write_skeleton(args.files, args.output_file, tree=args.tree, force=args.force)
+    lines = placeholders(out.read_text())
+    todo = f"replace FILL_ME on line(s) {', '.join(map(str, lines))} and " if lines else ""
+    print(f"nsbi init: wrote {out}: {todo}review the TODOs", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nsbi", description="NSBI statistical analysis tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,6 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check-pyhf", help="compare the binned likelihood with pyhf")
     common(sp)
     sp.set_defaults(func=cmd_check_pyhf)
+    sp = sub.add_parser("check", help="check every input of an analysis config (files, trees, branches)")
+    sp.add_argument("config", help="analysis config YAML (e.g. config/config.yaml)")
+    sp.add_argument(
+        "-d", "--directory", default=".", help="the workflow's working directory: relative input paths are read there"
+    )
+    sp.add_argument("--output", choices=["text", "json"], default="text", help="print text or JSON")
+    sp.add_argument("-o", "--output-file", default=None, help="also write the JSON result to this file")
+    sp.set_defaults(func=cmd_check)
+    sp = sub.add_parser("init", help="write a commented analysis config skeleton from ROOT ntuples")
+    sp.add_argument("files", nargs="+", metavar="FILE", help="ROOT files, one sample each")
+    sp.add_argument("--tree", default=None, help="tree to read (required where a file has several)")
+    sp.add_argument("-o", "--output-file", default=None, help="write the config here (default: stdout)")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    sp.set_defaults(func=cmd_init)
     return p
 
 

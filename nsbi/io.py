@@ -48,6 +48,7 @@ __all__ = [
     "as_float64",
     "atomic_path",
     "check_inputs",
+    "input_problems",
     "iter_parquet",
     "iterate_chunks",
     "json_text",
@@ -100,6 +101,71 @@ def _missing_branches_message(
     return f"{'; '.join(parts)}, missing from tree '{tree}' in '{path}' (a file of config key '{files_key}')"
 
 
+def _file_problem(
+    path: str,
+    tree: str,
+    needed: Mapping[str, str],
+    files_key: str,
+    tree_key: str,
+    users: Mapping[str, Sequence[tuple[str, str]]],
+) -> tuple[str | None, int]:
+    """The problem with one input file (``None`` when it holds ``tree`` with every branch of
+    ``needed``, expression name -> branch), and the tree's number of entries (0 on a problem).
+    Only the file's directory and the tree's branch list are read, no event."""
+    import uproot
+
+    if not Path(path).is_file():
+        return f"config key '{files_key}': input file '{path}' does not exist", 0
+    try:
+        fh = uproot.open(path)
+    except Exception as err:  # noqa: BLE001 - uproot raises many types for bad files
+        return f"config key '{files_key}': cannot open '{path}' as a ROOT file ({err})", 0
+    with fh:
+        if tree not in fh:
+            trees = sorted(
+                {
+                    k.split(";")[0]
+                    for k, c in fh.classnames().items()
+                    if c.startswith(("TTree", "TNtuple", "ROOT::RNTuple"))
+                }
+            )
+            return (
+                f"config key '{tree_key}': file '{path}' has no tree '{tree}' (trees: {', '.join(trees) or 'none'})",
+                0,
+            )
+        t = fh[tree]
+        have = set(t.keys())
+        missing = {n: b for n, b in needed.items() if b not in have}
+        if missing:
+            return _missing_branches_message(missing, have, users, files_key, tree, path), 0
+        return None, t.num_entries
+
+
+def input_problems(
+    files: Sequence[str],
+    tree: str,
+    names: Sequence[str],
+    *,
+    fmt: str = "flat",
+    files_key: str = "files",
+    tree_key: str = "tree",
+    users: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> list[str]:
+    """Every problem of :func:`check_inputs`, one message per file, without stopping at the
+    first: a file that does not exist or does not open, lacks ``tree`` or lacks branches.
+
+    For ``nsbi check``, which lists every problem of a config before any job runs. The
+    messages are those :func:`check_inputs` raises. An empty list: every file is usable.
+    """
+    needed = {n: _branch_name(n, fmt) for n in names}
+    problems = []
+    for path in files:
+        problem, _ = _file_problem(path, tree, needed, files_key, tree_key, users or {})
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
 def check_inputs(
     files: Sequence[str],
     tree: str,
@@ -115,37 +181,16 @@ def check_inputs(
     ``users[name]`` lists the (config key, expression) pairs that read ``name``: a missing
     branch is reported under those keys (the feature, weight or selection to fix), not
     under ``files_key``. Returns the total number of entries. Raises :class:`InputError`
-    naming the config key.
+    naming the config key, at the first file with a problem (:func:`input_problems` lists
+    them all).
     """
-    import uproot
-
     total = 0
     needed = {n: _branch_name(n, fmt) for n in names}
     for path in files:
-        if not Path(path).is_file():
-            raise InputError(f"config key '{files_key}': input file '{path}' does not exist")
-        try:
-            fh = uproot.open(path)
-        except Exception as err:  # noqa: BLE001 - uproot raises many types for bad files
-            raise InputError(f"config key '{files_key}': cannot open '{path}' as a ROOT file ({err})") from None
-        with fh:
-            if tree not in fh:
-                trees = sorted(
-                    {
-                        k.split(";")[0]
-                        for k, c in fh.classnames().items()
-                        if c.startswith(("TTree", "TNtuple", "ROOT::RNTuple"))
-                    }
-                )
-                raise InputError(
-                    f"config key '{tree_key}': file '{path}' has no tree '{tree}' (trees: {', '.join(trees) or 'none'})"
-                )
-            t = fh[tree]
-            have = set(t.keys())
-            missing = {n: b for n, b in needed.items() if b not in have}
-            if missing:
-                raise InputError(_missing_branches_message(missing, have, users or {}, files_key, tree, path))
-            total += t.num_entries
+        problem, entries = _file_problem(path, tree, needed, files_key, tree_key, users or {})
+        if problem is not None:
+            raise InputError(problem)
+        total += entries
     return total
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ from .io import InputError, check_inputs, iter_parquet, iterate_chunks, parquet_
 
 __all__ = [
     "PrepError",
+    "JobExpressions",
     "is_absent",
+    "parse_job",
     "prep_spec",
     "prepare",
     "prepare_from_config",
@@ -91,6 +94,51 @@ def yields_summary(weight: np.ndarray) -> dict[str, Any]:
     }
 
 
+@dataclass
+class JobExpressions:
+    """The parsed expressions of one select job (:func:`parse_job`): the weight, the features
+    and the selections (config key -> expression); ``users`` maps every branch read to the
+    (config key, expression) pairs that read it (so a missing branch is reported under the
+    key to fix); ``errors`` are the parse errors, each naming its config key."""
+
+    weight: Any
+    features: dict[str, Any]
+    selections: dict[str, Any]
+    users: dict[str, list[tuple[str, str]]]
+    errors: list[str]
+
+
+def parse_job(
+    weight: str,
+    features: Mapping[str, str],
+    selections: Mapping[str, str],
+    event_key: str,
+    keys: Mapping[str, Any] | None = None,
+) -> JobExpressions:
+    """Parse every expression of a select job (arguments as :func:`select_chunks`), collecting
+    every parse error rather than stopping at the first. Used by the select jobs and by
+    :func:`nsbi.check.check_config`."""
+    keys = dict(keys or {})
+    k_weight, k_feat = keys.get("weight", "weight"), keys.get("features", "features")
+    users: dict[str, list[tuple[str, str]]] = {event_key: [(keys.get("event_key", "input.event_key"), event_key)]}
+    errors: list[str] = []
+
+    def compile_(key: str, text: str) -> Any:
+        try:
+            e = parse(text)
+        except ExpressionError as err:
+            errors.append(f"config key '{key}': {err}")
+            return None
+        for n in e.names:
+            users.setdefault(n, []).append((key, text))
+        return e
+
+    w_expr = compile_(k_weight, weight)
+    f_exprs = {name: compile_(_feature_key(k_feat, name), text) for name, text in features.items()}
+    s_exprs = {key: compile_(key, text) for key, text in selections.items()}
+    return JobExpressions(w_expr, f_exprs, s_exprs, users, errors)
+
+
 def select_chunks(
     *,
     files: Sequence[str],
@@ -133,35 +181,11 @@ def select_chunks(
     """
     keys = dict(keys or {})
     k_files, k_tree = keys.get("files", "files"), keys.get("tree", "tree")
-    k_weight, k_feat = keys.get("weight", "weight"), keys.get("features", "features")
-    k_key = keys.get("event_key", "input.event_key")
-
     # --- compile every expression first: errors before any I/O
-    try:
-        w_expr = parse(weight)
-    except ExpressionError as err:
-        raise PrepError(f"config key '{k_weight}': {err}") from None
-    f_exprs = {}
-    for name, text in features.items():
-        try:
-            f_exprs[name] = parse(text)
-        except ExpressionError as err:
-            raise PrepError(f"config key '{_feature_key(k_feat, name)}': {err}") from None
-    s_exprs = {}
-    for key, text in selections.items():
-        try:
-            s_exprs[key] = parse(text)
-        except ExpressionError as err:
-            raise PrepError(f"config key '{key}': {err}") from None
-    # every branch name -> the (config key, expression) pairs that read it, for error messages
-    users: dict[str, list[tuple[str, str]]] = {event_key: [(k_key, event_key)]}
-    for key, text, e in [
-        (k_weight, weight, w_expr),
-        *[(_feature_key(k_feat, name), features[name], e) for name, e in f_exprs.items()],
-        *[(key, selections[key], e) for key, e in s_exprs.items()],
-    ]:
-        for n in e.names:
-            users.setdefault(n, []).append((key, text))
+    job = parse_job(weight, features, selections, event_key, keys)
+    if job.errors:
+        raise PrepError(job.errors[0])
+    w_expr, f_exprs, s_exprs, users = job.weight, job.features, job.selections, job.users
     names = set(users)
 
     try:
