@@ -58,9 +58,10 @@ def simulator_outputs(cfg: Mapping[str, Any]) -> set[str]:
     sim = cfg.get("simulation") or {}
     if not sim.get("enabled", False):
         return set()
-    out_dir = sim["output_dir"]
-    names = [f"{p}{suffix}" for p in sim["processes"] for suffix in ("", "_LES_up", "_LES_down")] + ["data"]
-    return {os.path.normpath(f"{out_dir}/{name}.root") for name in names}
+    from .simulate import DATA_FILE, sample_files
+
+    names = [name for p in sim["processes"] for name in sample_files(p).values()] + [DATA_FILE]
+    return {os.path.normpath(f"{sim['output_dir']}/{name}") for name in names}
 
 
 def _merge_users(into: dict[str, list[tuple[str, str]]], users: Mapping[str, Sequence[tuple[str, str]]]) -> None:

@@ -14,6 +14,7 @@ Public API::
     generate_variations(process, n_events, seed, lumi_ifb=140.0) -> {"nominal"|"LES_up"|"LES_down": dict}
     generate_data(mu=1.0, nuisances=None, seed=..., lumi_ifb=140.0) -> dict
     write_sample(process, outdir, n_events, seed, lumi_ifb=140.0, tree="events") -> [Path, Path, Path]
+    sample_files(process) -> {variation: file name}; DATA_FILE
     write_data(path, mu=1.0, nuisances=None, seed=..., lumi_ifb=140.0, tree="events") -> Path
     xsec(process, mu=1.0, kfactor=0.0, qcdscale=0.0) -> float   # fb
     expected_yields(mu=1.0, nuisances=None, lumi_ifb=140.0) -> {"gg", "qqZZ", "total"}
@@ -21,11 +22,13 @@ Public API::
 """
 
 from .generate import (
+    DATA_FILE,
     VARIATIONS,
     expected_yields,
     generate,
     generate_data,
     generate_variations,
+    sample_files,
     write_data,
     write_root,
     write_sample,
@@ -34,6 +37,7 @@ from .oracle import Oracle
 from .physics import FEATURES, GG_PROCESSES, PROCESSES, SYSTEMATICS, xsec
 
 __all__ = [
+    "DATA_FILE",
     "FEATURES",
     "GG_PROCESSES",
     "PROCESSES",
@@ -46,6 +50,7 @@ __all__ = [
     "generate_variations",
     "write_data",
     "write_root",
+    "sample_files",
     "write_sample",
     "xsec",
 ]

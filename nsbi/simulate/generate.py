@@ -319,11 +319,17 @@ def write_sample(
     """Write {outdir}/{process}.root, {process}_LES_up.root, {process}_LES_down.root; returns the paths."""
     outdir = Path(outdir)
     samples = generate_variations(process, n_events, seed, lumi_ifb)
-    paths = []
-    for var in VARIATIONS:
-        name = f"{process}.root" if var == "nominal" else f"{process}_{var}.root"
-        paths.append(write_root(outdir / name, samples[var], tree))
-    return paths
+    return [write_root(outdir / name, samples[var], tree) for var, name in sample_files(process).items()]
+
+
+#: file name of the pseudo-data (:func:`write_data`) in the simulator's output directory
+DATA_FILE = "data.root"
+
+
+def sample_files(process: str) -> dict[str, str]:
+    """{variation: file name} that :func:`write_sample` writes for ``process``
+    (rules/simulate.smk names the same files)."""
+    return {var: f"{process}.root" if var == "nominal" else f"{process}_{var}.root" for var in VARIATIONS}
 
 
 def write_data(
