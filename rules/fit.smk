@@ -9,6 +9,7 @@ wildcard_constraints:
 rule fit:
     input:
         ws=f"{RESULTS}/workspace/{{kind}}.json",
+        side=lambda w: ws_side_files(w.kind),
         code=code_inputs("scripts/fit.py"),
     output:
         fit=f"{RESULTS}/fit/{{kind}}/{{dataset}}/fit.json",
@@ -59,6 +60,7 @@ rule compare_scans:
 rule pyhf_check:
     input:
         ws=f"{RESULTS}/workspace/{{kind}}.json",
+        side=lambda w: ws_side_files(w.kind),
         code=code_inputs("scripts/pyhf_check.py"),
     output:
         f"{RESULTS}/fit/pyhf_check_{{kind}}.json",

@@ -31,7 +31,7 @@ rule workspace_oracle:
         code=code_inputs("scripts/workspace_build.py"),
     output:
         ws=f"{RESULTS}/workspace/oracle.json",
-        side=[f"{RESULTS}/workspace/oracle.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
+        side=ws_side_files("oracle"),
     log:
         f"{RESULTS}/logs/workspace/oracle.log",
     conda:
@@ -80,6 +80,7 @@ wildcard_constraints:
 rule neyman_chunk:
     input:
         ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
         code=code_inputs("scripts/neyman_chunk.py"),
     output:
         f"{RESULTS}/validation/neyman/chunks/mu{{imu}}_b{{batch}}.json",
@@ -105,6 +106,7 @@ rule neyman_chunk:
 rule coverage_chunk:
     input:
         ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
         code=code_inputs("scripts/neyman_chunk.py"),
     output:
         f"{RESULTS}/validation/coverage/chunks/mu{{imu}}_b{{batch}}.json",
@@ -135,6 +137,7 @@ rule neyman_gather:
             for b in range(VAL["toys"]["batches"])
         ],
         ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
         code=code_inputs("scripts/neyman_gather.py"),
     output:
         belt=f"{RESULTS}/validation/neyman/belt.json",
@@ -181,6 +184,7 @@ rule coverage:
 rule linearity:
     input:
         ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
         code=code_inputs("scripts/linearity.py"),
     output:
         summary=f"{RESULTS}/validation/linearity.json",

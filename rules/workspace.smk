@@ -7,6 +7,14 @@ BINNED = [r["name"] for r in config["regions"] if r["type"] == "binned"]
 WS_KINDS = ["nsbi", "hist"] + (["oracle"] if config["simulation"]["enabled"] else [])
 
 
+def ws_side_files(kind):
+    """The event files of a workspace's unbinned datasets: written with its JSON (which records
+    their sha256), and read by every job that reads the workspace."""
+    if kind == "hist":
+        return []
+    return [f"{RESULTS}/workspace/{kind}.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED]
+
+
 rule workspace_nsbi:
     input:
         tables=[f"{RESULTS}/eval/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
@@ -15,7 +23,7 @@ rule workspace_nsbi:
         code=code_inputs("scripts/workspace_build.py"),
     output:
         ws=f"{RESULTS}/workspace/nsbi.json",
-        side=[f"{RESULTS}/workspace/nsbi.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED],
+        side=ws_side_files("nsbi"),
     log:
         f"{RESULTS}/logs/workspace/nsbi.log",
     conda:
