@@ -404,9 +404,11 @@ def pyhf_comparable(spec: Mapping[str, Any], cfg: Mapping[str, Any] | None = Non
 
     pyhf has no non-linear morphing, so every sample with a morphing expression gets a
     normfactor ``f_<sample>_<channel>`` in its place, fixed at f_c(poi_init) (given ``cfg``;
-    else 1), and the first of them becomes the POI. All HistFactory modifiers are kept, so
-    the comparison checks the binned machinery (every modifier, constraints, Poisson terms)
-    parameter by parameter; the fits then profile the nuisance parameters.
+    else 1), and the first of them becomes the POI (without any, e.g. with background-only
+    control regions, the first one-number parameter of the binned part does). All HistFactory
+    modifiers are kept, so the comparison checks the binned machinery (every modifier,
+    constraints, Poisson terms) parameter by parameter; the fits then profile the nuisance
+    parameters.
     """
     spec = copy.deepcopy(dict(spec))
     coeff = morphing_at(cfg) if cfg is not None else {}
@@ -426,11 +428,21 @@ def pyhf_comparable(spec: Mapping[str, Any], cfg: Mapping[str, Any] | None = Non
         {**o, "channels": [c for c in o["channels"] if c["name"] in names]} for o in spec.get("observations", [])
     ]
     used = {m["name"] for ch in channels for s in ch["samples"] for m in s["modifiers"]}
+    # one-number parameters, any of which can stand in as pyhf's POI when no sample of the binned
+    # part depends on the analysis POI (e.g. background-only control regions): pyhf needs one,
+    # and which one changes no likelihood value or fit
+    scalar = [
+        m["name"]
+        for ch in channels
+        for s in ch["samples"]
+        for m in s["modifiers"]
+        if m["type"] in ("normfactor", "normsys", "histosys", "lumi")
+    ]
     for meas in spec.get("measurements", []):
         conf = meas["config"]
         conf["parameters"] = [p for p in conf.get("parameters", []) if p["name"] in used]
         for name, value in factors:
             conf["parameters"].append({"name": name, "inits": [float(value)], "bounds": [[-10.0, 10.0]], "fixed": True})
-        if conf["poi"] not in used and factors:
-            conf["poi"] = factors[0][0]
+        if conf["poi"] not in used and (factors or scalar):
+            conf["poi"] = factors[0][0] if factors else scalar[0]
     return spec

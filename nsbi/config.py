@@ -320,8 +320,12 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     for name in tr.get("reference", {}):
         if name not in samples or cfg["samples"][samples[name]]["type"] == "data":
             raise ConfigError(f"config key 'training.reference.{name}': not a Monte Carlo sample")
-    if tr["members"] > 1 and tr["folds"] > tr["members"]:
-        pass  # members cycle over folds; more folds than members is allowed
+    if tr["members"] < tr["folds"]:
+        # member m never sees fold m % folds, which it alone evaluates: every fold needs one
+        raise ConfigError(
+            f"config key 'training.members': {tr['members']} member(s) for {tr['folds']} folds; every fold needs "
+            "a member that did not train on it (members >= training.folds)"
+        )
 
     sens = cfg["plots"]["sensitivity"]
     train_features = tr.get("features") or list(features)

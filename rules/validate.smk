@@ -73,7 +73,7 @@ VAL_GRID = [float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"
 
 
 wildcard_constraints:
-    imu=r"\d+",
+    ipoint=r"\d+",
     batch=r"\d+",
 
 
@@ -83,16 +83,16 @@ rule neyman_chunk:
         side=ws_side_files(VAL["workspace"]),
         code=code_inputs("scripts/neyman_chunk.py"),
     output:
-        f"{RESULTS}/validation/neyman/chunks/mu{{imu}}_b{{batch}}.json",
+        f"{RESULTS}/validation/neyman/chunks/point{{ipoint}}_b{{batch}}.json",
     log:
-        f"{RESULTS}/logs/validation/neyman/mu{{imu}}_b{{batch}}.log",
+        f"{RESULTS}/logs/validation/neyman/point{{ipoint}}_b{{batch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/validation/neyman/mu{{imu}}_b{{batch}}.tsv"
+        f"{RESULTS}/benchmarks/validation/neyman/point{{ipoint}}_b{{batch}}.tsv"
     conda:
         CONDA_ENV
     threads: 1
     params:
-        poi_value=lambda w: VAL_GRID[int(w.imu)],
+        poi_value=lambda w: VAL_GRID[int(w.ipoint)],
         n=VAL["toys"]["per_batch"],
         seed=VAL["toys"]["seed"],
         kind=VAL["kind"],
@@ -109,16 +109,16 @@ rule coverage_chunk:
         side=ws_side_files(VAL["workspace"]),
         code=code_inputs("scripts/neyman_chunk.py"),
     output:
-        f"{RESULTS}/validation/coverage/chunks/mu{{imu}}_b{{batch}}.json",
+        f"{RESULTS}/validation/coverage/chunks/point{{ipoint}}_b{{batch}}.json",
     log:
-        f"{RESULTS}/logs/validation/coverage/mu{{imu}}_b{{batch}}.log",
+        f"{RESULTS}/logs/validation/coverage/point{{ipoint}}_b{{batch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/validation/coverage/mu{{imu}}_b{{batch}}.tsv"
+        f"{RESULTS}/benchmarks/validation/coverage/point{{ipoint}}_b{{batch}}.tsv"
     conda:
         CONDA_ENV
     threads: 1
     params:
-        poi_value=lambda w: float(VAL["coverage"]["poi_true"][int(w.imu)]),
+        poi_value=lambda w: float(VAL["coverage"]["poi_true"][int(w.ipoint)]),
         n=VAL["coverage"]["per_batch"],
         seed=VAL["coverage"]["seed"],
         kind=VAL["kind"],
@@ -132,7 +132,7 @@ rule coverage_chunk:
 rule neyman_gather:
     input:
         chunks=[
-            f"{RESULTS}/validation/neyman/chunks/mu{i}_b{b}.json"
+            f"{RESULTS}/validation/neyman/chunks/point{i}_b{b}.json"
             for i in range(len(VAL_GRID))
             for b in range(VAL["toys"]["batches"])
         ],
@@ -161,7 +161,7 @@ rule neyman_gather:
 rule coverage:
     input:
         chunks=[
-            f"{RESULTS}/validation/coverage/chunks/mu{i}_b{b}.json"
+            f"{RESULTS}/validation/coverage/chunks/point{i}_b{b}.json"
             for i in range(len(VAL["coverage"]["poi_true"]))
             for b in range(VAL["coverage"]["batches"])
         ],

@@ -121,3 +121,20 @@ def test_region_samples_errors(region, samples, match):
     next(r for r in cfg["regions"] if r["name"] == region)["samples"] = yaml.safe_load(samples)
     with pytest.raises(ncfg.ConfigError, match=match):
         ncfg.validate(cfg)
+
+
+def test_pyhf_check_of_background_only_control_regions(cfg):
+    """Control regions that list only POI-independent samples: the pyhf comparison takes one of
+    their parameters as pyhf's POI (which changes no value) and agrees."""
+    text = TEST_CONFIG.read_text()
+    anchor = "    observable: m4l\n    binning: [225, 250, 275, 300, 350, 400, 500, 650, 990]\n"
+    listed = ncfg.validate(yaml.safe_load(text.replace(anchor, anchor + "    samples: [qqZZ]\n")))
+    prep = _prep(cfg)
+    prep["CRqq"] = {k: v for k, v in prep["CRqq"].items() if k[0] in {"qqZZ", "data"}}
+    ws = build_histogram_workspace(listed, prep)
+    spec = pyhf_comparable({**ws.spec, "channels": [c for c in ws.spec["channels"] if c["name"] == "CRqq"]}, listed)
+    assert [s["name"] for c in spec["channels"] for s in c["samples"]] == ["qqZZ"]
+    poi = spec["measurements"][0]["config"]["poi"]
+    assert poi != "mu" and poi in {m["name"] for m in spec["channels"][0]["samples"][0]["modifiers"]}
+    report = compare(W.Workspace(spec), n_random=2, seed=8, raise_on_fail=False)
+    assert report["ok"], report["failures"]

@@ -354,3 +354,14 @@ def test_no_schema_default_names_anything_of_the_demo():
         if p[:2] != ("simulation", "properties") and words(v) & names
     }
     assert not found, f"schema defaults naming the demo: {found}"
+
+
+def test_fewer_members_than_folds_is_rejected_at_load(raw):
+    """Every fold is evaluated by a member that did not train on it (nsbi.train.kfold), so
+    members >= folds; the evaluation jobs would otherwise fail long after training."""
+    r = copy.deepcopy(raw)
+    r["training"]["members"], r["training"]["folds"] = 1, 2
+    with pytest.raises(ncfg.ConfigError, match=r"config key 'training.members': 1 member\(s\) for 2 folds"):
+        ncfg.validate(r)
+    r["training"]["members"] = 2
+    assert ncfg.validate(r)["training"]["members"] == 2

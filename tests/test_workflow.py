@@ -207,7 +207,7 @@ def test_validation_outputs(test_run):
     assert belt["poi"] == poi and len(belt["poi_values"]) == cfg["validation"]["grid"]["points"]
     # profiled generation point (the default): the conditional MLE of the nuisance parameters on the data
     assert v["nuisances"] == "profiled"
-    chunk = json.loads((res / "validation/neyman/chunks/mu1_b0.json").read_text())
+    chunk = json.loads((res / "validation/neyman/chunks/point1_b0.json").read_text())
     model = W.load(res / f"workspace/{v['workspace']}.json").model(dataset="observed")
     assert chunk["poi"] == poi and chunk["poi_index"] == 1
     cond = F.fit(model, fixed={model.poi_name: chunk["poi_value"]}, tolerance=1e-6, hesse=False)
