@@ -13,7 +13,7 @@ with job_logging(snakemake, "nsbi.neyman") as log:
         p.poi_value,
         p.n,
         p.seed,
-        mu_index=int(sm.wildcards.imu),
+        mu_index=int(sm.wildcards.ipoint),
         batch=int(sm.wildcards.batch),
         kind=p.kind,
         theta=theta,
