@@ -9,7 +9,9 @@ fit and scan nsbi or pyhf workspaces.
     nsbi check-pyhf WORKSPACE          (binned part vs pyhf)
 
 WORKSPACE is an nsbi workspace JSON (``"version"`` + typed channels) or a pyhf workspace
-JSON (detected automatically; ``--measurement`` selects the measurement, default the first).
+JSON (detected automatically; ``--measurement`` selects the measurement, default the first;
+``--patchset FILE --point NAME`` and ``--patch FILE`` patch a published background-only
+workspace as pyhf does, :mod:`nsbi.pyhf_import`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ from nsbi.io import json_text, write_json
 __all__ = ["main", "load_any"]
 
 
-def load_any(path: str, measurement: str | None = None):
-    """Load an nsbi workspace, or convert a pyhf workspace JSON."""
+def load_any(
+    path: str,
+    measurement: str | None = None,
+    patches: list[str] | tuple[str, ...] = (),
+    patchset: str | None = None,
+    point: str | None = None,
+):
+    """Load an nsbi workspace, or convert a pyhf workspace JSON.
+
+    For a pyhf workspace, the patch of ``point`` (name or values) of the pyhf ``patchset``
+    (digests verified against the workspace) and then the JSON Patch files ``patches`` are
+    applied before the conversion (:func:`nsbi.pyhf_import.read_pyhf_workspace`).
+    """
     from nsbi import workspace as W
 
     p = Path(path)
@@ -37,8 +50,23 @@ def load_any(path: str, measurement: str | None = None):
         raise SystemExit(f"nsbi: {path}: not valid JSON: {e}") from None
     is_pyhf = isinstance(spec, dict) and "channels" in spec and all("type" not in c for c in spec.get("channels", []))
     if is_pyhf:
-        return W.from_pyhf(spec, measurement=measurement), "pyhf"
+        from nsbi.pyhf_import import read_pyhf_workspace
+
+        spec, applied = read_pyhf_workspace(path, patches=patches or (), patchset=patchset, point=point, spec=spec)
+        meta = {"patches_applied": applied} if applied else None
+        return W.from_pyhf(spec, measurement=measurement, source=f"pyhf workspace {path}", metadata=meta), "pyhf"
+    if patches or patchset or point:
+        raise W.WorkspaceError(f"{path}: --patch, --patchset and --point apply to pyhf workspaces only")
     return W.load(p), "nsbi"
+
+
+def _patch_options(args) -> dict:
+    """The pyhf patch options of ``args`` as keyword arguments of :func:`load_any`."""
+    return {
+        "patches": getattr(args, "patch", None) or (),
+        "patchset": getattr(args, "patchset", None),
+        "point": getattr(args, "point", None),
+    }
 
 
 def _fmt_table(names, values, errors) -> str:
@@ -57,10 +85,52 @@ def _write(out: dict, args) -> None:
 
 
 def cmd_inspect(args) -> int:
-    ws, kind = load_any(args.workspace, args.measurement)
+    """Summary of a workspace, as ``pyhf inspect`` gives one: channels (bins), samples and their
+    modifiers (name, type), parameters (init, bounds, fixed, constraint, modifier types),
+    measurements (POI, configured parameters), observations; for a pyhf workspace also the
+    patches applied and the observations ignored (of channels not in the model)."""
+    ws, kind = load_any(args.workspace, None, **_patch_options(args))  # every measurement listed
     model = ws.model(dataset=args.dataset, measurement=args.measurement)
+    meta = ws.spec.get("metadata", {})
+    samples, mod_types, used_by = [], {}, {}
+    for c in ws.spec["channels"]:
+        for s in c["samples"]:
+            mods = [{"name": m["name"], "type": m["type"]} for m in s.get("modifiers", [])]
+            samples.append(
+                {
+                    "channel": c["name"],
+                    "name": s["name"],
+                    "modifiers": mods,
+                    **({"morphing": s["morphing"]} if s.get("morphing") is not None else {}),
+                }
+            )
+            for m in mods:
+                mod_types.setdefault(m["name"], [])
+                if m["type"] not in mod_types[m["name"]]:
+                    mod_types[m["name"]].append(m["type"])
+                used_by.setdefault((m["name"], m["type"]), []).append(f"{c['name']}/{s['name']}")
+    for ps in model.parsets:
+        if ps.kind == "morphing" and ps.name not in mod_types:
+            mod_types[ps.name] = ["morphing"]
+    parameters = []
+    for ps in model.parsets:
+        sl = model.par_slices[ps.name]
+        for i, lab in zip(range(sl.start, sl.stop), ps.labels):
+            parameters.append(
+                {
+                    "name": lab,
+                    "parameter": ps.name,
+                    "init": float(model.init[i]),
+                    "bounds": list(model.bounds[i]),
+                    "fixed": bool(model.fixed[i]),
+                    "constrained": bool(model.constrained[i]),
+                    "constraint": ps.constraint or "none",
+                    "modifiers": mod_types.get(ps.name, [ps.kind]),
+                }
+            )
     info = {
         "source": kind,
+        "workspace": str(args.workspace),
         "channels": [
             {
                 "name": c["name"],
@@ -70,24 +140,46 @@ def cmd_inspect(args) -> int:
             }
             for c in ws.spec["channels"]
         ],
+        "samples": samples,
+        "modifiers": [{"name": n, "type": t, "samples": u} for (n, t), u in used_by.items()],
         "datasets": ws.datasets,
-        "measurements": ws.measurements,
-        "poi": model.poi_name,
-        "parameters": [
+        "observations": [
             {
-                "name": n,
-                "init": float(model.init[i]),
-                "bounds": list(model.bounds[i]),
-                "fixed": bool(model.fixed[i]),
-                "constrained": bool(model.constrained[i]),
+                "dataset": d["name"],
+                "channels": [
+                    {"name": c["name"], "bins": len(c["data"])}
+                    if "data" in c
+                    else {"name": c["name"], "events": c["events"].get("n_events")}
+                    for c in d["channels"]
+                ],
             }
-            for i, n in enumerate(model.par_names)
+            for d in ws.spec["observations"]
         ],
+        "measurements": ws.measurements,
+        "measurement": model.measurement_name,
+        "measurement_configs": [
+            {
+                "name": m["name"],
+                "poi": m["config"]["poi"],
+                "parameters": [p["name"] for p in m["config"].get("parameters", [])],
+            }
+            for m in ws.spec["measurements"]
+        ],
+        "poi": model.poi_name,
+        "parameters": parameters,
+        **({"ignored_observations": meta["ignored_observations"]} if "ignored_observations" in meta else {}),
+        **({"patches_applied": meta["patches_applied"]} if "patches_applied" in meta else {}),
     }
     if args.output == "json" or args.output_file:
         _write(info, args)
     if args.output != "json":
         print(f"workspace: {args.workspace} ({kind})")
+        for a in info.get("patches_applied", []):
+            print(
+                f"  patched with {a['patchset']} point {a['point']}"
+                if "patchset" in a
+                else f"  patched with {a['patch']}"
+            )
         for c in info["channels"]:
             extra = f", {c['bins']} bins" if "bins" in c else ""
             print(f"  channel {c['name']} [{c['type']}{extra}]: samples {', '.join(c['samples'])}")
@@ -97,13 +189,42 @@ def cmd_inspect(args) -> int:
         print(
             f"  {model.npars} parameters ({int(model.constrained.sum())} constrained, {int(model.fixed.sum())} fixed)"
         )
+        w = max([len(p["name"]) for p in parameters] + [len(s["name"]) for s in samples] + [10])
+        print(f"\n  {'sample':<{w}}  modifiers (name: type)")
+        for s in samples:
+            mods = ", ".join(f"{m['name']}: {m['type']}" for m in s["modifiers"])
+            morph = f"; morphing {s['morphing']}" if "morphing" in s else ""
+            print(f"  {s['name']:<{w}}  [{s['channel']}] {mods or '-'}{morph}")
+        print(f"\n  {'parameter':<{w}}  {'init':>10}  {'bounds':>23}  {'constraint':<10}  modifiers")
+        for p in parameters:
+            b = f"[{p['bounds'][0]:.4g}, {p['bounds'][1]:.4g}]"
+            fixed = "  (fixed)" if p["fixed"] else ""
+            print(
+                f"  {p['name']:<{w}}  {p['init']:>10.4g}  {b:>23}  {p['constraint']:<10}  "
+                f"{', '.join(p['modifiers'])}{fixed}"
+            )
+        wm = max([len(m["name"]) + 4 for m in info["measurement_configs"]] + [len("measurement")])
+        wp = max([len(m["poi"] or "-") for m in info["measurement_configs"]] + [3])
+        print(f"\n  {'measurement':<{wm}}  {'poi':<{wp}}  parameters")
+        for m in info["measurement_configs"]:
+            star = "(*) " if m["name"] == model.measurement_name else ""
+            print(f"  {star + m['name']:<{wm}}  {m['poi'] or '-':<{wp}}  {', '.join(m['parameters']) or '(none)'}")
+        print("\n  observations:")
+        for d in info["observations"]:
+            chans = ", ".join(
+                f"{c['name']} ({c['bins']} bins)" if "bins" in c else f"{c['name']} ({c['events']} events)"
+                for c in d["channels"]
+            )
+            print(f"  {d['dataset']}: {chans}")
+        if info.get("ignored_observations"):
+            print(f"  ignored (channel not in the model): {', '.join(info['ignored_observations'])}")
     return 0
 
 
 def cmd_fit(args) -> int:
     from nsbi import fit as F
 
-    ws, _ = load_any(args.workspace, args.measurement)
+    ws, _ = load_any(args.workspace, args.measurement, **_patch_options(args))
     model = ws.model(dataset=args.dataset, measurement=args.measurement)
     r = F.fit(model, minos=bool(args.minos), strategy=args.strategy, tolerance=args.tolerance, errors=args.errors)
     out = {
@@ -125,7 +246,7 @@ def cmd_scan(args) -> int:
 
     from nsbi import fit as F
 
-    ws, _ = load_any(args.workspace, args.measurement)
+    ws, _ = load_any(args.workspace, args.measurement, **_patch_options(args))
     model = ws.model(dataset=args.dataset, measurement=args.measurement)
     values = np.linspace(args.range[0], args.range[1], args.points) if args.range else None
     s = F.scan(model, values=values, poi=args.poi, mode=args.mode, npoints=args.points)
@@ -146,7 +267,7 @@ def cmd_scan(args) -> int:
 def cmd_check_pyhf(args) -> int:
     from nsbi.pyhf_check import PyhfMismatch, compare
 
-    ws, _ = load_any(args.workspace, args.measurement)
+    ws, _ = load_any(args.workspace, args.measurement, **_patch_options(args))
     try:
         rep = compare(ws, measurement=args.measurement, dataset=args.dataset)
     except PyhfMismatch as e:
@@ -217,6 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dataset", default=None, help="dataset name (default: 'observed' if present, else first)")
         sp.add_argument("--output", choices=["text", "json"], default="text", help="print text or JSON")
         sp.add_argument("-o", "--output-file", default=None, help="also write the JSON result to this file")
+        sp.add_argument(
+            "--patch",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="pyhf workspace: apply this JSON Patch (RFC 6902) first; repeatable, applied in order",
+        )
+        sp.add_argument(
+            "--patchset",
+            default=None,
+            metavar="FILE",
+            help="pyhf workspace: apply the patch of --point of this pyhf patchset (digest verified)",
+        )
+        sp.add_argument("--point", default=None, help="patchset point: patch name or values ('1000,100')")
 
     sp = sub.add_parser("inspect", help="summarise a workspace")
     common(sp)

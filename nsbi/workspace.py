@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_path, jsonable, write_json
+from .io import atomic_path, caller_stacklevel, jsonable, write_json
 
 __all__ = [
     "Workspace",
@@ -373,20 +373,89 @@ def save(ws: Workspace, path: str | os.PathLike, fmt: str = "npz") -> Path:
 _PYHF_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
 
 
-def from_pyhf(spec: Mapping, measurement: str | None = None, dataset: str = "observed") -> Workspace:
+def _pyhf_observations(spec: Mapping, source: str) -> tuple[list[dict], list[str]]:
+    """The observations of a pyhf workspace that its model uses, as pyhf reads them, and the
+    names of those it ignores.
+
+    pyhf (``Workspace.data``) looks the observation of each channel of the model up by name:
+    observations of channels that are not in the model are ignored (published patches remove
+    validation-region channels but leave their observations); of several observations with
+    one name the last is used. A channel without an observation is an error in pyhf (a
+    ``KeyError`` when the data are built), as is a wrong total number of bins (when the
+    likelihood is evaluated); here each channel's number of bins is checked.
+    """
+    chans = {c["name"]: len(c["samples"][0]["data"]) if c["samples"] else 0 for c in spec["channels"]}
+    by_name: dict[str, tuple[int, dict]] = {}
+    ignored: list[str] = []
+    duplicated: list[str] = []
+    for i, o in enumerate(spec["observations"]):
+        if o["name"] not in chans:
+            if o["name"] not in ignored:
+                ignored.append(o["name"])
+            continue
+        if o["name"] in by_name and o["name"] not in duplicated:
+            duplicated.append(o["name"])
+        by_name[o["name"]] = (i, o)
+    missing = [c for c in chans if c not in by_name]
+    if missing:
+        raise WorkspaceError(
+            f"{source}: no observation for channel(s) {missing} (pyhf cannot build the data either); "
+            f"observations: {[o['name'] for o in spec['observations']]}"
+        )
+    for name, (i, o) in by_name.items():
+        if len(o["data"]) != chans[name]:
+            raise WorkspaceError(
+                f"{source}: at $.observations[{i}].data: the observation of channel {name!r} has "
+                f"{len(o['data'])} bins, the channel has {chans[name]}"
+            )
+    if duplicated:
+        warnings.warn(
+            f"{source}: several observations for channel(s) {duplicated}: the last of each is used (as pyhf does)",
+            stacklevel=caller_stacklevel(),
+        )
+    if ignored:
+        warnings.warn(
+            f"{source}: ignoring the observations of {len(ignored)} channel(s) not in the model "
+            f"(as pyhf does): {', '.join(repr(n) for n in ignored)}",
+            stacklevel=caller_stacklevel(),
+        )
+    # in the order of the observations, one per channel of the model
+    obs = [o for i, o in sorted(by_name.values(), key=lambda t: t[0])]
+    return obs, ignored
+
+
+def from_pyhf(
+    spec: Mapping,
+    measurement: str | None = None,
+    dataset: str = "observed",
+    source: str = "pyhf workspace",
+    metadata: Mapping | None = None,
+) -> Workspace:
     """Convert a pyhf workspace dict (validated with ``pyhf.Workspace``) to an nsbi workspace.
 
-    ``measurement``: keep only that measurement (default: all). The pyhf observations become
-    the dataset ``dataset``.
+    ``measurement``: keep only that measurement (default: all). The pyhf observations of the
+    channels of the model become the dataset ``dataset``; observations of other channels are
+    ignored with one warning naming them, as pyhf ignores them (see
+    :func:`_pyhf_observations`). ``source`` names the input in errors and warnings (e.g. the
+    file). The workspace metadata record ``{"source": "pyhf", "ignored_observations": [...],
+    **metadata}`` (``metadata``: e.g. the patches applied).
     """
     import pyhf
 
-    pyhf.Workspace(dict(spec))  # raises pyhf's own validation errors
+    if not isinstance(spec, Mapping):
+        raise WorkspaceError(f"{source}: top level must be a JSON object")
+    try:
+        pyhf.Workspace(dict(spec))  # pyhf's own schema validation
+    except pyhf.exceptions.InvalidSpecification as e:
+        where = f"$.{e.path}" if e.path else "$"
+        raise WorkspaceError(f"{source}: not a valid pyhf workspace: at {where}: {e.parent.message}") from None
     meas = list(spec["measurements"])
     if measurement is not None:
         meas = [m for m in meas if m["name"] == measurement]
         if not meas:
-            raise WorkspaceError(f"pyhf workspace has no measurement {measurement!r}")
+            known = [m["name"] for m in spec["measurements"]]
+            raise WorkspaceError(f"{source}: no measurement {measurement!r}; known: {known}")
+    observations, ignored = _pyhf_observations(spec, source)
     channels = []
     for ch in spec["channels"]:
         samples = []
@@ -413,16 +482,22 @@ def from_pyhf(spec: Mapping, measurement: str | None = None, dataset: str = "obs
         measurements.append({"name": m["name"], "config": {"poi": m["config"]["poi"], "parameters": params}})
     nspec = {
         "version": SCHEMA_VERSION,
+        "metadata": {
+            "source": "pyhf",
+            "ignored_observations": ignored,
+            **copy.deepcopy(dict(metadata or {})),
+        },
         "channels": channels,
         "observations": [
             {
                 "name": dataset,
-                "channels": [{"name": o["name"], "data": list(map(float, o["data"]))} for o in spec["observations"]],
+                "channels": [{"name": o["name"], "data": list(map(float, o["data"]))} for o in observations],
             }
         ],
         "measurements": measurements,
     }
-    return Workspace(nspec)
+    validate(nspec, source=source)
+    return Workspace(nspec, validate_spec=False)
 
 
 def to_pyhf(ws: Workspace | Mapping, dataset: str | None = None, unbinned: str = "drop") -> dict:
