@@ -26,6 +26,22 @@ def data_label(wildcards):
     return ncfg.data_label(config)
 
 
+# workspaces: datasets, unbinned and binned regions, kinds (the oracle needs the built-in simulator)
+WS_DATASETS = ["asimov"] + (["observed"] if ncfg.data_sample(config) else [])
+UNBINNED = [r["name"] for r in config["regions"] if r["type"] == "unbinned"]
+BINNED = [r["name"] for r in config["regions"] if r["type"] == "binned"]
+# the oracle workspace (exact ratios) exists for the built-in simulator only
+WS_KINDS = ["nsbi", "hist"] + (["oracle"] if config["simulation"]["enabled"] else [])
+
+
+def ws_side_files(kind):
+    """The event files of a workspace's unbinned datasets: written with its JSON (which records
+    their sha256), and read by every job that reads the workspace."""
+    if kind == "hist":
+        return []
+    return [f"{RESULTS}/workspace/{kind}.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED]
+
+
 def _alternatives(names):
     """Regex matching exactly one of the configured names."""
     return "|".join(re.escape(n) for n in sorted(set(names), key=lambda n: (-len(n), n)))

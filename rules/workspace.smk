@@ -1,20 +1,5 @@
 # Statistical model inputs: the NSBI workspace (unbinned SR from the evaluation tables,
 # binned CRs from histograms) and the histogram-analysis baseline on the same events.
-WS_DATASETS = ["asimov"] + (["observed"] if ncfg.data_sample(config) else [])
-UNBINNED = [r["name"] for r in config["regions"] if r["type"] == "unbinned"]
-BINNED = [r["name"] for r in config["regions"] if r["type"] == "binned"]
-# the oracle workspace (exact ratios) exists for the built-in simulator only
-WS_KINDS = ["nsbi", "hist"] + (["oracle"] if config["simulation"]["enabled"] else [])
-
-
-def ws_side_files(kind):
-    """The event files of a workspace's unbinned datasets: written with its JSON (which records
-    their sha256), and read by every job that reads the workspace."""
-    if kind == "hist":
-        return []
-    return [f"{RESULTS}/workspace/{kind}.{d}.{r}.npz" for d in WS_DATASETS for r in UNBINNED]
-
-
 rule workspace_nsbi:
     input:
         tables=[f"{RESULTS}/eval/{r}/{d}.parquet" for r in UNBINNED for d in WS_DATASETS],
