@@ -62,3 +62,8 @@ def _enable_cache() -> None:
 
 
 _enable_cache()
+
+# a job's thread limit set before JAX was imported (nsbi.workflow.limit_threads)
+from nsbi.workflow import apply_pending_jax_threads  # noqa: E402 - after the JAX settings above
+
+apply_pending_jax_threads()

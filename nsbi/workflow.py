@@ -40,8 +40,9 @@ def limit_threads(n: int) -> int:
     (JAX) has no thread-count option: its CPU client sizes its pool from the CPUs the process
     may run on, so the process is restricted to ``n`` of them while JAX starts and released
     again afterwards (every thread may then run on any allowed CPU; only the pool size stays).
-    Must run before the first JAX computation; later it only logs that XLA keeps its pool.
-    Returns the thread count in effect (at most the number of CPUs the process may use).
+    Must run before the first JAX computation; later it only logs that XLA keeps its pool. A
+    process that has not imported JAX yet does not import it here: :mod:`nsbi.jax_setup`
+    applies the limit when it is imported. Returns the thread count in effect (at most the number of CPUs the process may use).
     """
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     n = max(1, min(int(n), len(allowed) or int(n)))
@@ -54,6 +55,23 @@ def limit_threads(n: int) -> int:
     if _jax_started():
         logging.getLogger("nsbi").warning("JAX started before limit_threads(%d): XLA keeps one thread per CPU", n)
         return n
+    if "jax" not in sys.modules:
+        # a job that has not imported JAX (training, selection, ONNX evaluation) does not pay
+        # its import (seconds); nsbi.jax_setup applies the limit if the job imports it later
+        global _PENDING_JAX_THREADS
+        _PENDING_JAX_THREADS = n
+        return n
+    _start_jax(n, allowed)
+    return n
+
+
+#: thread count for XLA set by :func:`limit_threads` before JAX was imported
+_PENDING_JAX_THREADS: int | None = None
+
+
+def _start_jax(n: int, allowed: list[int]) -> None:
+    """Create JAX's CPU client with a pool of ``n`` threads: the process is restricted to ``n``
+    CPUs while the client starts, then every thread is released to all ``allowed`` CPUs."""
     os.sched_setaffinity(0, allowed[:n])
     try:
         import jax
@@ -65,7 +83,15 @@ def limit_threads(n: int) -> int:
                 os.sched_setaffinity(int(tid), allowed)
             except OSError:  # a thread that has exited meanwhile
                 pass
-    return n
+
+
+def apply_pending_jax_threads() -> None:
+    """Start JAX with the thread count :func:`limit_threads` set before JAX was imported
+    (called by :mod:`nsbi.jax_setup` on import; does nothing otherwise)."""
+    global _PENDING_JAX_THREADS
+    n, _PENDING_JAX_THREADS = _PENDING_JAX_THREADS, None
+    if n is not None and not _jax_started():
+        _start_jax(n, sorted(os.sched_getaffinity(0)))
 
 
 @contextmanager

@@ -15,11 +15,14 @@ CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 # elementwise exp), after limit_threads(n) or without it (n = 0)
 PROBE = """
 import json, os, resource, sys, time
-n = int(sys.argv[1])
+n, jax_first = int(sys.argv[1]), sys.argv[2] == "jax-first"
 before = sorted(os.sched_getaffinity(0))
+if jax_first:  # a job whose script imports nsbi's JAX modules before job_logging limits it
+    from nsbi.jax_setup import jax, jnp
 from nsbi.workflow import limit_threads
 used = limit_threads(n) if n else None
-import jax, jax.numpy as jnp
+imported_by_limit = "jax" in sys.modules and not jax_first
+from nsbi.jax_setup import jax, jnp  # otherwise: a job that imports JAX later, or never
 x = jnp.ones((1500, 1500))
 f = jax.jit(lambda a: (a @ a).sum() + jnp.exp(a).sum())
 f(x).block_until_ready()
@@ -27,22 +30,27 @@ t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 while time.perf_counter() - t0 < 1.5:
     f(x).block_until_ready()
 r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
-print(json.dumps({"used": used, "load": (r1.ru_utime - r0.ru_utime) / wall,
+print(json.dumps({"used": used, "load": (r1.ru_utime - r0.ru_utime) / wall, "imported_by_limit": imported_by_limit,
                   "before": before, "after": sorted(os.sched_getaffinity(0)),
                   "omp": os.environ.get("OMP_NUM_THREADS")}))
 """
 
 
-def _probe(n: int) -> dict:
+def _probe(n: int, order: str = "jax-first") -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "XLA_FLAGS")}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(n)], capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(n), order], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(CPUS < 2, reason="needs at least 2 CPUs to tell one thread from several")
-def test_one_thread_reaches_xla_and_the_process_stays_unpinned():
-    r = _probe(1)
+@pytest.mark.parametrize("order", ["jax-first", "jax-later"])
+def test_one_thread_reaches_xla_and_the_process_stays_unpinned(order):
+    r = _probe(1, order)
     assert r["used"] == 1 and r["omp"] == "1"
+    # a job without JAX does not import it to limit it (the import takes seconds)
+    assert not r["imported_by_limit"]
     # one busy thread: at most 1 CPU-second per second (load from other processes only lowers it)
     assert r["load"] < 1.25, r
     assert r["after"] == r["before"], "the process must not stay pinned to one CPU"
