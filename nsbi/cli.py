@@ -6,6 +6,8 @@ fit and scan nsbi or pyhf workspaces.
     nsbi inspect WORKSPACE
     nsbi fit WORKSPACE [--dataset NAME] [--measurement NAME] [--minos] [--output json] [-o FILE]
     nsbi scan WORKSPACE [--points N] [--range LO HI] [--mode profile|stat_only|stat_only_nominal]
+    nsbi limit WORKSPACE [--cl 0.95] [--test-stat qtilde|q] [--toys N] [--plot FILE]   (CLs limits)
+    nsbi significance WORKSPACE [--poi-value 1] [--toys N]   (q0, p0, Z)
     nsbi check-pyhf WORKSPACE          (binned part vs pyhf)
 
 WORKSPACE is an nsbi workspace JSON (``"version"`` + typed channels) or a pyhf workspace
@@ -264,6 +266,86 @@ def cmd_scan(args) -> int:
     return 0
 
 
+def _limit_calculator(args, test_stat: str, **kw):
+    """(workspace, model, :class:`nsbi.limits.HypoTestCalculator`) of the CLI arguments; unbinned
+    channels get Asimov datasets and toys from the workspace's ``asimov`` events."""
+    from nsbi import limits as Lim
+
+    ws, _ = load_any(args.workspace, args.measurement, **_patch_options(args))
+    model = ws.model(dataset=args.dataset, measurement=args.measurement)
+    toys = {"calctype": "toybased", "n_toys": args.toys, "seed": args.seed} if args.toys else {}
+    gen = Lim.generator_for(ws, model)
+    calc = Lim.HypoTestCalculator(model, test_stat=test_stat, generator=gen, tolerance=args.tolerance, **toys, **kw)
+    return ws, model, calc
+
+
+def cmd_limit(args) -> int:
+    """Observed and expected CLs upper limits on the POI (asymptotic, or toys with --toys)."""
+    import numpy as np
+
+    from nsbi import limits as Lim
+
+    ws, model, calc = _limit_calculator(args, args.test_stat)
+    ul = Lim.upper_limit(model, cl=args.cl, calculator=calc)
+    out = {
+        "workspace": str(args.workspace),
+        "dataset": ws.dataset(args.dataset)["name"],
+        "measurement": model.measurement_name,
+        **ul.to_dict(),
+    }
+    if args.plot:
+        from nsbi.plotting.limits import plot_cls
+
+        if args.range:
+            lo, hi = args.range
+        else:
+            finite = [v for v in [ul.observed, *ul.expected] if np.isfinite(v)]
+            lo, hi = float(calc.bounds[calc.ip][0]), 1.2 * max(finite or [float(calc.bounds[calc.ip][1])])
+        scan = Lim.cls_scan(model, np.linspace(lo, hi, args.points), cl=args.cl, calculator=calc)
+        plot_cls(scan, args.plot, limit=ul)
+        out["plot_scan"] = scan.to_dict()
+    if args.output == "json" or args.output_file:
+        _write(out, args)
+    if args.output != "json":
+        how = f"{args.toys} toys" if args.toys else "asymptotic"
+        e = ul.expected
+        print(f"{ul.poi}: {100 * args.cl:g}% CL upper limit (CLs, {ul.test_stat}, {how})")
+        print(f"  observed: {ul.observed:.6g}")
+        print(
+            f"  expected: {e[2]:.6g}  [-1 sigma {e[1]:.6g}, +1 sigma {e[3]:.6g}]"
+            f"  [-2 sigma {e[0]:.6g}, +2 sigma {e[4]:.6g}]"
+        )
+        for note in ul.notes:
+            print(f"  note: {note}")
+    return 0 if all(p.converged for p in ul.points) else 2
+
+
+def cmd_significance(args) -> int:
+    """Discovery test: q0, p0 and Z, observed and expected (Asimov dataset at POI = --poi-value)."""
+    from nsbi import limits as Lim
+
+    ws, model, calc = _limit_calculator(args, "q0", asimov_poi=args.poi_value)
+    s = Lim.significance(model, calculator=calc)
+    out = {
+        "workspace": str(args.workspace),
+        "dataset": ws.dataset(args.dataset)["name"],
+        "measurement": model.measurement_name,
+        **s.to_dict(),
+    }
+    if args.output == "json" or args.output_file:
+        _write(out, args)
+    if args.output != "json":
+        how = f"{args.toys} toys" if args.toys else "asymptotic"
+        print(f"{s.poi}: discovery test (q0, {how}); best fit {s.poi} = {s.poi_hat:.6g}")
+        print(f"  observed: q0 = {s.q0:.6g}  p0 = {s.p0:.6g}  Z = {s.z:.4g}")
+        q0a = "" if s.q0_asimov is None else f"q0 = {s.q0_asimov:.6g}  "
+        print(
+            f"  expected ({s.poi} = {s.asimov_poi:g}): {q0a}p0 = {s.p0_expected[2]:.6g}  Z = {s.z_expected[2]:.4g}"
+            f"  [Z -1 sigma {s.z_expected[3]:.4g}, +1 sigma {s.z_expected[1]:.4g}]"
+        )
+    return 0 if s.converged else 2
+
+
 def cmd_check_pyhf(args) -> int:
     from nsbi.pyhf_check import PyhfMismatch, compare
 
@@ -376,6 +458,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mode", choices=["profile", "stat_only", "stat_only_nominal"], default="profile")
     sp.add_argument("--plot", default=None, help="write a scan plot (pdf/png)")
     sp.set_defaults(func=cmd_scan)
+
+    def hypo(sp):
+        sp.add_argument("--toys", type=int, default=0, metavar="N", help="N toys per hypothesis (default: asymptotic)")
+        sp.add_argument("--seed", type=int, default=0, help="toy seed")
+        sp.add_argument("--tolerance", type=float, default=1e-6, help="fits to EDM < 0.002 x tolerance")
+
+    sp = sub.add_parser("limit", help="CLs upper limits on the POI (observed and expected)")
+    common(sp)
+    hypo(sp)
+    sp.add_argument("--cl", type=float, default=0.95, help="confidence level (default 0.95)")
+    sp.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
+    sp.add_argument("--plot", default=None, help="write a CLs vs POI plot with the expected band (pdf/png)")
+    sp.add_argument("--points", type=int, default=31, help="POI points of the plot")
+    sp.add_argument("--range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="POI range of the plot")
+    sp.set_defaults(func=cmd_limit)
+    sp = sub.add_parser("significance", help="discovery test: q0, p0, Z (observed and expected)")
+    common(sp)
+    hypo(sp)
+    sp.add_argument("--poi-value", type=float, default=1.0, help="POI of the Asimov dataset for the expected Z")
+    sp.set_defaults(func=cmd_significance)
     sp = sub.add_parser("check-pyhf", help="compare the binned likelihood with pyhf")
     common(sp)
     sp.set_defaults(func=cmd_check_pyhf)

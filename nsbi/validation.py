@@ -16,17 +16,29 @@ import numpy as np
 from . import workspace as W
 from .toys import ToyGenerator
 
-__all__ = ["toy_generator", "linearity_points"]
+__all__ = ["generator_for", "toy_generator", "linearity_points"]
+
+
+def generator_for(ws: W.Workspace, model: Any, mc_dataset: str = "asimov") -> ToyGenerator:
+    """:class:`nsbi.toys.ToyGenerator` of ``model`` (a model of ``ws``) for toys and Asimov
+    datasets: its unbinned channels are reweighted from the events of ``ws``'s dataset
+    ``mc_dataset`` (the reference MC reweighted by the model at its nominal point); none are
+    needed without unbinned channels."""
+    names = [c["name"] for c in model.unbinned_channels]
+    if names and mc_dataset not in ws.datasets:
+        raise ValueError(
+            f"the unbinned channels {names} need MC events for toys and Asimov datasets: the workspace has no "
+            f"dataset {mc_dataset!r} (datasets: {ws.datasets})"
+        )
+    mc = {ch: ws.events(mc_dataset, ch) for ch in names}
+    return ToyGenerator(model, mc, mc_at=np.asarray(model.init, float))
 
 
 def toy_generator(ws_path: str, dataset: str = "observed", mc_dataset: str = "asimov") -> tuple[Any, ToyGenerator]:
     """(model of ``dataset``, generator) for the workspace at ``ws_path``."""
     ws = W.load(ws_path)
     model = ws.model(dataset=dataset)
-    unbinned = [c["name"] for c in ws.spec["channels"] if c["type"] == "unbinned"]
-    mc = {ch: ws.events(mc_dataset, ch) for ch in unbinned}
-    gen = ToyGenerator(model, mc, mc_at=np.asarray(model.init, float))
-    return model, gen
+    return model, generator_for(ws, model, mc_dataset)
 
 
 def linearity_points(poi: str, values, nuisances=(), poi_init: float = 1.0) -> list[dict[str, float]]:

@@ -8,7 +8,6 @@ The POI is drawn with ``poi_label`` (LaTeX / mathtext; the workflow passes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -17,25 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .labels import poi_math, resolve_poi_label  # noqa: E402
+from .style import finish, use_style  # noqa: E402
 
 __all__ = ["plot_scan", "plot_pulls", "plot_impacts"]
-
-
-def _style():
-    try:
-        import mplhep
-
-        plt.style.use(mplhep.style.ATLAS)
-    except Exception:  # pragma: no cover - style is cosmetic
-        pass
-
-
-def _finish(fig, path):
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight")
-        plt.close(fig)
-    return fig
 
 
 def plot_scan(
@@ -44,7 +27,7 @@ def plot_scan(
     """Delta(-2 ln L) vs POI for one or several :class:`nsbi.fit.ScanResult` (e.g. NSBI vs
     histogram, profile vs stat-only), with the 68%/95% levels and crossings. The x axis is
     ``xlabel``, else ``poi_label``, else the label of the scanned POI's name."""
-    _style()
+    use_style()
     scans = scans if isinstance(scans, (list, tuple)) else [scans]
     labels = labels or [f"{s.mode}" for s in scans]
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -59,12 +42,12 @@ def plot_scan(
     ax.set_ylabel(r"$-2\Delta\ln L$")
     ax.set_ylim(0, max(5.0, min(12.0, float(np.nanmax([np.nanmax(s.delta[np.isfinite(s.delta)]) for s in scans])))))
     ax.legend(fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_pulls(pulls: dict, path=None, max_params: int = 40):
     """Pull plot from :func:`nsbi.fit.pulls`: (hat - nominal)/sigma with post-fit constraint."""
-    _style()
+    use_style()
     names = list(pulls)[:max_params]
     y = np.arange(len(names))[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.5))
@@ -75,14 +58,14 @@ def plot_pulls(pulls: dict, path=None, max_params: int = 40):
     ax.set_xlim(-3, 3)
     ax.set_ylim(-1, len(names))
     ax.set_xlabel(r"$(\hat\theta - \theta_0)/\Delta\theta$")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_impacts(rows: list[dict], path=None, poi: str = "mu", max_params: int = 20, poi_label: str | None = None):
     """Impact ranking from :func:`nsbi.fit.impacts` (pre-fit hatched, post-fit filled); the
     x axis is the shift of the fitted POI, written with ``poi_label`` (default: the label of
     the name ``poi``)."""
-    _style()
+    use_style()
     rows = rows[:max_params]
     names = [r["name"] for r in rows]
     y = np.arange(len(rows))[::-1]
@@ -110,4 +93,4 @@ def plot_impacts(rows: list[dict], path=None, poi: str = "mu", max_params: int =
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel(rf"$\Delta\hat{{{poi_math(resolve_poi_label(poi_label, poi))}}}$")
     ax.legend(fontsize=8, loc="lower right")
-    return _finish(fig, path)
+    return finish(fig, path)

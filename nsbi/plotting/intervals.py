@@ -11,8 +11,6 @@ The POI is drawn with ``poi_label`` (LaTeX / mathtext, e.g. ``"$c_W$"``; the wor
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,27 +19,11 @@ import numpy as np
 
 from ..io import upgrade_poi_keys
 from .labels import poi_math, resolve_poi_label
+from .style import finish, use_style
 
 __all__ = ["plot_belt", "plot_coverage", "plot_linearity", "plot_t_distribution"]
 
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
-
-
-def _style():
-    try:
-        import mplhep
-
-        plt.style.use(mplhep.style.ATLAS)
-    except (ImportError, OSError, ValueError):  # pragma: no cover - cosmetic
-        return
-
-
-def _finish(fig, path):
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight")
-        plt.close(fig)
-    return fig
 
 
 def _arr(v):
@@ -57,7 +39,7 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None, poi_label: str |
     """Toy critical values c_CL(POI) (+-1 sigma bands) vs the POI, the asymptotic chi2 levels,
     the observed and Asimov t, and the toy-based intervals of the observed data.
     ``xlabel`` replaces the x-axis label (default: ``poi_label``)."""
-    _style()
+    use_style()
     belt = upgrade_poi_keys(belt, "belt")
     label = resolve_poi_label(poi_label, belt.get("poi"))
     m = poi_math(label)
@@ -85,13 +67,13 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None, poi_label: str |
     ax.set_xlabel(xlabel or label)
     ax.set_ylabel(rf"${t_sym} = -2\ln\lambda({m})$" if belt.get("kind") == "t" else rf"${t_sym}$")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_coverage(cov: dict, path=None, xlabel: str | None = None, poi_label: str | None = None):
     """Coverage vs the true POI (asymptotic and toy-based critical values) with binomial
     errors. ``xlabel`` replaces the x-axis label (default: "true" and ``poi_label``)."""
-    _style()
+    use_style()
     cov = upgrade_poi_keys(cov, "coverage")
     label = resolve_poi_label(poi_label, cov.get("poi"))
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -117,13 +99,13 @@ def plot_coverage(cov: dict, path=None, xlabel: str | None = None, poi_label: st
     ax.set_xlabel(xlabel or f"true {label}")
     ax.set_ylabel("coverage")
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_linearity(lin: dict, path=None, xlabel: str | None = None, poi_label: str | None = None):
     """Fitted vs injected POI on Asimov datasets (with errors), and fitted - injected.
     ``xlabel`` replaces the x-axis label (default: "injected" and ``poi_label``)."""
-    _style()
+    use_style()
     label = resolve_poi_label(poi_label, lin.get("poi"))
     x = np.array([p["poi_injected"] for p in lin["points"]])
     y = np.array([p["poi_fitted"] for p in lin["points"]])
@@ -153,7 +135,7 @@ def plot_linearity(lin: dict, path=None, xlabel: str | None = None, poi_label: s
     ax2.errorbar(x, y - x, yerr=e, fmt="o")
     ax2.set_ylabel("fitted - injected")
     ax2.set_xlabel(xlabel or f"injected {label}")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_t_distribution(
@@ -163,7 +145,7 @@ def plot_t_distribution(
     the POI value of the toys, shown with ``poi_label`` (default ``$\\mu$``)."""
     from scipy import stats
 
-    _style()
+    use_style()
     t = np.asarray(t, float)
     fig, ax = plt.subplots(figsize=(7, 5))
     top = max(np.quantile(t, 0.995), 6.0)
@@ -177,4 +159,4 @@ def plot_t_distribution(
     ax.set_xlabel(f"${_t_symbol(kind, poi_math(label))}$" + (f" ({label} = {mu:g})" if mu is not None else ""))
     ax.set_ylabel("density")
     ax.legend()
-    return _finish(fig, path)
+    return finish(fig, path)
