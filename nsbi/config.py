@@ -327,6 +327,17 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             "a member that did not train on it (members >= training.folds)"
         )
 
+    lim = cfg["fit"]["limits"]
+    if lim["enabled"]:
+        for j, kind in enumerate(lim["workspaces"]):
+            if kind == "oracle" and not cfg["simulation"]["enabled"]:
+                raise ConfigError(
+                    f"config key 'fit.limits.workspaces[{j}]': the oracle workspace needs the built-in simulator"
+                )
+        for j, dataset in enumerate(lim["datasets"]):
+            if dataset == "observed" and data_sample(cfg) is None:
+                raise ConfigError(f"config key 'fit.limits.datasets[{j}]': no sample of type data to set limits with")
+
     sens = cfg["plots"]["sensitivity"]
     train_features = tr.get("features") or list(features)
     for key in ("x", "y"):
@@ -598,6 +609,12 @@ def prep_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 for var in variations(cfg, s["name"]):
                     out.append((region["name"], s["name"], var))
     return out
+
+
+def limit_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(workspace, dataset) pairs of the CLs limits (``fit.limits``; none when not enabled)."""
+    lim = cfg["fit"]["limits"]
+    return [(k, d) for k in lim["workspaces"] for d in lim["datasets"]] if lim["enabled"] else []
 
 
 def select_targets(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:

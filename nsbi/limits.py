@@ -84,6 +84,7 @@ __all__ = [
     "cls_scan",
     "generator_for",
     "hypotest",
+    "limits_summary",
     "significance",
     "teststatistic",
     "upper_limit",
@@ -733,3 +734,18 @@ def significance(
         q0_asimov=r.q_asimov,
         converged=r.converged,
     )
+
+
+def limits_summary(
+    ws, dataset: str | None = None, *, cl: float = 0.95, test_stat: str = "qtilde", asimov_poi: float = 1.0
+) -> tuple[dict, UpperLimitResult]:
+    """The workflow's limits of a workspace (:class:`nsbi.workspace.Workspace`) on ``dataset``:
+    asymptotic observed and expected upper limits at ``cl`` and the discovery significance
+    (expected at POI = ``asimov_poi``), as a JSON-ready dict, and the limit (whose
+    hypothesis tests, ``.scan``, draw the CL_s plot)."""
+    model = ws.model(dataset=dataset)
+    gen = generator_for(ws, model)
+    ul = upper_limit(model, cl=cl, test_stat=test_stat, generator=gen)
+    sig = significance(model, generator=gen, asimov_poi=asimov_poi)
+    summary = {"dataset": ws.dataset(dataset)["name"], "upper_limit": ul.to_dict(), "significance": sig.to_dict()}
+    return summary, ul

@@ -179,6 +179,7 @@ def fit_outputs():
     out = [f"{RESULTS}/fit/{k}/{d}/fit.json" for k in WS_KINDS for d in WS_DATASETS]
     out += [f"{RESULTS}/fit/compare_{d}.json" for d in WS_DATASETS]
     out += [f"{RESULTS}/fit/pyhf_check_{k}.json" for k in WS_KINDS]
+    out += [f"{RESULTS}/fit/{k}/{d}/limits.json" for k, d in ncfg.limit_targets(config)]
     if "oracle" in WS_KINDS:
         out.append(f"{RESULTS}/validation/closure.json")
     return out

@@ -72,3 +72,28 @@ rule pyhf_check:
         settings=canonical(config["fit"]["pyhf_check"]),
     script:
         "../scripts/pyhf_check.py"
+
+
+if ncfg.limit_targets(config):
+
+    rule limits:
+        input:
+            ws=f"{RESULTS}/workspace/{{kind}}.json",
+            side=lambda w: ws_side_files(w.kind),
+            code=code_inputs("scripts/limits.py"),
+        output:
+            json=f"{RESULTS}/fit/{{kind}}/{{dataset}}/limits.json",
+            plot=report(f"{RESULTS}/fit/{{kind}}/{{dataset}}/cls.png", category="Fit", subcategory="{kind} {dataset}"),
+        log:
+            f"{RESULTS}/logs/fit/{{kind}}/{{dataset}}_limits.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/fit/{{kind}}/{{dataset}}_limits.tsv"
+        conda:
+            CONDA_ENV
+        threads: 2
+        params:
+            settings=canonical({k: config["fit"]["limits"][k] for k in ("cl", "test_stat")}),
+            asimov_poi=config["morphing"]["poi_init"],
+            poi_label=poi_label,
+        script:
+            "../scripts/limits.py"

@@ -365,3 +365,25 @@ def test_fewer_members_than_folds_is_rejected_at_load(raw):
         ncfg.validate(r)
     r["training"]["members"] = 2
     assert ncfg.validate(r)["training"]["members"] == 2
+
+
+def test_limits_option(raw):
+    """fit.limits: off by default; when enabled, one (workspace, dataset) target each, and the
+    oracle or observed data only where they exist."""
+    assert ncfg.limit_targets(ncfg.validate(copy.deepcopy(raw))) == []
+    r = copy.deepcopy(raw)
+    r["fit"]["limits"] = {"enabled": True, "workspaces": ["nsbi", "oracle"], "datasets": ["observed", "asimov"]}
+    assert ncfg.limit_targets(ncfg.validate(r)) == [
+        ("nsbi", "observed"),
+        ("nsbi", "asimov"),
+        ("oracle", "observed"),
+        ("oracle", "asimov"),
+    ]
+    r["simulation"]["enabled"] = False
+    with pytest.raises(ncfg.ConfigError, match=r"'fit.limits.workspaces\[1\]': the oracle workspace needs"):
+        ncfg.validate(r)
+    r = copy.deepcopy(raw)
+    r["samples"] = [s for s in r["samples"] if s["type"] != "data"]
+    r["fit"]["limits"] = {"enabled": True}
+    with pytest.raises(ncfg.ConfigError, match=r"'fit.limits.datasets\[0\]': no sample of type data"):
+        ncfg.validate(r)

@@ -266,6 +266,7 @@ def analysis_config(ntuples: Path) -> dict:
         },
         "fit": {
             "scan": dict(SCAN),
+            "limits": {"enabled": True, "workspaces": ["nsbi"], "datasets": ["observed"]},
             "histogram_baseline": {"observable": "lead_pt", "binning": [30, 50, 75, 100, 150, 200, 300, 500, 5000]},
         },
     }
@@ -340,7 +341,27 @@ def check_run(work: Path, cfg: dict, observed: dict) -> None:
     # the stat+syst interval is no narrower than the stat-only one
     assert phi_ - plo >= nsbi_width * (1 - 1e-6)
 
-    # 3. no demo name in the output paths (names the demo turns into paths, as whole words)
+    # 3. the CLs upper limit (asymptotic q~) and the discovery significance. With the data far
+    # from kappa = 0, CL_b ~ 1 and CL_s ~ CL_{s+b} = Phi(-sqrt(t)): the 95 % CL limit is where
+    # the profile scan crosses t = 1.645^2 = 2.706, to well within 1 %; the discovery test's
+    # q0 is the profile likelihood ratio at kappa = 0, compared with the exact likelihood's
+    lim = json.loads((res / "fit/nsbi/observed/limits.json").read_text())
+    upper = lim["upper_limit"]["observed"]
+    one_sided = crossings(np.asarray(prof["values"]), np.asarray(prof["delta_twice_nll"]), 1.645**2)[1]
+    z_exact = math.sqrt(
+        exact_twice_nll(0.0, observed["lead"], observed["dphi"])
+        - exact_twice_nll(kx, observed["lead"], observed["dphi"])
+    )
+    print(
+        f"CLs 95% upper limit: {upper:.4f} (profile scan t = 2.706 at {one_sided:.4f}); expected "
+        f"{lim['upper_limit']['expected'][2]:.4f}; Z = {lim['significance']['z']:.3f} (exact, nuisances nominal: "
+        f"{z_exact:.3f})"
+    )
+    assert abs(upper - one_sided) < 0.01 * one_sided
+    assert (res / "fit/nsbi/observed/cls.png").stat().st_size > 0
+    assert 0.8 < lim["significance"]["z"] / z_exact < 1.25
+
+    # 4. no demo name in the output paths (names the demo turns into paths, as whole words)
     files = sorted(str(p.relative_to(work)) for p in (work / "results").rglob("*") if p.is_file())
     assert files and all(f.startswith(f"results/{ANALYSIS}/") for f in files)
     leaks = {n: [f for f in files if _appears(n, f)] for n in sorted(demo_names()["paths"])}
