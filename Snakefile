@@ -1,9 +1,11 @@
 # nsbi: neural simulation-based inference, from ROOT ntuples to confidence intervals.
 # Run `snakemake -n` to see the jobs, `snakemake --cores N` to run them; see README.md.
+import sys
 import warnings
 
 from snakemake.utils import min_version
 
+from nsbi.check import check_before_run
 from nsbi.config import validate
 
 min_version("9.0")
@@ -25,6 +27,13 @@ if not workflow.overwrite_configfiles:
 with warnings.catch_warnings():
     warnings.filterwarnings("default", r"config key .* is deprecated", DeprecationWarning)
     config.update(validate(config))
+
+
+# Every input file, tree and branch of every sample and variation is checked once when a run
+# starts, before any job (nsbi.check; `nsbi check CONFIG` runs the same checks alone): all
+# problems are reported at once, each naming the config key and the file.
+onstart:
+    print(check_before_run(config), file=sys.stderr)
 
 
 include: "rules/common.smk"

@@ -31,7 +31,16 @@ from .config import select_targets
 from .io import input_problems
 from .prep import parse_job, prep_spec
 
-__all__ = ["ERROR", "NOTE", "Problem", "check_config", "format_report", "simulator_outputs"]
+__all__ = [
+    "ERROR",
+    "NOTE",
+    "InputCheckError",
+    "Problem",
+    "check_before_run",
+    "check_config",
+    "format_report",
+    "simulator_outputs",
+]
 
 ERROR = "error"
 NOTE = "note"
@@ -149,3 +158,21 @@ def format_report(problems: Sequence[Problem]) -> str:
     else:
         lines.append("OK: no problem found" + (f" ({len(notes)} note(s))" if notes else ""))
     return "\n".join(lines)
+
+
+class InputCheckError(RuntimeError):
+    """Problems with the inputs of a config (the message lists every one, :func:`format_report`)."""
+
+
+def check_before_run(cfg: Mapping[str, Any]) -> str:
+    """:func:`check_config` when a workflow run starts (the Snakefile's ``onstart`` handler, in
+    Snakemake's main process: not in dry runs, not in cluster jobs): returns the report, or
+    raises :class:`InputCheckError` with every problem before any job is scheduled. (A rule that
+    every select job waited for would order the check first, but an ``ancient`` dependency on it
+    hides the select jobs' own rerun triggers from Snakemake, and a plain one reruns every select
+    job when any input changes.)"""
+    problems = check_config(cfg)
+    report = format_report(problems)
+    if any(p.severity == ERROR for p in problems):
+        raise InputCheckError(f"nsbi input check (nsbi check CONFIG runs it alone):\n{report}")
+    return report

@@ -1,5 +1,5 @@
-# Data preparation: every input checked at once (check_inputs: files, trees, branches of every
-# sample and variation, before any heavy job), then two steps:
+# Data preparation in two steps (every input has been checked at once when the run starts: the
+# onstart handler of the Snakefile, nsbi.check):
 #   select: one job per (process, variation): preselection, features, weights
 #   prep:   one job per (region, process, variation): region selection on the features and,
 #           when configured, on the region classifier's scores score_<class>
@@ -14,29 +14,9 @@ RC_CLASSES = canonical(REGION_CLF["classes"]) if REGION_CLF else {}
 RC_MODELS = [f"{RESULTS}/train/region_classifier/{m}/model.onnx" for m in range(RC_FOLDS)]
 
 
-rule check_inputs:
-    input:
-        files=sorted({f for p, v in ncfg.select_targets(config) for f in ncfg.variation_inputs(config, p, v)["files"]}),
-        code=code_inputs("scripts/check_inputs.py"),
-    output:
-        f"{RESULTS}/check/inputs.json",
-    log:
-        f"{RESULTS}/logs/check/inputs.log",
-    localrule: True
-    conda:
-        CONDA_ENV
-    params:
-        cfg=config_subset("input", "samples", "systematics", "features", "preselection", "simulation"),
-    script:
-        "../scripts/check_inputs.py"
-
-
 rule select:
     input:
         files=lambda w: ncfg.variation_inputs(config, w.process, w.variation)["files"],
-        # every input checked at once before the first select job (nsbi check); ancient: a
-        # rerun of the check (another sample's file changed) does not rerun this job
-        checked=ancient(f"{RESULTS}/check/inputs.json"),
         code=code_inputs("scripts/select.py"),
     output:
         parquet=f"{RESULTS}/select/{{process}}/{{variation}}.parquet",

@@ -221,27 +221,29 @@ def test_cli_directory_reads_relative_paths_there(good_ntuples, tmp_path, capsys
     assert "13 problem(s):" in capsys.readouterr().out
 
 
-def test_workflow_checks_every_input_before_any_select_job(ntuples, tmp_path):
-    """The check_inputs rule runs the same checks first: a misspelled branch in a weight
-    systematic stops the run within seconds, with the key and file in its log, before any
-    select (or later) job has run."""
+def test_workflow_checks_every_input_before_any_job(ntuples, tmp_path):
+    """The Snakefile's onstart handler runs the same checks when a run starts: several broken
+    inputs stop it within seconds, every problem named with its key and file, before any job
+    has run; a dry run does not open the files."""
     import time
 
     from conftest import snakemake
 
     raw = _raw_config(ntuples)
     raw["systematics"][1]["up"]["weight"] = "weight_kfactor_upp"
+    raw["samples"][3]["tree"] = "evts"
     cfg = _write_config(raw, tmp_path / "broken.yaml")
     work = tmp_path / "work"
     work.mkdir()
+    assert snakemake("-n", "--configfile", str(cfg), "--directory", str(work)).returncode == 0
     start = time.perf_counter()
     proc = snakemake("--cores", "2", "--configfile", str(cfg), "--directory", str(work), check=False)
     elapsed = time.perf_counter() - start
     print(f"time to the first error: {elapsed:.1f} s")
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    log = (work / "results" / "hzz4l_test" / "logs" / "check" / "inputs.log").read_text()
-    assert "config key 'systematics[1].up.weight' ('weight_kfactor_upp') reads branch(es) weight_kfactor_upp" in log
-    assert str(ntuples / "S.root") in log and str(ntuples / "B.root") in log
-    done = [p.relative_to(work / "results" / "hzz4l_test").parts[0] for p in (work / "results").rglob("*.parquet")]
-    assert done == [], f"jobs ran before the input check: {done}"
-    assert not (work / "results" / "hzz4l_test" / "check" / "inputs.json").exists()
+    assert "config key 'systematics[1].up.weight' ('weight_kfactor_upp') reads branch(es) weight_kfactor_upp" in out
+    assert str(ntuples / "S.root") in out and str(ntuples / "B.root") in out
+    assert "config key 'samples[3].tree': file" in out and "has no tree 'evts'" in out
+    assert not (work / "results").exists() or not any((work / "results").rglob("*.parquet")), "jobs ran"
+    assert "rule select" not in out and "rule simulate" not in out

@@ -16,9 +16,15 @@ DEMO = "config/config.yaml"
 
 
 @pytest.fixture(scope="module")
-def raw():
+def _demo_raw():
     with open(DEMO) as fh:
         return yaml.safe_load(fh)
+
+
+@pytest.fixture
+def raw(_demo_raw):
+    """The demo config as loaded from YAML, a fresh copy per test (tests edit it)."""
+    return copy.deepcopy(_demo_raw)
 
 
 def test_schema_is_package_data():
