@@ -37,6 +37,7 @@ from . import config as ncfg
 from .expr import parse
 from .histogram import histogram
 from .model.interpolation import code4_mean_nodes
+from .prep import is_absent, yields_summary
 from .workspace import Workspace, binned_channel_from_histograms, build_workspace
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,11 @@ def absent_samples(cfg: Mapping[str, Any], region: str, prep: Mapping) -> list[d
     out = []
     mc = ncfg.region_samples(cfg, region)
     for proc in mc:
-        empty = []
-        for var in ncfg.variations(cfg, proc):
-            w = np.asarray(prep[(proc, var)]["weight"]) if (proc, var) in prep else None
-            if w is not None and not (len(w) and np.any(w != 0)):
-                empty.append(var)
+        empty = [
+            var
+            for var in ncfg.variations(cfg, proc)
+            if (proc, var) in prep and is_absent(yields_summary(np.asarray(prep[(proc, var)]["weight"])))
+        ]
         if empty:
             out.append({"region": region, "sample": proc, "variations": empty})
     if len(out) == len(mc):
@@ -140,7 +141,8 @@ def _binned_region(cfg, name: str, observable: str, edges: np.ndarray, prep: Map
             a["sample"],
             ", ".join(f"variation '{v}'" for v in a["variations"]),
         )
-    mc = [p for p in ncfg.region_samples(cfg, name) if p not in {a["sample"] for a in absent}]
+    gone = {a["sample"] for a in absent}
+    mc = [p for p in ncfg.region_samples(cfg, name) if p not in gone]
     for proc in mc:
         cols = prep[(proc, ncfg.NOMINAL)]
         nominal[proc], sumw2[proc] = _histogram(_observable(cols, observable), cols["weight"], edges)

@@ -71,6 +71,16 @@ def _patch_options(args) -> dict:
     }
 
 
+def _result(args, ws, model, result: dict) -> dict:
+    """A command's JSON output: the workspace, dataset and measurement it used, then ``result``."""
+    return {
+        "workspace": str(args.workspace),
+        "dataset": ws.dataset(args.dataset)["name"],
+        "measurement": model.measurement_name,
+        **result,
+    }
+
+
 def _fmt_table(names, values, errors) -> str:
     w = max([len(n) for n in names] + [9])
     lines = [f"{'parameter':<{w}}  {'value':>12}  {'error':>10}"]
@@ -229,12 +239,7 @@ def cmd_fit(args) -> int:
     ws, _ = load_any(args.workspace, args.measurement, **_patch_options(args))
     model = ws.model(dataset=args.dataset, measurement=args.measurement)
     r = F.fit(model, minos=bool(args.minos), strategy=args.strategy, tolerance=args.tolerance, errors=args.errors)
-    out = {
-        "workspace": str(args.workspace),
-        "dataset": ws.dataset(args.dataset)["name"],
-        "measurement": model.measurement_name,
-        **r.to_dict(),
-    }
+    out = _result(args, ws, model, r.to_dict())
     if args.output == "json" or args.output_file:
         _write(out, args)
     if args.output != "json":
@@ -287,12 +292,7 @@ def cmd_limit(args) -> int:
 
     ws, model, calc = _limit_calculator(args, args.test_stat)
     ul = Lim.upper_limit(model, cl=args.cl, calculator=calc)
-    out = {
-        "workspace": str(args.workspace),
-        "dataset": ws.dataset(args.dataset)["name"],
-        "measurement": model.measurement_name,
-        **ul.to_dict(),
-    }
+    out = _result(args, ws, model, ul.to_dict())
     if args.plot:
         from nsbi.plotting.limits import plot_cls
 
@@ -326,12 +326,7 @@ def cmd_significance(args) -> int:
 
     ws, model, calc = _limit_calculator(args, "q0", asimov_poi=args.poi_value)
     s = Lim.significance(model, calculator=calc)
-    out = {
-        "workspace": str(args.workspace),
-        "dataset": ws.dataset(args.dataset)["name"],
-        "measurement": model.measurement_name,
-        **s.to_dict(),
-    }
+    out = _result(args, ws, model, s.to_dict())
     if args.output == "json" or args.output_file:
         _write(out, args)
     if args.output != "json":
