@@ -171,20 +171,24 @@ class Model:
         replaceable observations (arguments as in :meth:`twice_nll_with`; pure JAX, ``vmap``-able:
         the value, gradient and Hessian of a pseudo-experiment).
 
-        Autodiff of the constraint, binned and yield terms, plus for each unbinned channel
+        Autodiff of the constraint and yield terms,
+        :meth:`BinnedChannels.logpdf_grad_hessian` for the binned channels, plus for each unbinned channel
         E(u) = sum_i w_i ln s_i with u = (yields, shape parameters): value and gradient
         J^T g_u, and Hessian J^T H_u J + sum_c (dE/dy_c) d2 y_c/d theta2, with g_u and H_u from
         :func:`nsbi.model.kernels.events_hessian` (one pass over the events instead of
         forward-over-reverse autodiff through the event scan)."""
 
         def rest(q):
-            lp = self.constraints.logpdf(q, aux_normal, aux_poisson) + self._binned.logpdf(q, binned_obs)
+            lp = self.constraints.logpdf(q, aux_normal, aux_poisson)
             for u in self._unbinned:
                 lp = lp - jnp.sum(u.yields(q))
             return lp
 
         v, G = jax.value_and_grad(rest)(p)
         H = jax.hessian(rest)(p)
+        if len(self._binned):  # the binned Poisson terms from their structured kernel
+            vb, gb, hb = self._binned.logpdf_grad_hessian(p, binned_obs)
+            v, G, H = v + vb, G + gb, H + hb
         for u, d in zip(self._unbinned, data):
             y = u.event_yields(p)
             C = y.shape[0]
