@@ -385,6 +385,55 @@ def test_start_where_the_hessian_is_not_positive_definite():
         np.testing.assert_allclose(r.errors, ref.errors, rtol=5e-3)
 
 
+def test_indefinite_start_hessian_seeds_migrad_with_absolute_eigenvalues(monkeypatch):
+    """When iminuit fails on an indefinite user Hessian (as it does for published-style binned
+    workspaces at their nominal point, see benchmarks/bench_cli.py), MIGRAD is rerun with the
+    Hessian's absolute eigenvalues as its seed instead of without any Hessian (thousands of
+    calls for numerical second derivatives). It reaches plain MIGRAD's minimum, and HESSE gets
+    the exact Hessian at the minimum."""
+    from iminuit import Minuit
+
+    from nsbi.minimize.migrad import positive_definite_seed
+
+    h = np.array([[2.0, 3.0], [3.0, 1.0]])  # eigenvalues 1.5 +- sqrt(9.25)
+    w, v = np.linalg.eigh(h)
+    np.testing.assert_allclose(positive_definite_seed(h), (v * np.abs(w)) @ v.T, rtol=1e-12)
+    np.testing.assert_array_equal(positive_definite_seed(np.diag([1.0, 2.0])), np.diag([1.0, 2.0]))
+
+    m = _two_param_model()
+    start = [0.2, 0.9]
+    ref = F.fit(m, init=start, minimizer="migrad", use_hessian=False, strategy=2, tolerance=1e-6)
+    plain = F.fit(m, init=start, minimizer="migrad")  # seeded with the exact, definite Hessian
+    orig, seeds = Minuit.migrad, []
+
+    def failing_on_indefinite(self, *a, **k):  # iminuit's failure, on every indefinite seed
+        if self.hessian is not None:
+            seed = self.hessian(np.array(self.values))
+            seeds.append(np.linalg.eigvalsh(seed).min())
+            if seeds[-1] <= 0:
+                raise TypeError("'NoneType' object is not callable")
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(Minuit, "migrad", failing_on_indefinite)
+    # the seed Hessian is taken at the start: make it indefinite there
+    hess = m.hessian
+
+    def indefinite_at_start(p):
+        h = hess(p)
+        return h - np.diag([0.0, 2.0 * h[1, 1]]) if np.allclose(p, start) else h
+
+    monkeypatch.setattr(m, "hessian", indefinite_at_start)
+    assert np.linalg.eigvalsh(m.hessian(np.array(start))).min() < 0
+    r = F.fit(m, init=start, minimizer="migrad", use_hessian=True)
+    assert seeds[0] < 0 < seeds[1]  # the first seed failed, the second was made positive definite
+    assert r.status["seed_hessian"].startswith("indefinite at the start") and "start_hessian" not in r.status
+    assert r.status["valid"]
+    assert r.twice_nll == pytest.approx(ref.twice_nll, abs=1e-5)
+    # HESSE used the exact Hessian at the minimum reached, not the modified seed: the errors are
+    # those of the ordinary fit (not exactly 2 H^-1: Minuit's limits transform them)
+    np.testing.assert_allclose(r.errors, plain.errors, rtol=1e-4)
+
+
 def test_fit_where_the_model_density_is_negative_returns_nan_quickly():
     """At mu = -2 the density mu nu_S r_S + nu_B is negative for events at the signal peak, so
     -2 ln L is not finite: every minimiser returns NaN, not valid, with the reason, after a

@@ -13,9 +13,25 @@ from .result import MinimizeResult
 __all__ = ["migrad"]
 
 _DROPPED_HESSIAN = "iminuit failed with the exact Hessian: MIGRAD without it, errors from the exact Hessian"
+_SEED_MADE_POSITIVE = "indefinite at the start: MIGRAD seeded with its absolute eigenvalues"
 
 
-def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy, use_grad, step_start):
+def positive_definite_seed(h: np.ndarray) -> np.ndarray:
+    """``h`` itself if it is positive definite, else the matrix with the same eigenvectors and
+    the absolute values of its eigenvalues (zeros raised to 1e-10 of the largest).
+
+    MIGRAD only needs a positive-definite metric to start from; far from the minimum the
+    exact Hessian of -2 ln L often has negative eigenvalues (products of
+    normalisation factors), iminuit 2.33 can then fail, and MIGRAD without a Hessian needs
+    numerical second derivatives (thousands of calls for 60 parameters)."""
+    w, v = np.linalg.eigh(0.5 * (h + h.T))
+    if w.size == 0 or w.min() > 0:
+        return h
+    w = np.maximum(np.abs(w), 1e-10 * max(float(np.abs(w).max()), 1e-300))
+    return (v * w) @ v.T
+
+
+def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy, use_grad, step_start, project=False):
     from iminuit import Minuit
 
     idx = np.flatnonzero(free)
@@ -26,6 +42,9 @@ def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy
         return x
 
     cache: dict[str, Any] = {"x": None}
+    # with ``project``, the Hessian at the start of a MIGRAD run (its seed) is made positive
+    # definite; elsewhere (MIGRAD's own HESSE, m.hesse()) it is exact
+    seed: dict[str, Any] = {"at": None, "project": project}
 
     def vg(xf):
         if cache["x"] is None or not np.array_equal(cache["x"], xf):
@@ -41,7 +60,11 @@ def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy
         return vg(xf)[1]
 
     def hess(xf):
-        return np.asarray(hessian(full(xf)))[np.ix_(idx, idx)]
+        h = np.asarray(hessian(full(xf)))[np.ix_(idx, idx)]
+        # (Minuit passes the start back through its limit transformation: equal to ~1e-15)
+        if seed["project"] and seed["at"] is not None and np.allclose(xf, seed["at"], rtol=1e-10, atol=1e-12):
+            h = positive_definite_seed(h)
+        return h
 
     # Minuit guesses its initial step sizes from the values it is constructed with
     m = Minuit(
@@ -57,14 +80,17 @@ def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy
     m.tol = tolerance
     m.limits = [(float(lo[i]), float(hi[i])) for i in idx]
     m.print_level = 0
-    return m, full
+    return m, full, seed
 
 
-def _run(m, retry: bool) -> None:
+def _run(m, seed: dict, retry: bool) -> None:
+    seed["at"] = np.array(m.values)
     m.migrad()
     if retry and not m.valid:  # one retry from the reached point with a stricter strategy
         m.strategy = 2
+        seed["at"] = np.array(m.values)
         m.migrad()
+    seed["at"] = None
 
 
 def migrad(
@@ -92,9 +118,10 @@ def migrad(
     parameters are fixed), bounds are Minuit limits. ``retry``: when MIGRAD is not valid, one
     more MIGRAD from the reached point with strategy 2. iminuit 2.33 can fail with "'NoneType'
     object is not callable" when the user Hessian is not positive definite far from the
-    minimum: MIGRAD is then rerun without it from ``x0``, HESSE is skipped (it would be
-    numerical) and ``info["start_hessian"]`` says so -- the caller takes the errors from the
-    exact Hessian. ``hesse``: HESSE after MIGRAD (errors and covariance in the result);
+    minimum: MIGRAD is then rerun from ``x0`` with :func:`positive_definite_seed` as its seed
+    (``info["seed_hessian"]`` says so; HESSE still gets the exact Hessian), and if that fails
+    or is not valid, without the Hessian: HESSE is then skipped (it would be numerical) and
+    ``info["start_hessian"]`` says so -- the caller takes the errors from the exact Hessian. ``hesse``: HESSE after MIGRAD (errors and covariance in the result);
     ``minos``: names of parameters for MINOS (needs ``names``). ``step_start``: values Minuit
     guesses its initial step sizes from (default ``x0``; a fallback from a Newton end point
     keeps those of the original start). The ``Minuit`` object is ``result.minuit``.
@@ -106,17 +133,28 @@ def migrad(
     free = np.ones(n, bool) if free is None else np.asarray(free, bool)
     step_start = x0 if step_start is None else step_start
     args = (value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy, use_grad, step_start)
-    m, full = _build(*args)
+    m, full, seed = _build(*args)
     info: dict[str, Any] = {}
     try:
-        _run(m, retry)
+        _run(m, seed, retry)
     except TypeError as exc:
         if not (use_grad and hessian is not None and "NoneType" in str(exc)):
             raise
-        m, full = _build(value_and_grad, None, *args[2:-1], x0)
-        info["start_hessian"] = _DROPPED_HESSIAN
-        hesse = False
-        _run(m, retry)
+        valid = False
+        try:  # iminuit's failure on an indefinite user Hessian: seed with a positive-definite one
+            m, full, seed = _build(*args, project=True)
+            _run(m, seed, retry)
+            valid = m.valid
+            info["seed_hessian"] = _SEED_MADE_POSITIVE
+        except TypeError as exc2:
+            if "NoneType" not in str(exc2):
+                raise
+        if not valid:  # as before that seed: no Hessian at all
+            info.pop("seed_hessian", None)
+            m, full, seed = _build(value_and_grad, None, *args[2:-1], x0)
+            info["start_hessian"] = _DROPPED_HESSIAN
+            hesse = False
+            _run(m, seed, retry)
     if hesse:
         m.hesse()
     idx = np.flatnonzero(free)
