@@ -181,3 +181,81 @@ def test_save_rejects_non_finite_numbers(tmp_path):
     with pytest.raises(W.WorkspaceError):
         W.save(ws, tmp_path / "ws.json")
     assert not (tmp_path / "ws.json").exists()
+
+
+def _mutations(spec):
+    """Single edits of a valid workspace: each breaks the schema, except the last (valid)."""
+    import copy
+
+    def edit(f):
+        s = copy.deepcopy(spec)
+        f(s)
+        return s
+
+    b, u = spec["channels"][1], spec["channels"][0]
+    assert b["type"] == "binned" and u["type"] == "unbinned"
+    return [
+        edit(lambda s: s.pop("channels")),
+        edit(lambda s: s.__setitem__("extra", 1)),
+        edit(lambda s: s["channels"][0].__setitem__("name", "1bad name")),
+        edit(lambda s: s["channels"][0]["samples"][0].__setitem__("yield", "ten")),
+        edit(lambda s: s["channels"][1]["samples"][0]["data"].__setitem__(0, "x")),
+        edit(lambda s: s["channels"][1]["samples"][1]["modifiers"].append({"name": "x", "type": "bogus"})),
+        edit(lambda s: s["channels"][1]["samples"][1]["modifiers"].append({"name": "x", "type": "normsys"})),
+        edit(
+            lambda s: s["channels"][1]["samples"][1]["modifiers"].append(
+                {"name": "x", "type": "histosys", "data": {"hi_data": [1.0, 2.0]}}
+            )
+        ),
+        edit(lambda s: s["channels"][1]["samples"][1]["modifiers"][0].__setitem__("data", {"hi": 1.1, "lo": "a"})),
+        edit(lambda s: s["measurements"][0]["config"]["parameters"].append({"name": "mu", "bounds": [[0.0]]})),
+        edit(lambda s: s["observations"][0]["channels"][0]["events"].__setitem__("sha256", "xyz")),
+        edit(lambda s: s["channels"][1]["samples"][1]["modifiers"].append({"name": "ok", "type": "lumi"})),
+    ]
+
+
+def test_fast_schema_check_agrees_with_jsonschema(tmp_path):
+    """nsbi.workspace.validate accepts a workspace by a compiled (fastjsonschema) check and
+    explains a rejection with jsonschema: the two must agree on every edit of a valid
+    workspace, or a fast acceptance would let an invalid workspace through."""
+    import jsonschema
+
+    W.save(_build(), tmp_path / "ws.json")
+    spec = json.loads((tmp_path / "ws.json").read_text())
+    full = jsonschema.Draft202012Validator(W.schema())
+    cases = [spec, *_mutations(spec)]
+    verdicts = [(W.schema_accepts("nsbi-workspace-1.0.0", W.schema(), s), full.is_valid(s)) for s in cases]
+    assert all(fast == slow for fast, slow in verdicts), verdicts
+    assert [slow for _, slow in verdicts] == [True] + [False] * (len(cases) - 2) + [True]
+
+
+def test_pyhf_workspace_is_read_without_importing_pyhf(tmp_path):
+    """A valid pyhf workspace is checked against pyhf's schema files without importing pyhf
+    (0.5 s of every command-line fit); an invalid one still gets pyhf's own message."""
+    import subprocess
+    import sys
+
+    pspec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {"name": "b", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]}
+                ],
+            }
+        ],
+        "observations": [{"name": "SR", "data": [4.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    (tmp_path / "ws.json").write_text(json.dumps(pspec))
+    code = (
+        "import json, sys; from nsbi import workspace as W; "
+        f"ws = W.from_pyhf(json.load(open({str(tmp_path / 'ws.json')!r}))); "
+        "print(ws.measurements, 'pyhf' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["['m']", "False"]
+    pspec["channels"][0]["samples"][0]["modifiers"][0]["type"] = "normfactr"
+    with pytest.raises(W.WorkspaceError, match=r"not a valid pyhf workspace: at \$\.channels"):
+        W.from_pyhf(pspec)
