@@ -5,21 +5,27 @@ Writes a flat ROOT file of ``--events`` events x ``--branches`` float64 branches
 event id and a weight; baskets of 100 000 entries, as a ROOT file filled event by event would
 have), then runs, each in its own process (peak RSS = VmHWM of that process):
 
+* ``uproot``: a bare ``uproot.iterate`` over the same branches with the same step (the
+  reference for throughput);
+* ``read``: nsbi's reader alone, :func:`nsbi.io.iterate_chunks` over the same branches;
 * ``select``: :func:`nsbi.prep.select_to_files` keeping every event (all branches as features),
-  for each ``--steps`` value: reading chunk by chunk, streaming parquet row groups;
+  for each ``--steps`` value: reading chunk by chunk, streaming parquet row groups (the outputs
+  of the steps are checked to be byte-identical);
 * ``split``: :func:`nsbi.prep.split_region_to_files` on the select output (row group by row
-  group, a region cut keeping about half of the events);
-* ``uproot``: a bare ``uproot.iterate`` over the same branches with the same step (the floor).
+  group, a region cut keeping about half of the events), once: its input does not depend on
+  the step, and its chunk is one row group of :data:`nsbi.io.ROW_GROUP_ROWS` rows.
 
-Printed: events/s, peak RSS, the memory of one chunk (step x columns x 8 bytes), and the peak
-over (3 x one chunk + the constant), the constant being the RSS of a process that has imported
-nsbi.prep and read a 1-event chunk (interpreter, numpy, awkward, uproot, pyarrow). Target: peak
-<= 3 x one chunk + the constant.
+Printed: events/s, peak RSS, the memory of one chunk (rows x columns x 8 bytes: the step for the
+reading jobs, a row group for the split), and the peak over (3 x one chunk + the constant), the
+constant being the RSS of a process that has imported nsbi.prep and selected a 1-event chunk
+(interpreter, numpy, awkward, uproot, pyarrow, and the first parquet write and read). Target:
+peak <= 3 x one chunk + the constant.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import sys
 import tempfile
@@ -28,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import print_machine, run_worker, table, vm_hwm_mb
+
+from nsbi.io import ROW_GROUP_ROWS
 
 BASKET = 100_000
 
@@ -59,8 +67,7 @@ def _spec(path: str, branches: int, step: int) -> dict:
 
 
 def worker(mode: str, path: str, branches: int, step: int, out: str) -> dict:
-    import uproot
-
+    """Run one job; only the split job does not import uproot (nor does it in the workflow)."""
     from nsbi.prep import select_to_files, split_region_to_files
 
     t0 = time.perf_counter()
@@ -69,11 +76,21 @@ def worker(mode: str, path: str, branches: int, step: int, out: str) -> dict:
     elif mode == "split":
         n = split_region_to_files(path, out + ".parquet", out + ".json", "x1 > 0", "regions[0].selection")["n_events"]
     elif mode == "uproot":
+        import uproot
+
         n = 0
         names = ["event_number", "weight"] + [f"x{i}" for i in range(branches)]
         for chunk in uproot.iterate({path: "events"}, expressions=names, step_size=step, library="np"):
             n += len(chunk["weight"])
-    else:  # the constant: imports and a 1-event read
+    elif mode == "read":
+        from nsbi.io import iterate_chunks
+
+        n = 0
+        names = ["event_number", "weight"] + [f"x{i}" for i in range(branches)]
+        for _, ns in iterate_chunks([path], "events", names, step_size=step):
+            n += len(ns["weight"])
+            del ns
+    else:  # the constant: imports and a 1-event select
         select_to_files(
             out + ".parquet",
             out + ".json",
@@ -99,6 +116,7 @@ def main() -> None:
     steps = [int(float(s)) for s in a.steps.split(",")]
     n = int(a.events)
     with tempfile.TemporaryDirectory(dir=".") as tmp:
+        tmp = str(Path(tmp).resolve())  # the workers run in the repository root
         path = Path(tmp) / "big.root"
         t0 = time.perf_counter()
         make_file(path, n, a.branches)
@@ -109,23 +127,27 @@ def main() -> None:
         make_file(tiny, 10, a.branches)
         const = run_worker(Path(__file__), ["const", tiny, a.branches, 1, Path(tmp) / "c"])["rss_mb"]
         rows = []
-        for step in steps:
-            chunk_mb = step * (a.branches + 2) * 8 / 1e6
-            for mode in ("uproot", "select", "split"):
-                src = str(Path(tmp) / f"sel{step}.parquet") if mode == "split" else str(path)
-                out = Path(tmp) / (f"sel{step}" if mode == "select" else f"{mode}{step}")
-                r = run_worker(Path(__file__), [mode, src, a.branches, step, out], timeout=7200)
-                rows.append(
-                    {
-                        "mode": mode,
-                        "step": step if mode != "split" else "row groups",
-                        "rate": r["events"] / r["seconds"] / 1e6,
-                        "rss": r["rss_mb"],
-                        "chunk": chunk_mb,
-                        "ratio": r["rss_mb"] / (3 * chunk_mb + const),
-                        "events": r["events"],
-                    }
-                )
+        jobs = [(mode, step) for step in steps for mode in ("uproot", "read", "select")] + [("split", steps[0])]
+        for mode, step in jobs:
+            src = str(Path(tmp) / f"sel{step}.parquet") if mode == "split" else str(path)
+            out = Path(tmp) / (f"sel{step}" if mode == "select" else f"{mode}{step}")
+            r = run_worker(Path(__file__), [mode, src, a.branches, step, out], timeout=7200)
+            chunk_mb = (ROW_GROUP_ROWS if mode == "split" else step) * (a.branches + 2) * 8 / 1e6
+            rows.append(
+                {
+                    "mode": mode,
+                    "step": step if mode != "split" else f"row groups of {ROW_GROUP_ROWS}",
+                    "rate": r["events"] / r["seconds"] / 1e6,
+                    "rss": r["rss_mb"],
+                    "chunk": chunk_mb,
+                    "ratio": r["rss_mb"] / (3 * chunk_mb + const),
+                    "above": (r["rss_mb"] - const) / chunk_mb,
+                    "events": r["events"],
+                }
+            )
+        outputs = [Path(tmp) / f"sel{step}.parquet" for step in steps]
+        same = all(filecmp.cmp(outputs[0], o, shallow=False) for o in outputs[1:])
+        print(f"# select outputs of steps {', '.join(map(str, steps))} byte-identical: {same}")
     print(f"\nconstant (imports + a 1-event select): {const:.0f} MB\n")
     cols = [
         ("mode", "job", ""),
@@ -134,6 +156,7 @@ def main() -> None:
         ("rss", "peak RSS [MB]", ".0f"),
         ("chunk", "one chunk [MB]", ".0f"),
         ("ratio", "peak / (3 chunks + const)", ".2f"),
+        ("above", "(peak - const) / chunk", ".2f"),
         ("events", "events out", "d"),
     ]
     print(table(rows, cols))

@@ -37,6 +37,7 @@ __all__ = [
     "column_names",
     "evaluate_classifier",
     "evaluate_ensemble",
+    "evaluate_ensemble_file",
     "evaluate_member",
     "load_member_predictions",
     "member_mask",
@@ -127,10 +128,16 @@ def member_mask(event_key, member: int, n_folds: int, out_of_fold: bool = True) 
 
 
 def _features_matrix(sample: Mapping[str, np.ndarray], features: Sequence[str]) -> np.ndarray:
+    """The ``(N, n_features)`` float32 input of the models, filled column by column (no
+    float32 copy of each column on the way)."""
     missing = [f for f in features if f not in sample]
     if missing:
         raise KeyError(f"dataset lacks feature column(s) {missing}")
-    return np.stack([np.asarray(sample[f], dtype=np.float32) for f in features], axis=1)
+    n = len(sample[features[0]]) if len(features) else 0
+    X = np.empty((n, len(features)), np.float32)
+    for j, f in enumerate(features):
+        X[:, j] = sample[f]
+    return X
 
 
 def _model_features(models: Sequence[OnnxModel], features):
@@ -179,21 +186,69 @@ def evaluate_ensemble(
 ) -> np.ndarray:
     """``(n_members, N)`` array of per-member ``log r`` (member ``m`` = ``model_paths[m]``),
     NaN where a member does not evaluate an event.  All files must exist."""
+    models = _ensemble_models(model_paths, n_folds, out_of_fold, intra_op_threads, prefer_gpu)
+    features = _model_features(models, features)
+    X = _features_matrix(sample, features)
+    out = np.full((len(models), len(X)), np.nan)
+    _ensemble_into(out, models, X, sample, n_folds, out_of_fold, batch_size)
+    return out
+
+
+def evaluate_ensemble_file(
+    model_paths: Sequence[str | Path],
+    path: str | Path,
+    n_folds: int,
+    out_of_fold: bool = True,
+    features: Sequence[str] | None = None,
+    intra_op_threads: int = 1,
+    prefer_gpu: bool = True,
+    batch_size: int = 65536,
+) -> np.ndarray:
+    """:func:`evaluate_ensemble` of the events of a parquet file, read row group by row group
+    with only the columns it needs (the features, and ``event_key`` for out-of-fold
+    evaluation) into a preallocated ``(n_members, N)`` output: memory is the output plus one
+    row group, not the file's table. On onnxruntime's CPU provider an event's result does not
+    depend on the batch it is evaluated in, so the numbers are those of
+    :func:`evaluate_ensemble` on the whole table, bit for bit (tested); a GPU provider may
+    choose other kernels for other batch sizes (differences of float32 rounding)."""
+    from .io import iter_parquet, parquet_columns, parquet_num_rows
+
+    models = _ensemble_models(model_paths, n_folds, out_of_fold, intra_op_threads, prefer_gpu)
+    features = _model_features(models, features)
+    columns = list(features) + ([EVENT_KEY] if out_of_fold and n_folds > 1 else [])
+    missing = [c for c in columns if c not in parquet_columns(path)]
+    if missing:
+        raise KeyError(f"dataset {path} lacks column(s) {missing}")
+    out = np.full((len(models), parquet_num_rows(path)), np.nan)
+    start = 0
+    for group in iter_parquet(path, columns):
+        X = _features_matrix(group, features)
+        _ensemble_into(out[:, start : start + len(X)], models, X, group, n_folds, out_of_fold, batch_size)
+        start += len(X)
+    return out
+
+
+def _ensemble_models(model_paths, n_folds: int, out_of_fold: bool, intra_op_threads: int, prefer_gpu: bool):
+    """The members' sessions (every file must exist; the k-fold setup is checked)."""
     paths = check_files(model_paths)
     kfold.check_kfold(n_folds, len(paths) if out_of_fold else None)
     providers = select_providers(prefer_gpu)
-    models = [OnnxModel(p, intra_op_threads, providers) for p in paths]
-    features = _model_features(models, features)
-    X = _features_matrix(sample, features)
+    return [OnnxModel(p, intra_op_threads, providers) for p in paths]
+
+
+def _ensemble_into(out: np.ndarray, models, X: np.ndarray, sample, n_folds: int, out_of_fold: bool, batch_size: int):
+    """Fill ``out[m, i]`` with member ``m``'s ``log r`` of event ``i`` (features ``X[i]``,
+    key ``sample["event_key"][i]``) where the member evaluates it (its held-out fold, or every
+    event), leaving the rest of ``out`` as it is."""
     n = len(X)
     if out_of_fold and n_folds > 1:
         folds = kfold.fold_of(np.asarray(sample[EVENT_KEY]), n_folds)
-    out = np.full((len(models), n), np.nan)
     for m, model in enumerate(models):
         mask = np.ones(n, bool) if not (out_of_fold and n_folds > 1) else folds == kfold.held_out_fold(m, n_folds)
-        if mask.any():
+        if mask.all():
+            out[m] = model(X, batch_size)
+        elif mask.any():
             out[m, mask] = model(X[mask], batch_size)
-    return out
 
 
 def evaluate_classifier(
@@ -331,9 +386,13 @@ def write_region_table(
     extra_columns: Sequence[str] = (),
 ) -> Path:
     """Parquet with ``weight``, ``process``, ``event_key``, ``extra_columns`` and for each
-    target ``logr_{target}``/``spread_{target}`` (``predictions[target] = (logr, spread)``)."""
+    target ``logr_{target}``/``spread_{target}`` (``predictions[target] = (logr, spread)``),
+    in row groups of :data:`nsbi.io.ROW_GROUP_ROWS` rows (so that
+    :func:`evaluate_ensemble_file` reads the region dataset in bounded memory)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from . import io as nio
 
     path = Path(path)
     n = len(dataset[WEIGHT])
@@ -354,8 +413,8 @@ def write_region_table(
                 raise ValueError(f"column {name} has non-finite values")
             cols[name] = arr
     table = pa.table(cols)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    with atomic_path(path) as tmp:  # row groups of ROW_GROUP_ROWS: a reader by row group holds that many rows
+        pq.write_table(table, tmp, row_group_size=nio.ROW_GROUP_ROWS)
     return path
 
 
@@ -391,10 +450,12 @@ def run_evaluate_target(
     prefer_gpu: bool = True,
 ) -> dict[str, float]:
     """Evaluate every member of one target on a region dataset and write the ``.npz``
-    (per-member ``logr_members`` with NaN where not evaluated, ``logr``, ``spread``)."""
+    (per-member ``logr_members`` with NaN where not evaluated, ``logr``, ``spread``). The
+    dataset is read row group by row group, only its feature columns and ``event_key``
+    (:func:`evaluate_ensemble_file`)."""
     paths = check_files(model_paths)
-    events = read_table(check_files([events_path], "dataset")[0])
-    pred = evaluate_ensemble(
+    events = check_files([events_path], "dataset")[0]
+    pred = evaluate_ensemble_file(
         paths, events, n_folds, out_of_fold, intra_op_threads=intra_op_threads, prefer_gpu=prefer_gpu
     )
     save_member_predictions(out_path, pred, paths, aggregation)

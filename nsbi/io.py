@@ -1,7 +1,7 @@
 """Reading ROOT inputs in bounded-memory chunks, and atomic writing of outputs.
 
-Flat or jagged ntuples are read with :func:`uproot.iterate` (only the branches the
-expressions need, ``step_size`` events at a time). NanoAOD files are read the same way:
+Flat or jagged ntuples are read ``step_size`` events at a time, branch by branch (only the
+branches the expressions need; :func:`iterate_chunks`). NanoAOD files are read the same way:
 expressions address a collection field with a dotted name such as ``Muon.pt``, which is the
 jagged branch ``Muon_pt`` (counted by ``nMuon``), so NanoAOD costs what flat reading costs.
 Floating-point branches are converted to float64 on reading (:func:`as_float64`), so results
@@ -55,6 +55,7 @@ __all__ = [
     "jsonable",
     "null_to_nan",
     "parquet_columns",
+    "parquet_num_rows",
     "parquet_stream",
     "read_json",
     "read_parquet",
@@ -225,29 +226,99 @@ def iterate_chunks(
     fmt: str = "flat",
     files_key: str = "files",
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Yield ``(file, namespace)`` per chunk; namespace maps expression names to arrays
-    (floating-point branches as float64, :func:`as_float64`). A file that cannot be read
-    (e.g. a damaged basket) raises :class:`InputError` naming ``files_key``, the file, tree,
-    branch and entry range."""
+    """Yield ``(file, namespace)`` per chunk of at most ``step_size`` events; namespace maps
+    expression names to arrays (floating-point branches as float64, :func:`as_float64`). A
+    file that cannot be read (e.g. a damaged basket) raises :class:`InputError` naming
+    ``files_key``, the file, tree, branch and entry range.
+
+    Each chunk is read branch by branch (:class:`_BranchReader`), and the generator keeps no
+    reference to a chunk it has yielded: once the consumer lets go of a chunk, its memory is
+    free before the next one is read. Chunks end where every branch starts a new basket
+    (:func:`_chunk_ranges`), so that each basket is decompressed once."""
     names = sorted(set(names))
     import uproot
 
     # NanoAOD: a collection field `Muon.pt` is the jagged branch `Muon_pt` (counted by nMuon), so
-    # both formats are one uproot.iterate over the branches the expressions read
+    # both formats read the branches the expressions name
     branches = {n: _branch_name(n, fmt) for n in names}
     wanted = sorted(set(branches.values()))
     for path in files:
-        chunks = uproot.iterate({path: tree}, expressions=wanted, step_size=step_size, library="ak")
-        start = 0
-        while True:
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                break
-            except Exception as err:  # noqa: BLE001 - zlib.error, uproot's DeserializationError, ValueError, ...
-                raise InputError(_damaged_message(path, tree, wanted, start, step_size, err, files_key)) from None
-            yield path, {n: as_float64(chunk[b]) for n, b in branches.items()}
-            start += len(chunk)
+        with uproot.open(path, array_cache=None, object_cache=None) as fh:
+            t = fh[tree]
+            readers = {b: _BranchReader(t[b]) for b in wanted}
+            for start, stop in _chunk_ranges(t.num_entries, [r.offsets for r in readers.values()], step_size):
+                try:
+                    arrays = {b: r.read(start, stop) for b, r in readers.items()}
+                except Exception as err:  # noqa: BLE001 - zlib.error, uproot's DeserializationError, ValueError, ...
+                    raise InputError(
+                        _damaged_message(path, tree, wanted, start, stop - start, err, files_key)
+                    ) from None
+                ns = {n: arrays[b] for n, b in branches.items()}
+                del arrays
+                yield path, ns
+                del ns  # the consumer alone holds the chunk now
+
+
+def _chunk_ranges(n: int, offsets: Sequence[Sequence[int]], step_size: int) -> Iterator[tuple[int, int]]:
+    """Consecutive entry ranges ``[start, stop)`` covering ``n`` entries, each of at most
+    ``step_size`` entries: a range ends at the last entry within ``step_size`` where every
+    branch starts a new basket (``offsets``: each branch's basket boundaries), or after
+    ``step_size`` entries where a basket holds more than that."""
+    common = set.intersection(*(set(map(int, o)) for o in offsets)) if offsets else set()
+    cuts = np.array(sorted({0, n} | {c for c in common if 0 < c < n}))
+    start = 0
+    while start < n:
+        limit = min(start + step_size, n)
+        stop = int(cuts[np.searchsorted(cuts, limit, side="right") - 1])
+        stop = stop if stop > start else limit
+        yield start, stop
+        start = stop
+
+
+class _BranchReader:
+    """Consecutive entry ranges of one branch, read without uproot's array cache: a flat
+    numeric branch as a numpy array, any other (jagged, fixed-size, strings) as an awkward
+    array, floats as float64 (:func:`as_float64`); the values of :func:`uproot.iterate` with
+    ``library="ak"``. A range that ends inside a basket (a basket of more entries than a
+    chunk) is read to the basket's end and the entries past the range are kept for the next
+    range, so that no basket is decompressed twice; memory is then one such basket, as with
+    :func:`uproot.iterate`."""
+
+    def __init__(self, branch: Any):
+        from uproot.interpretation.numerical import AsDtype
+
+        interp = branch.interpretation
+        self.branch, self.offsets = branch, np.asarray(branch.entry_offsets, dtype=np.int64)
+        self.library = "np" if isinstance(interp, AsDtype) and interp.inner_shape == () else "ak"
+        self._kept: Any = None  # the entries from the next range's start on, already read
+
+    def read(self, start: int, stop: int) -> Any:
+        """Entries ``[start, stop)``, ``start`` being the previous range's ``stop``."""
+        parts = []
+        if self._kept is not None:
+            parts.append(self._kept[: stop - start])
+            rest = self._kept[stop - start :]
+            self._kept = rest if len(rest) else None
+            start += len(parts[0])
+        if start < stop:
+            i = int(np.searchsorted(self.offsets, stop))
+            end = int(self.offsets[i]) if i < len(self.offsets) else stop  # the end of stop - 1's basket
+            values = self.branch.array(entry_start=start, entry_stop=end, library=self.library, array_cache=None)
+            values = as_float64(values)
+            if end > stop:  # views: the basket's arrays live until both parts are dropped
+                self._kept = values[stop - start :]
+                values = values[: stop - start]
+            parts.append(values)
+        return parts[0] if len(parts) == 1 else _concatenate(parts)
+
+
+def _concatenate(parts: Sequence[Any]) -> Any:
+    """Consecutive pieces of one branch (numpy or awkward arrays) as one array."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    import awkward as ak
+
+    return ak.concatenate(parts)
 
 
 def _damaged_message(
@@ -509,13 +580,20 @@ def _arrow_column(values: Any) -> Any:
 class ParquetStream:
     """Columns written to parquet chunk by chunk, in row groups of ``row_group_rows`` rows
     (buffered across chunks), so memory is one chunk plus one row group however long the
-    file. Use through :func:`parquet_stream`, which makes the file appear atomically."""
+    file. Use through :func:`parquet_stream`, which makes the file appear atomically.
+
+    The whole row groups of a chunk are written straight from its arrays (numeric columns
+    reach pyarrow without a copy); only the rows that do not fill a group are copied, into a
+    buffer of one row group allocated once, so the stream never keeps a chunk alive after
+    :meth:`write` returns. Only string columns are dictionary-encoded: a float column's row
+    group of 65 536 rows never reaches pyarrow's dictionary size limit, so dictionary encoding
+    made continuous features larger on disk, slower to write and costlier in memory."""
 
     def __init__(self, path: str | os.PathLike[str], row_group_rows: int = ROW_GROUP_ROWS):
         self.path, self.rows = Path(path), int(row_group_rows)
         self._writer: Any = None
-        self._pending: list[dict[str, np.ndarray]] = []
-        self._n_pending = 0
+        self._buffer: dict[str, np.ndarray] | None = None  # the rows of the next, unfilled group
+        self._n_buffer = 0
         self._closed = False
         self.n_rows = 0
 
@@ -525,36 +603,55 @@ class ParquetStream:
         n = len(next(iter(chunk.values()))) if chunk else 0
         if self._writer is None:
             self._open(chunk)
-        self._pending.append(chunk)
-        self._n_pending += n
         self.n_rows += n
-        if self._n_pending >= self.rows:
-            self._flush(final=False)
+        start = 0
+        if self._n_buffer:  # first fill the group the previous chunks began
+            start = min(self.rows - self._n_buffer, n)
+            self._fill(chunk, 0, start)
+            if self._n_buffer < self.rows:
+                return
+            self._write_buffer()
+        end = start + (n - start) // self.rows * self.rows
+        for i in range(start, end, self.rows):  # whole groups, without a copy
+            self._write_group({k: v[i : i + self.rows] for k, v in chunk.items()})
+        if end < n:
+            self._fill(chunk, end, n)
 
     def _open(self, chunk: Mapping[str, np.ndarray]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([(k, _arrow_column(v[:0]).type) for k, v in chunk.items()])
-        self._writer = pq.ParquetWriter(self.path, schema)
+        self._empty = {k: v[:0].copy() for k, v in chunk.items()}  # the columns of a file without rows
+        schema = pa.schema([(k, _arrow_column(v).type) for k, v in self._empty.items()])
+        strings = [f.name for f in schema if pa.types.is_string(f.type)]
+        self._writer = pq.ParquetWriter(self.path, schema, use_dictionary=strings)
         self._schema = schema
 
-    def _flush(self, final: bool) -> None:
-        """Write every full row group pending (and, if ``final``, the partial rest)."""
+    def _fill(self, chunk: Mapping[str, np.ndarray], start: int, stop: int) -> None:
+        """Copy rows ``[start, stop)`` of ``chunk`` into the row-group buffer, which has the
+        dtypes of the first chunk (strings as objects; values that would need a change of kind,
+        e.g. floats into an integer column, are an error)."""
+        if self._buffer is None:
+            self._buffer = {
+                k: np.empty(self.rows, dtype=object if v.dtype.kind in "OU" else v.dtype)
+                for k, v in self._empty.items()
+            }
+        at = self._n_buffer
+        for k, v in chunk.items():
+            np.copyto(self._buffer[k][at : at + stop - start], v[start:stop], casting="same_kind")
+        self._n_buffer += stop - start
+
+    def _write_buffer(self) -> None:
+        """Write the buffered rows as one row group and empty the buffer."""
+        n, self._n_buffer = self._n_buffer, 0
+        self._write_group({k: v[:n] for k, v in (self._buffer or {}).items()})
+
+    def _write_group(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Write one row group (an empty one for a file without rows)."""
         import pyarrow as pa
 
-        names = self._schema.names
-        if len(self._pending) == 1:  # one chunk pending: slice it, no copy
-            merged = self._pending[0]
-        else:
-            merged = {k: np.concatenate([c[k] for c in self._pending]) for k in names}
-        n = self._n_pending if final else self._n_pending - self._n_pending % self.rows
-        for start in range(0, max(n, 1), self.rows):  # one (empty) group for a file without rows
-            stop = min(start + self.rows, n)
-            table = pa.table({k: _arrow_column(merged[k][start:stop]) for k in names}, schema=self._schema)
-            self._writer.write_table(table, row_group_size=max(stop - start, 1))
-        self._pending = [{k: v[n:] for k, v in merged.items()}]
-        self._n_pending -= n
+        table = pa.table({k: _arrow_column(columns[k]) for k in self._schema.names}, schema=self._schema)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
     def close(self, columns: Mapping[str, Any] | None = None) -> None:
         """Write the last, partial row group and the footer (once; later calls do nothing);
@@ -565,8 +662,10 @@ class ParquetStream:
         self._closed = True
         if self._writer is None:
             self._open({k: np.asarray(v) for k, v in (columns or {}).items()})
-        if self._n_pending or self.n_rows == 0:
-            self._flush(final=True)
+        if self._n_buffer:
+            self._write_buffer()
+        elif self.n_rows == 0:
+            self._write_group(self._empty)
         self._writer.close()
 
 
@@ -610,6 +709,13 @@ def parquet_columns(path: str | os.PathLike[str]) -> list[str]:
     import pyarrow.parquet as pq
 
     return list(pq.ParquetFile(path).schema_arrow.names)
+
+
+def parquet_num_rows(path: str | os.PathLike[str]) -> int:
+    """The number of rows of a parquet file (from its footer; no data is read)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def iter_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:

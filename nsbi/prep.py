@@ -199,43 +199,56 @@ def select_chunks(
 
 
 def _selected_chunks(files, tree, names, step_size, fmt, k_files, s_exprs, f_exprs, w_expr, event_key, keys, label):
-    """The generator behind :func:`select_chunks` (its checks have run when this starts)."""
-    k_weight, k_feat = keys.get("weight", "weight"), keys.get("features", "features")
-    k_key = keys.get("event_key", "input.event_key")
+    """The generator behind :func:`select_chunks` (its checks have run when this starts). It
+    holds no chunk while the next one is read: a consumer that lets go of each chunk (as
+    :func:`select_to_files` does) has one chunk in memory, not two."""
     chunks = iterate_chunks(files, tree, names, step_size=step_size, fmt=fmt, files_key=k_files)
     for path, ns in _prep_errors(chunks):
-        n = len(ns[event_key])
-        keep = np.ones(n, dtype=bool)
-        for key, e in s_exprs.items():
-            keep &= _mask(e.evaluate(ns), n, key, path)
-        if not keep.any():
-            continue
-        out: dict[str, np.ndarray] = {}
-        sel = ns if keep.all() else {k: v[keep] for k, v in ns.items()}  # no copy when every event passes
-        m = int(keep.sum())
-        with np.errstate(all="ignore"):
-            for name, e in f_exprs.items():
-                vals = _to_flat(e.evaluate(sel), m, f"feature '{name}'", _feature_key(k_feat, name), path)
-                bad = ~np.isfinite(vals)
-                if bad.any():
-                    raise PrepError(
-                        f"config key '{_feature_key(k_feat, name)}': feature '{name}' = {e.text!r} is NaN/inf "
-                        f"for {int(bad.sum())} selected event(s) in '{path}' ({label})" + _empty_list_hint(e, sel, bad)
-                    )
-                out[name] = vals
-            w = _to_flat(w_expr.evaluate(sel), m, "weight", k_weight, path)
-        if not np.isfinite(w).all():
-            raise PrepError(f"config key '{k_weight}': weight {w_expr.text!r} is NaN/inf in '{path}' ({label})")
-        out["weight"] = w
-        keyvals = (
-            ak.to_numpy(sel[event_key])
-            if type(sel[event_key]).__module__.startswith("awkward")
-            else np.asarray(sel[event_key])
-        )
-        if keyvals.ndim != 1 or not np.issubdtype(keyvals.dtype, np.integer):
-            raise PrepError(f"config key '{k_key}': branch '{event_key}' must hold one integer per event in '{path}'")
-        out["event_key"] = keyvals.astype(np.uint64)
-        yield out
+        out = _select_chunk(path, ns, s_exprs, f_exprs, w_expr, event_key, keys, label)
+        del ns
+        if out is not None:
+            yield out
+        del out
+
+
+def _select_chunk(path, ns, s_exprs, f_exprs, w_expr, event_key, keys, label) -> dict[str, np.ndarray] | None:
+    """The selected events of one chunk (``ns``: expression name -> array) as flat columns: one
+    per feature, ``weight`` and ``event_key``; ``None`` when no event passes. When every event
+    passes, a feature or weight that is a float64 branch is that branch's array, not a copy."""
+    k_weight, k_feat = keys.get("weight", "weight"), keys.get("features", "features")
+    k_key = keys.get("event_key", "input.event_key")
+    n = len(ns[event_key])
+    keep = np.ones(n, dtype=bool)
+    for key, e in s_exprs.items():
+        keep &= _mask(e.evaluate(ns), n, key, path)
+    if not keep.any():
+        return None
+    out: dict[str, np.ndarray] = {}
+    sel = ns if keep.all() else {k: v[keep] for k, v in ns.items()}  # no copy when every event passes
+    m = int(keep.sum())
+    with np.errstate(all="ignore"):
+        for name, e in f_exprs.items():
+            vals = _to_flat(e.evaluate(sel), m, f"feature '{name}'", _feature_key(k_feat, name), path)
+            bad = ~np.isfinite(vals)
+            if bad.any():
+                raise PrepError(
+                    f"config key '{_feature_key(k_feat, name)}': feature '{name}' = {e.text!r} is NaN/inf "
+                    f"for {int(bad.sum())} selected event(s) in '{path}' ({label})" + _empty_list_hint(e, sel, bad)
+                )
+            out[name] = vals
+        w = _to_flat(w_expr.evaluate(sel), m, "weight", k_weight, path)
+    if not np.isfinite(w).all():
+        raise PrepError(f"config key '{k_weight}': weight {w_expr.text!r} is NaN/inf in '{path}' ({label})")
+    out["weight"] = w
+    keyvals = (
+        ak.to_numpy(sel[event_key])
+        if type(sel[event_key]).__module__.startswith("awkward")
+        else np.asarray(sel[event_key])
+    )
+    if keyvals.ndim != 1 or not np.issubdtype(keyvals.dtype, np.integer):
+        raise PrepError(f"config key '{k_key}': branch '{event_key}' must hold one integer per event in '{path}'")
+    out["event_key"] = keyvals.astype(np.uint64, copy=False)  # a uint64 branch is not copied
+    return out
 
 
 def prepare(**spec: Any) -> dict[str, np.ndarray]:
@@ -303,7 +316,8 @@ def _write_streamed(
         for chunk in chunks:
             out.write(chunk)
             nonzero = nonzero or bool(np.any(chunk["weight"] != 0))
-            columns = columns or {k: v[:0] for k, v in chunk.items()}
+            columns = columns or {k: v[:0].copy() for k, v in chunk.items()}  # a view would keep the chunk
+            del chunk  # before the next chunk is made
         check(out.n_rows, nonzero)
         out.close(columns)
         summary = {**yields_of_parquet(out.path), **dict(meta or {})}

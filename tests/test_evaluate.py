@@ -93,6 +93,45 @@ def test_evaluate_ensemble_out_of_fold(tmp_path, caplog):
     assert np.all(np.isfinite(full))
 
 
+def test_evaluating_a_file_by_row_group_equals_the_whole_table(tmp_path, monkeypatch):
+    """evaluate_ensemble_file (what run_evaluate_target runs) reads only the features and, out of
+    fold, event_key, row group by row group, and gives exactly the numbers of evaluate_ensemble
+    on the whole table: onnxruntime's result for an event does not depend on its batch."""
+    import pyarrow.parquet as pq
+
+    from nsbi import io as nio
+
+    monkeypatch.setattr(nio, "ROW_GROUP_ROWS", 64)
+    k = 3
+    paths, _ = _export_members(tmp_path, k)
+    data = _events(1000)
+    data["process"] = np.array(["S", "B"], dtype=object)[np.arange(1000) % 2]
+    events = ev.write_region_table(tmp_path / "events.parquet", data, {}, extra_columns=["a", "b"])
+    assert pq.ParquetFile(events).metadata.num_row_groups == 16  # 15 x 64 rows and 40
+    whole = ev.read_table(events)
+    read_columns = []
+    iter_parquet = nio.iter_parquet
+
+    def spy(path, columns=None):
+        read_columns.append(list(columns))
+        return iter_parquet(path, columns)
+
+    monkeypatch.setattr(nio, "iter_parquet", spy)
+    for n_folds, out_of_fold in ((k, True), (k, False), (1, True)):
+        got = ev.evaluate_ensemble_file(paths[:n_folds] if out_of_fold else paths, events, n_folds, out_of_fold)
+        ref = ev.evaluate_ensemble(paths[:n_folds] if out_of_fold else paths, whole, n_folds, out_of_fold)
+        np.testing.assert_array_equal(got, ref)  # bit for bit, NaN where a member does not evaluate
+    assert read_columns == [["a", "b", "event_key"], ["a", "b"], ["a", "b"]]
+    ev.run_evaluate_target(events, paths, tmp_path / "S.npz", n_folds=k, out_of_fold=True)
+    z = ev.load_member_predictions(tmp_path / "S.npz")
+    np.testing.assert_array_equal(z["logr_members"], ev.evaluate_ensemble(paths, whole, k, True))
+    assert read_columns[-1] == ["a", "b", "event_key"]
+    # a dataset without a feature: the error names the file and the column
+    ev.write_region_table(tmp_path / "no_b.parquet", data, {}, extra_columns=["a"])
+    with pytest.raises(KeyError, match=r"no_b.parquet lacks column\(s\) \['b'\]"):
+        ev.evaluate_ensemble_file(paths, tmp_path / "no_b.parquet", k)
+
+
 def test_missing_member_is_an_error(tmp_path):
     paths, _ = _export_members(tmp_path, 2)
     missing = tmp_path / "m7" / "model.onnx"

@@ -249,6 +249,149 @@ def test_nanoaod_needs_no_coffea(monkeypatch, tmp_path):
         )
 
 
+# --------------------------------------------------------------------------- chunked reading
+def _flat_and_jagged_file(path, n=1000, basket=300):
+    """A tree with float32, float64, integer and jagged branches, in baskets of ``basket``."""
+    import awkward as ak
+    import uproot
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 4, n)
+    ev = {
+        "event": np.arange(n, dtype=np.uint64),
+        "x": rng.normal(size=n),
+        "f": rng.normal(size=n).astype(np.float32),
+        "k": rng.integers(-5, 5, n).astype(np.int32),
+        "pt": ak.unflatten(rng.exponential(20.0, counts.sum()).astype(np.float32), counts),
+    }
+    with uproot.recreate(path) as fh:
+        fh.mktree("events", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in ev.items()})
+        for s in range(0, n, basket):
+            fh["events"].extend({k: v[s : s + basket] for k, v in ev.items()})
+    return ev
+
+
+@pytest.mark.parametrize("basket, step", [(300, 1), (300, 7), (300, 250), (300, 700), (1000, 250), (300, 10**6)])
+def test_iterate_chunks_reads_each_basket_once_with_the_values_of_uproot_iterate(tmp_path, monkeypatch, basket, step):
+    """Branch-by-branch reading gives the values of uproot.iterate (library="ak"): flat branches
+    as numpy arrays, jagged ones as awkward arrays, floats as float64; chunks have at most
+    ``step`` events, and each branch is read in disjoint ranges that begin and end at its basket
+    boundaries (no basket is decompressed twice), also when a basket is larger than a chunk."""
+    import awkward as ak
+    import uproot
+    from uproot.behaviors.TBranch import TBranch
+
+    path = tmp_path / "t.root"
+    ev = _flat_and_jagged_file(path, n=400 if step == 1 else 1000, basket=basket)
+    names = ["event", "f", "k", "pt", "x"]
+    reads: dict[str, list[tuple[int, int]]] = {}
+    array = TBranch.array
+
+    def spy(self, *args, entry_start=None, entry_stop=None, **kwargs):
+        reads.setdefault(self.name, []).append((entry_start, entry_stop))
+        return array(self, *args, entry_start=entry_start, entry_stop=entry_stop, **kwargs)
+
+    monkeypatch.setattr(TBranch, "array", spy)
+    chunks = list(nio.iterate_chunks([str(path)], "events", names, step_size=step))
+    monkeypatch.undo()
+    assert all(0 < len(ns["x"]) <= step for _, ns in chunks)
+    n = len(ev["x"])
+    for b in names:
+        bounds = [a for a, _ in reads[b]] + [reads[b][-1][1]]
+        assert bounds == sorted(set(bounds)) and bounds[0] == 0 and bounds[-1] == n, reads[b]
+        assert all(x % basket == 0 or x == n for x in bounds), reads[b]
+    for b in ("event", "f", "k", "x"):
+        got = np.concatenate([ns[b] for _, ns in chunks])
+        assert all(isinstance(ns[b], np.ndarray) for _, ns in chunks)
+        ref = ak.to_numpy(nio.as_float64(uproot.open(path)["events"][b].array(library="ak")))
+        assert got.dtype == ref.dtype and got.dtype == {"event": np.uint64, "k": np.int32}.get(b, np.float64)
+        np.testing.assert_array_equal(got, ref)
+    pt = ak.concatenate([ns["pt"] for _, ns in chunks])
+    assert all(isinstance(ns["pt"], ak.Array) for _, ns in chunks)
+    assert str(ak.type(pt).content) == "var * float64"
+    assert pt.tolist() == nio.as_float64(ak.values_astype(ev["pt"], np.float32)).tolist()
+    ref = list(uproot.iterate({str(path): "events"}, expressions=names, step_size=10**6, library="ak"))
+    assert pt.tolist() == nio.as_float64(ref[0]["pt"]).tolist()
+
+
+def test_iterate_chunks_frees_a_chunk_before_reading_the_next(tmp_path, monkeypatch):
+    """The reader keeps no reference to a chunk it has yielded: a consumer that drops each
+    chunk has one chunk in memory when the next is read (beyond a basket larger than a chunk,
+    whose entries past the chunk are kept for the next)."""
+    import weakref
+
+    path = tmp_path / "t.root"
+    _flat_and_jagged_file(path, basket=500)
+    alive_at_read = []
+    previous: list = []
+    read = nio._BranchReader.read
+
+    def spy(self, start, stop):
+        alive_at_read.append(any(ref() is not None for ref in previous))
+        return read(self, start, stop)
+
+    monkeypatch.setattr(nio._BranchReader, "read", spy)
+    for _, ns in nio.iterate_chunks([str(path)], "events", ["x", "pt"], step_size=300):
+        previous = [weakref.ref(ns["x"]), weakref.ref(ns["pt"])]
+        del ns
+    assert len(alive_at_read) == 2 * 4 and not any(alive_at_read)  # chunks 0-299, -499, -799, -999
+
+
+def test_a_damaged_basket_is_an_input_error_naming_the_branch(tmp_path):
+    import uproot
+
+    path = tmp_path / "t.root"
+    n = 3000
+    with uproot.recreate(path) as fh:
+        fh.mktree("events", {"a": np.float64, "b": np.float64})
+        for s in range(0, n, 1000):
+            fh["events"].extend({"a": np.arange(s, s + 1000.0), "b": np.sin(np.arange(s, s + 1000.0))})
+    with uproot.open(path) as fh:
+        seek = int(fh["events"]["b"].member("fBasketSeek")[1])  # the basket of entries 1000-1999
+    data = bytearray(path.read_bytes())
+    data[seek + 200 : seek + 264] = b"\xff" * 64  # inside the compressed data
+    path.write_bytes(bytes(data))
+    chunks = nio.iterate_chunks([str(path)], "events", ["a", "b"], step_size=700, files_key="samples[0].files")
+    assert [len(next(chunks)[1]["a"]) for _ in range(2)] == [700, 300]  # entries 0-999 are intact
+    with pytest.raises(nio.InputError) as err:
+        next(chunks)
+    assert str(err.value).startswith(
+        f"config key 'samples[0].files': file '{path}' is damaged: tree 'events', branch 'b', entries 1000-1699 "
+        "cannot be read"
+    )
+
+
+# --------------------------------------------------------------------------- streamed parquet
+def test_parquet_stream_keeps_no_chunk_alive_and_writes_fixed_row_groups(tmp_path):
+    """After write() returns, the stream holds no reference to the chunk's arrays (only copies of
+    the rows of an unfilled group); the row groups have the fixed size whatever the chunks; only
+    string columns are dictionary-encoded."""
+    import weakref
+
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(2)
+    x, kind = rng.normal(size=1000), np.array(["a", "bb", "ccc"])[rng.integers(0, 3, 1000)]
+    refs = []
+    with nio.parquet_stream(tmp_path / "s.parquet", row_group_rows=128) as out:
+        for a, b in [(0, 5), (5, 300), (300, 301), (301, 1000)]:
+            chunk = {"x": x[a:b].copy(), "kind": kind[a:b].copy(), "n": np.arange(a, b, dtype=np.uint64)}
+            out.write(chunk)
+            refs += [weakref.ref(v) for v in chunk.values()]
+            del chunk
+            assert all(r() is None for r in refs)
+    back = nio.read_parquet(tmp_path / "s.parquet")
+    np.testing.assert_array_equal(back["x"], x)
+    np.testing.assert_array_equal(back["kind"], kind)
+    np.testing.assert_array_equal(back["n"], np.arange(1000, dtype=np.uint64))
+    meta = pq.ParquetFile(tmp_path / "s.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [128] * 7 + [104]
+    encodings = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" in encodings["kind"] and "RLE_DICTIONARY" not in encodings["x"]
+    nio.write_parquet({"x": x, "kind": kind, "n": np.arange(1000, dtype=np.uint64)}, tmp_path / "one.parquet")
+    assert nio.parquet_num_rows(tmp_path / "one.parquet") == 1000
+
+
 def test_coffea_is_only_a_test_dependency():
     import tomllib
 

@@ -381,3 +381,32 @@ def test_select_memory_does_not_grow_with_the_input(tmp_path, monkeypatch):
             tracemalloc.stop()
     assert peaks["stream", 200_000] < 1.15 * peaks["stream", 100_000], peaks
     assert peaks["one-shot", 200_000] > 1.4 * peaks["one-shot", 100_000], peaks
+
+
+def test_select_holds_about_one_chunk(tmp_path, monkeypatch):
+    """Keeping every event, the streamed select job's peak traced memory (numpy buffers) grows
+    by about one chunk per chunk of step size: the reader, the selection and the writer share
+    the branches' arrays and let go of each chunk before the next is read (it grew by six
+    chunks when uproot.iterate built a record array and the writer concatenated chunks)."""
+    import tracemalloc
+
+    monkeypatch.setattr(nio, "ROW_GROUP_ROWS", 2000)
+    n, names = 120_000, [f"x{i}" for i in range(6)]
+    rng = np.random.default_rng(4)
+    ev = {"event_number": np.arange(n, dtype=np.uint64), "weight": rng.normal(1.0, 1.0, n)}
+    ev.update({k: rng.normal(size=n) for k in names})
+    path = tmp_path / "in.root"
+    with uproot.recreate(path) as fh:
+        fh.mktree("events", {k: v.dtype for k, v in ev.items()})
+        for s in range(0, n, 5000):
+            fh["events"].extend({k: v[s : s + 5000] for k, v in ev.items()})
+    spec = _spec(str(path), weight="weight", features={k: k for k in names}, selections={"preselection": "x0 > -1e9"})
+    select_to_files(tmp_path / "warm.parquet", tmp_path / "warm.json", None, **dict(spec, step_size=1000))
+    peaks = {}
+    for step in (20_000, 40_000):
+        tracemalloc.start()
+        select_to_files(tmp_path / "o.parquet", tmp_path / "o.json", None, **dict(spec, step_size=step))
+        peaks[step] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    chunk_bytes = 20_000 * len(ev) * 8  # the difference between the two chunks
+    assert peaks[40_000] - peaks[20_000] < 1.5 * chunk_bytes, (peaks, chunk_bytes)
