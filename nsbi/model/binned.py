@@ -1,9 +1,11 @@
 """Binned HistFactory channels (pyhf semantics): expected rates and the Poisson term.
 
-All binned channels of a model are stacked into one (sample rows, bins) table: each row is a
-(channel, sample) pair, the bins of all channels are concatenated (``offsets``). The rate is
-``(nominal + sum_j code4p deltas) * prod(normfactor, lumi, staterror, shapesys, shapefactor)
-* prod_j code4(normsys) * morphing``, exactly as in ``pyhf.Model``.
+All binned channels of a model are stacked: each *row* is a (channel, sample) pair, the bins
+of all channels are concatenated (``offsets``), and each *entry* is one bin of one row (a
+row has entries only in the bins of its own channel, so a model with many channels costs
+samples x bins, not rows x all bins). The rate of an entry is ``(nominal + sum_j code4p
+deltas) * prod(normfactor, lumi, staterror, shapesys, shapefactor) * prod_j code4(normsys)
+* morphing``, exactly as in ``pyhf.Model``; a bin's expectation is the sum of its entries.
 """
 
 from __future__ import annotations
@@ -58,8 +60,7 @@ class BinnedChannels:
         self.offsets = offsets
         self.nbins = nbins_total
         self.rows = tuple((ch["name"], s["name"]) for ch, s in rows)
-        R, B = len(rows), nbins_total
-        if R == 0:
+        if not rows:
             self.observations = np.zeros(0)
             return
         obs = []
@@ -74,59 +75,60 @@ class BinnedChannels:
             obs.append(d)
         self.observations = np.concatenate(obs)
 
-        nominal = np.zeros((R, B))
-        mult_idx: list[list[list[int]]] = [[[] for _ in range(B)] for _ in range(R)]
         alpha_names = alpha_parameters(parsets)
         col = {n: j for j, n in enumerate(alpha_names)}
-        P = len(alpha_names)
-        hs_up = np.zeros((R, P, B))
-        hs_dn = np.zeros((R, P, B))
-        has_hs = np.zeros(P, dtype=bool)
-        morph = []
+        # entries: one per (row, bin of the row's channel)
+        e_row, e_bin, nominal, mult, hs_up, hs_dn = [], [], [], [], [], []
+        has_hs = np.zeros(len(alpha_names), dtype=bool)
         for r, (ch, s) in enumerate(rows):
             o, nb = offsets[ch["name"]]
             nom = np.asarray(s["data"], float)
-            nominal[r, o : o + nb] = nom
-            morph.append(s.get("morphing"))
+            up, dn = np.zeros((nb, len(alpha_names))), np.zeros((nb, len(alpha_names)))
+            fac: list[list[int]] = [[] for _ in range(nb)]
             for m in s.get("modifiers", []):
                 k, name = m["type"], m["name"]
                 sl = par_slices[name]
                 if k in ("normfactor", "lumi"):
-                    for b in range(o, o + nb):
-                        mult_idx[r][b].append(sl.start)
+                    for j in range(nb):
+                        fac[j].append(sl.start)
                 elif k in ("staterror", "shapesys", "shapefactor"):
-                    for j, b in enumerate(range(o, o + nb)):
-                        mult_idx[r][b].append(sl.start + j)
+                    for j in range(nb):
+                        fac[j].append(sl.start + j)
                 elif k == "histosys":
-                    hi = np.asarray(m["data"]["hi_data"], float)
-                    lo = np.asarray(m["data"]["lo_data"], float)
-                    hs_up[r, col[name], o : o + nb] += hi - nom
-                    hs_dn[r, col[name], o : o + nb] += nom - lo
+                    up[:, col[name]] += np.asarray(m["data"]["hi_data"], float) - nom
+                    dn[:, col[name]] += nom - np.asarray(m["data"]["lo_data"], float)
                     has_hs[col[name]] = True
-        self._normsys = NormsysFactors.collect([s for _, s in rows], parsets, par_slices)
-        maxm = max(1, max(len(x) for row in mult_idx for x in row))
-        one = npars  # index of an appended constant 1
-        mi = np.full((R, B, maxm), one, dtype=int)
-        for r in range(R):
-            for b in range(B):
-                mi[r, b, : len(mult_idx[r][b])] = mult_idx[r][b]
-        self._nominal = nominal
+            e_row += [r] * nb
+            e_bin += list(range(o, o + nb))
+            nominal.append(nom)
+            mult += fac
+            hs_up.append(up)
+            hs_dn.append(dn)
+        slots = max(1, max(len(f) for f in mult))
+        mi = np.full((len(mult), slots), npars, dtype=int)  # npars: an appended constant 1
+        for e, f in enumerate(mult):
+            mi[e, : len(f)] = f
+        self._e_row = np.array(e_row, dtype=int)
+        self._e_bin = np.array(e_bin, dtype=int)
+        self._nominal = np.concatenate(nominal)
         self._mult_idx = mi
         self._hs_par = np.array([par_slices[n].start for n in alpha_names], dtype=int)[has_hs]
-        self._hs_up, self._hs_dn = hs_up[:, has_hs, :], hs_dn[:, has_hs, :]
-        self._morph = morph
+        self._hs_up = np.concatenate(hs_up)[:, has_hs]
+        self._hs_dn = np.concatenate(hs_dn)[:, has_hs]
+        self._normsys = NormsysFactors.collect([s for _, s in rows], parsets, par_slices)
+        self._morph = [s.get("morphing") for _, s in rows]
 
     def __len__(self) -> int:
         """Number of (channel, sample) rows."""
         return len(self.rows)
 
     def _shifts(self, a):
-        """Code-4p histosys shifts (rows, histosys parameters, bins) at their values ``a``."""
-        return code4p_delta(a[None, :, None], jnp.asarray(self._hs_up), jnp.asarray(self._hs_dn), xp=jnp)
+        """Code-4p histosys shifts (entries, histosys parameters) at their values ``a``."""
+        return code4p_delta(a[None, :], jnp.asarray(self._hs_up), jnp.asarray(self._hs_dn), xp=jnp)
 
     def _gathered(self, p):
         """The per-bin parameter factors (normfactor, lumi, staterror, shapesys, shapefactor)
-        gathered into (rows, bins, slots): their product is the bin's factor (unused slots 1)."""
+        gathered into (entries, slots): their product is the entry's factor (unused slots 1)."""
         pext = jnp.concatenate([p, jnp.ones(1, dtype=p.dtype)])
         return pext[self._mult_idx]
 
@@ -140,48 +142,59 @@ class BinnedChannels:
             fac = fac * jnp.stack([jnp.asarray(v, dtype=p.dtype) for v in morph])
         return fac
 
-    def rates(self, p):
-        """Expected counts per (row, bin) following pyhf: (nominal + sum deltas) * prod factors."""
+    def _bin_sum(self, values):
+        """Sum per bin of per-entry values (entries, ...) -> (nbins, ...)."""
+        return jax.ops.segment_sum(values, self._e_bin, num_segments=self.nbins, indices_are_sorted=False)
+
+    def _entry_rates(self, p):
+        """Expected counts per entry."""
         nom = jnp.asarray(self._nominal)
         if len(self._hs_par):
             nom = nom + jnp.sum(self._shifts(p[self._hs_par]), axis=1)
-        return nom * jnp.prod(self._gathered(p), axis=-1) * self._row_factors(p)[:, None]
+        return nom * jnp.prod(self._gathered(p), axis=-1) * self._row_factors(p)[self._e_row]
+
+    def rates(self, p):
+        """Expected counts per (row, bin) following pyhf (0 outside a row's channel)."""
+        return (
+            jnp.zeros((len(self.rows), self.nbins), dtype=p.dtype)
+            .at[self._e_row, self._e_bin]
+            .set(self._entry_rates(p))
+        )
 
     def logpdf(self, p, obs=None):
         """Sum of the Poisson log-probabilities of the observed (or given ``obs``) counts."""
         if not self.rows:
             return 0.0
-        lam = jnp.sum(self.rates(p), axis=0)
+        lam = self._bin_sum(self._entry_rates(p))
         return jnp.sum(poisson_logpdf(jnp.asarray(self.observations if obs is None else obs), lam))
 
     def logpdf_grad_hessian(self, p, obs=None):
         """:meth:`logpdf`, its gradient and its exact Hessian (pure JAX, ``vmap``-able).
 
-        The rate of row r in bin b is N_rb G_rb T_r: N the histosys-shifted nominal, G the
-        product of the per-bin parameter factors (:meth:`_gathered`), T the per-row factors
-        (:meth:`_row_factors`); lam_b = sum_r N_rb G_rb T_r. ln L = sum_b n_b ln lam_b - lam_b
-        + const has gradient sum_b c_b dlam_b and Hessian sum_b (c_b d2lam_b - n_b/lam_b^2
-        dlam_b dlam_b^T), c_b = n_b/lam_b - 1. Every piece is assembled from its structure:
+        The rate of entry e (row r, bin b) is N_e G_e T_r: N the histosys-shifted nominal, G
+        the product of the per-bin parameter factors (:meth:`_gathered`), T the per-row
+        factors (:meth:`_row_factors`); lam_b sums the entries of bin b. ln L = sum_b n_b ln
+        lam_b - lam_b + const has gradient sum_b c_b dlam_b and Hessian sum_b (c_b d2lam_b -
+        n_b/lam_b^2 dlam_b dlam_b^T), c_b = n_b/lam_b - 1. Every piece is assembled from its
+        structure:
 
         * a histosys shift depends on its own alpha only: its first and second derivatives
-          D1, D2 (rows, histosys, bins) come from one forward pass each;
+          D1, D2 (entries, histosys) come from one forward pass each;
         * G is a product of gathered parameters: its derivatives are leave-one-out and
           leave-two-out products of the slots, scattered once to the parameters they belong to;
         * T is per row (rows,), cheap to differentiate by autodiff.
 
-        Forward-over-reverse autodiff of the whole rate instead costs parameters x rows x
-        bins x (histosys + slots) and dominated the binned fits (0.1-0.5 s per Hessian for
-        the 66-251-parameter workspaces of benchmarks/bench_cli.py). Tested against it to
-        1e-12 (tests/test_model.py)."""
+        Forward-over-reverse autodiff of the whole rate instead costs parameters x entries x
+        (histosys + slots) and dominated the binned fits (0.1-0.5 s per Hessian for the
+        66-251-parameter workspaces of benchmarks/bench_cli.py). Tested against it to 1e-10
+        (tests/test_model.py)."""
         P = p.shape[0]
         if not self.rows:
             z = jnp.zeros(P, dtype=p.dtype)
             return jnp.zeros((), dtype=p.dtype), z, jnp.zeros((P, P), dtype=p.dtype)
         n = jnp.asarray(self.observations if obs is None else obs, dtype=p.dtype)
-        R, B, K = self._mult_idx.shape
-        mi = self._mult_idx  # (R, B, K) parameter index per slot; P is the constant 1
-        bidx = np.broadcast_to(np.arange(B)[None, :, None], mi.shape)
-        ridx = np.broadcast_to(np.arange(R)[:, None, None], mi.shape)
+        E, K = self._mult_idx.shape
+        mi, er, eb = self._mult_idx, self._e_row, self._e_bin  # mi: parameter per slot; P = the constant 1
         N = jnp.asarray(self._nominal)
         hs = self._hs_par
         if len(hs):
@@ -190,51 +203,56 @@ class BinnedChannels:
             def d1(x):
                 return jax.jvp(self._shifts, (x,), (ones,))
 
-            (shift, D1), (_, D2) = jax.jvp(d1, (p[hs],), (ones,))
+            (shift, D1), (_, D2) = jax.jvp(d1, (p[hs],), (ones,))  # (E, Ph) each
             N = N + jnp.sum(shift, axis=1)
-        x = self._gathered(p)  # (R, B, K)
+        x = self._gathered(p)  # (E, K)
         eye = np.eye(K, dtype=bool)
         L = jnp.stack([jnp.prod(jnp.where(eye[k], 1.0, x), axis=-1) for k in range(K)], axis=-1)
         G = jnp.prod(x, axis=-1)
         T = self._row_factors(p)
         JT = jax.jacfwd(self._row_factors)(p)  # (R, P)
-        F = G * T[:, None]
-        lam = jnp.sum(N * F, axis=0)
+        Te, JTe = T[er], JT[er]
+        F = G * Te
+        lam = self._bin_sum(N * F)
         ratio = jnp.where(n > 0, n / lam, 0.0)
         c = ratio - 1.0
+        ce = c[eb]
 
         def to_params(shape, index, values):  # scatter-add onto parameter columns, drop the constant
             return jnp.zeros(shape + (P + 1,), dtype=p.dtype).at[index].add(values)[..., :P]
 
         # dlam_b/dp (B, P)
-        J = to_params((B,), (bidx, mi), (N * T[:, None])[..., None] * L)
-        J = J + jnp.einsum("rb,rp->bp", N * G, JT)
+        J = to_params((self.nbins,), (eb[:, None], mi), (N * Te)[:, None] * L)
+        J = J + self._bin_sum((N * G)[:, None] * JTe)
         if len(hs):
-            J = J.at[:, hs].add(jnp.einsum("rb,rjb->bj", F, D1))
+            J = J.at[:, hs].add(self._bin_sum(F[:, None] * D1))
         value = jnp.sum(poisson_logpdf(n, lam))
         grad = J.T @ c
         hess = -(J * (ratio / lam)[:, None]).T @ J
-        # sum_b c_b d2lam_b, with w = c N
-        w = c[None, :] * N
+        # sum_b c_b d2lam_b, with w = c N per entry
+        w = ce * N
         if K > 1:  # G: leave-two-out products for every pair of distinct slots
             pairs = [(k, q) for k in range(K) for q in range(K) if k != q]
             LL = jnp.stack([jnp.prod(jnp.where(eye[k] | eye[q], 1.0, x), axis=-1) for k, q in pairs], axis=-1)
-            vals = (w * T[:, None])[..., None] * LL
-            rows = np.stack([mi[..., k] for k, _ in pairs], axis=-1)
-            cols = np.stack([mi[..., q] for _, q in pairs], axis=-1)
-            hess = hess + jnp.zeros((P + 1, P + 1), dtype=p.dtype).at[rows, cols].add(vals)[:P, :P]
-        A = to_params((R,), (ridx, mi), w[..., None] * L)  # (R, P): sum_b w dG/dp
+            rows = np.stack([mi[:, k] for k, _ in pairs], axis=-1)
+            cols = np.stack([mi[:, q] for _, q in pairs], axis=-1)
+            hess = hess + jnp.zeros((P + 1, P + 1), dtype=p.dtype).at[rows, cols].add((w * Te)[:, None] * LL)[:P, :P]
+        A = to_params((len(self.rows),), (er[:, None], mi), w[:, None] * L)  # (R, P): sum_e w dG/dp
         cross = A.T @ JT
         hess = hess + cross + cross.T
-        u = jax.lax.stop_gradient(jnp.sum(w * G, axis=1))
+        u = jax.lax.stop_gradient(jax.ops.segment_sum(w * G, er, num_segments=len(self.rows)))
         hess = hess + jax.hessian(lambda q: jnp.dot(u, self._row_factors(q)))(p)
         if len(hs):
-            Dc = c[None, None, :] * D1  # (R, Ph, B)
-            X = jnp.einsum("rjb,rb,rp->jp", Dc, G, JT)
-            vals = jnp.einsum("rjb,r,rbk->jrbk", Dc, T, L)
-            X = X + jnp.zeros((len(hs), P + 1), dtype=p.dtype).at[:, mi].add(vals)[:, :P]
+            Dc = ce[:, None] * D1  # (E, Ph)
+            X = (Dc * G[:, None]).T @ JTe
+            X = (
+                X
+                + jnp.zeros((len(hs), P + 1), dtype=p.dtype)
+                .at[:, mi]
+                .add((Dc * Te[:, None]).T[:, :, None] * L[None, :, :])[:, :P]
+            )
             hess = hess.at[hs, :].add(X).at[:, hs].add(X.T)
-            hess = hess.at[hs, hs].add(jnp.einsum("b,rb,rjb->j", c, F, D2))
+            hess = hess.at[hs, hs].add(jnp.sum((ce * F)[:, None] * D2, axis=0))
         return value, grad, hess
 
     def expected(self, pars) -> dict[str, dict[str, np.ndarray]]:
