@@ -13,13 +13,16 @@ have), then runs, each in its own process (peak RSS = VmHWM of that process):
   of the steps are checked to be byte-identical);
 * ``split``: :func:`nsbi.prep.split_region_to_files` on the select output (row group by row
   group, a region cut keeping about half of the events), once: its input does not depend on
-  the step, and its chunk is one row group of :data:`nsbi.io.ROW_GROUP_ROWS` rows.
+  the step, and its chunk is one row group of :data:`nsbi.io.ROW_GROUP_ROWS` rows. To show that
+  it does not grow with the input, a file of ``--events``/2 events is also selected (largest
+  step) and split.
 
 Printed: events/s, peak RSS, the memory of one chunk (rows x columns x 8 bytes: the step for the
-reading jobs, a row group for the split), and the peak over (3 x one chunk + the constant), the
-constant being the RSS of a process that has imported nsbi.prep and selected a 1-event chunk
-(interpreter, numpy, awkward, uproot, pyarrow, and the first parquet write and read). Target:
-peak <= 3 x one chunk + the constant.
+reading jobs, a row group for the split), and the peak over (3 x one chunk + the job's constant).
+The constant of a job is the same job on a tiny input (10 events): for the reading jobs, a
+process that has imported nsbi.prep and selected it with a step of 1 event (interpreter, numpy,
+awkward, uproot, pyarrow, and the first parquet write and read); for the split, the split of
+that select output (one row group of 10 rows). Target: peak <= 3 x one chunk + the constant.
 """
 
 from __future__ import annotations
@@ -125,33 +128,44 @@ def main() -> None:
         )
         tiny = Path(tmp) / "tiny.root"
         make_file(tiny, 10, a.branches)
-        const = run_worker(Path(__file__), ["const", tiny, a.branches, 1, Path(tmp) / "c"])["rss_mb"]
+        const = {"select": run_worker(Path(__file__), ["const", tiny, a.branches, 1, Path(tmp) / "c"])["rss_mb"]}
+        const["split"] = run_worker(
+            Path(__file__), ["split", Path(tmp) / "c.parquet", a.branches, 1, Path(tmp) / "cs"]
+        )["rss_mb"]
+        half = Path(tmp) / "half.root"
+        make_file(half, n // 2, a.branches, seed=2)
         rows = []
-        jobs = [(mode, step) for step in steps for mode in ("uproot", "read", "select")] + [("split", steps[0])]
-        for mode, step in jobs:
-            src = str(Path(tmp) / f"sel{step}.parquet") if mode == "split" else str(path)
-            out = Path(tmp) / (f"sel{step}" if mode == "select" else f"{mode}{step}")
+        jobs = [(mode, path, n, step) for step in steps for mode in ("uproot", "read", "select")]
+        jobs += [("split", path, n, steps[0]), ("select", half, n // 2, steps[-1]), ("split", half, n // 2, steps[-1])]
+        for mode, root, n_in, step in jobs:
+            sel = Path(tmp) / f"{root.stem}-sel{step}"
+            src = f"{sel}.parquet" if mode == "split" else str(root)
+            out = sel if mode == "select" else Path(tmp) / f"{root.stem}-{mode}{step}"
             r = run_worker(Path(__file__), [mode, src, a.branches, step, out], timeout=7200)
             chunk_mb = (ROW_GROUP_ROWS if mode == "split" else step) * (a.branches + 2) * 8 / 1e6
+            c = const["split" if mode == "split" else "select"]
             rows.append(
                 {
                     "mode": mode,
                     "step": step if mode != "split" else f"row groups of {ROW_GROUP_ROWS}",
+                    "input": n_in,
                     "rate": r["events"] / r["seconds"] / 1e6,
                     "rss": r["rss_mb"],
                     "chunk": chunk_mb,
-                    "ratio": r["rss_mb"] / (3 * chunk_mb + const),
-                    "above": (r["rss_mb"] - const) / chunk_mb,
+                    "ratio": r["rss_mb"] / (3 * chunk_mb + c),
+                    "above": (r["rss_mb"] - c) / chunk_mb,
                     "events": r["events"],
                 }
             )
-        outputs = [Path(tmp) / f"sel{step}.parquet" for step in steps]
+        outputs = [Path(tmp) / f"big-sel{step}.parquet" for step in steps]
         same = all(filecmp.cmp(outputs[0], o, shallow=False) for o in outputs[1:])
         print(f"# select outputs of steps {', '.join(map(str, steps))} byte-identical: {same}")
-    print(f"\nconstant (imports + a 1-event select): {const:.0f} MB\n")
+    print(f"\nconstant of select (and of the reading jobs): {const['select']:.0f} MB (10 events, step 1)")
+    print(f"constant of split: {const['split']:.0f} MB (one row group of 10 rows)\n")
     cols = [
         ("mode", "job", ""),
         ("step", "step", ""),
+        ("input", "events in", "d"),
         ("rate", "M events/s", ".2f"),
         ("rss", "peak RSS [MB]", ".0f"),
         ("chunk", "one chunk [MB]", ".0f"),
