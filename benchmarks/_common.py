@@ -259,3 +259,84 @@ def synthetic_pyhf_workspace(
             }
         ],
     }
+
+
+def published_style_workspace(seed: int = 7, scale: int = 1) -> dict:
+    """Deterministic workspace shaped like a published search likelihood (HEPData style).
+
+    ``scale`` = 1: 4 signal regions x 3 bins, 3 one-bin control regions and 2 two-bin
+    validation regions (9 channels, 19 bins); a signal (POI ``mu_sig``) and 7 backgrounds, two
+    of them normalised in the control regions (``mu_ttbar``, ``mu_wjets``); 36 experimental
+    histosys shared by every MC sample and channel (some one-sided, a few pruned per sample),
+    one theory normsys per background and one theory histosys for the two largest, lumi,
+    and a staterror per channel: 66 parameters. ``scale`` = k repeats the regions k times and
+    adds 20 (k - 1) experimental systematics (105 parameters for k = 2, 183 for k = 4).
+    Observations are Poisson draws at mu_sig = 1.
+    """
+    rng = np.random.default_rng(seed)
+    regions = []
+    for k in range(scale):
+        regions += [(f"SR{i}_{k}", 3, "SR") for i in range(4)]
+        regions += [(f"CR_{b}_{k}", 1, "CR") for b in ("ttbar", "wjets", "top")]
+        regions += [(f"VR{i}_{k}", 2, "VR") for i in range(2)]
+    backgrounds = ("ttbar", "wjets", "singletop", "diboson", "zjets", "ttV", "multijet")
+    exp = [f"EXP_{n}" for n in ("JES", "JER", "MET", "btag", "ctag", "ltag", "lep", "pu", "trig")]
+    exp = [f"{e}_{j}" for e in exp for j in range(4)] + [f"EXP_extra_{j}" for j in range(20 * (scale - 1))]
+    norm = {"ttbar": "mu_ttbar", "wjets": "mu_wjets"}
+    channels, observations = [], []
+    for name, nb, kind in regions:
+        base = {"SR": 8.0, "CR": 400.0, "VR": 60.0}[kind] * rng.uniform(0.6, 1.4)
+        samples, total = [], np.zeros(nb)
+        for s in ("signal", *backgrounds):
+            frac = rng.uniform(0.3, 1.0) if s != "signal" else (1.2 if kind == "SR" else 0.03)
+            nom = base * frac * np.exp(-rng.uniform(0.1, 0.8) * np.arange(nb)) + 0.05
+            mods = [{"name": "lumi", "type": "lumi", "data": None}]
+            if s == "signal":
+                mods.append({"name": "mu_sig", "type": "normfactor", "data": None})
+            elif s in norm:
+                mods.append({"name": norm[s], "type": "normfactor", "data": None})
+            else:
+                mods.append({"name": f"theory_{s}_xsec", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}})
+            if s in ("ttbar", "wjets"):
+                tilt = rng.uniform(0.03, 0.12) * np.linspace(-1, 1, nb)
+                mods.append(
+                    {
+                        "name": f"theory_{s}_shape",
+                        "type": "histosys",
+                        "data": {"hi_data": (nom * (1 + tilt)).tolist(), "lo_data": (nom * (1 - tilt)).tolist()},
+                    }
+                )
+            for e in exp:
+                if rng.uniform() < 0.15:  # pruned for this sample, as published models are
+                    continue
+                up = rng.normal(0.0, 0.03, nb)
+                dn = -up if rng.uniform() < 0.8 else np.zeros(nb)  # some one-sided
+                mods.append(
+                    {
+                        "name": e,
+                        "type": "histosys",
+                        "data": {"hi_data": (nom * (1 + up)).tolist(), "lo_data": (nom * (1 + dn)).tolist()},
+                    }
+                )
+            mods.append({"name": f"staterror_{name}", "type": "staterror", "data": (0.05 * nom).tolist()})
+            samples.append({"name": s, "data": nom.tolist(), "modifiers": mods})
+            total += nom
+        channels.append({"name": name, "samples": samples})
+        observations.append({"name": name, "data": rng.poisson(total).astype(float).tolist()})
+    return {
+        "version": "1.0.0",
+        "channels": channels,
+        "observations": observations,
+        "measurements": [
+            {
+                "name": "NormalMeasurement",
+                "config": {
+                    "poi": "mu_sig",
+                    "parameters": [
+                        {"name": "lumi", "auxdata": [1.0], "sigmas": [0.017], "bounds": [[0.9, 1.1]], "inits": [1.0]},
+                        {"name": "mu_sig", "bounds": [[0.0, 10.0]], "inits": [1.0]},
+                    ],
+                },
+            }
+        ],
+    }
