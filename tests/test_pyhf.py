@@ -195,3 +195,40 @@ def test_mismatch_raises():
     spec = _ws([copy.deepcopy(SIG), {"name": "bkg", "data": [50.0, 60.0, 20.0], "modifiers": []}], [57.0, 74.0, 21.0])
     with pytest.raises(PyhfMismatch):
         compare(spec, n_random=1, fit=False, rtol_nll=-1.0)  # impossible tolerance
+
+
+def test_staterror_name_shared_across_channels():
+    """pyhf accepts one staterror name in several channels (HistFactory exports do this): its
+    parameter set has one gamma per bin of each channel using it, channel after channel, each
+    with the relative uncertainty of its own channel's samples. nsbi loads such a workspace and
+    agrees with pyhf (values at random points, fit, errors); channels of different bin counts."""
+    import pyhf
+
+    def ch(name, noms, uncs):
+        samples = []
+        for s, (nom, unc) in enumerate(zip(noms, uncs)):
+            mods = [{"name": "stat_all", "type": "staterror", "data": unc}]
+            if s == 0:
+                mods.append({"name": "mu", "type": "normfactor", "data": None})
+            samples.append({"name": f"s{s}", "data": nom, "modifiers": mods})
+        return {"name": name, "samples": samples}
+
+    chans = [
+        ch("A", [[5.0, 8.0], [40.0, 30.0]], [[0.5, 1.0], [4.0, 2.0]]),
+        ch("B", [[2.0, 3.0, 1.0], [60.0, 50.0, 20.0]], [[0.4, 0.2, 0.3], [3.0, 6.0, 2.5]]),
+        {
+            "name": "C",
+            "samples": [
+                {"name": "s1", "data": [90.0], "modifiers": [{"name": "k", "type": "normfactor", "data": None}]}
+            ],
+        },
+    ]
+    spec = _ws(
+        None,
+        [{"name": "A", "data": [47, 36]}, {"name": "B", "data": [65, 49, 24]}, {"name": "C", "data": [95]}],
+        [{"name": "mu", "bounds": [[0, 5]], "inits": [1.0]}],
+        channels=chans,
+    )
+    assert pyhf.Workspace(spec).model().config.param_set("stat_all").n_parameters == 5
+    rep = compare(spec, n_random=6, seed=5)
+    assert rep["ok"], rep["failures"]

@@ -19,7 +19,7 @@ from nsbi.jax_setup import jax, jnp
 
 from .errors import ModelError
 from .interpolation import code4p_delta
-from .modifiers import NormsysFactors, alpha_parameters
+from .modifiers import NormsysFactors, alpha_parameters, staterror_layout
 from .morphing import MorphingCoefficients
 from .parameters import ParameterSet, poisson_logpdf
 
@@ -75,6 +75,7 @@ class BinnedChannels:
             obs.append(d)
         self.observations = np.concatenate(obs)
 
+        stat_offset = staterror_layout(channels)
         alpha_names = alpha_parameters(parsets)
         col = {n: j for j, n in enumerate(alpha_names)}
         # entries: one per (row, bin of the row's channel)
@@ -92,8 +93,9 @@ class BinnedChannels:
                     for j in range(nb):
                         fac[j].append(sl.start)
                 elif k in ("staterror", "shapesys", "shapefactor"):
+                    first = sl.start + (stat_offset[name][ch["name"]] if k == "staterror" else 0)
                     for j in range(nb):
-                        fac[j].append(sl.start + j)
+                        fac[j].append(first + j)
                 elif k == "histosys":
                     up[:, col[name]] += np.asarray(m["data"]["hi_data"], float) - nom
                     dn[:, col[name]] += nom - np.asarray(m["data"]["lo_data"], float)

@@ -28,6 +28,7 @@ __all__ = [
     "alpha_parameters",
     "register_modifier",
     "register_staterror",
+    "staterror_layout",
 ]
 
 BINNED_MODIFIERS = ("normfactor", "normsys", "histosys", "staterror", "shapesys", "lumi", "shapefactor")
@@ -67,11 +68,29 @@ def register_modifier(reg: ParameterRegistry, ch: Mapping, s: Mapping, m: Mappin
         pass  # needs all samples of the channel: see register_staterror
 
 
-def register_staterror(reg: ParameterRegistry, binned_channels: Sequence[Mapping]) -> None:
-    """Register the staterror parameters of the binned channels (one name per channel)."""
-    # pyhf: per bin, sigma_b^2 = sum_s delta_sb^2 / (sum_{s with the modifier} nu_sb)^2
+def staterror_layout(binned_channels: Sequence[Mapping]) -> dict[str, dict[str, int]]:
+    """Where each channel's bins sit in its staterror parameter set: ``{name: {channel:
+    offset}}``. As in pyhf, one staterror name may span several channels: its parameter set
+    has one gamma per bin of every channel that uses it, channel after channel."""
+    layout: dict[str, dict[str, int]] = {}
+    size: dict[str, int] = {}
     for ch in binned_channels:
         nb = len(ch["samples"][0]["data"])
+        names = dict.fromkeys(
+            m["name"] for s in ch["samples"] for m in s.get("modifiers", []) if m["type"] == "staterror"
+        )
+        for name in names:
+            layout.setdefault(name, {})[ch["name"]] = size.get(name, 0)
+            size[name] = size.get(name, 0) + nb
+    return layout
+
+
+def register_staterror(reg: ParameterRegistry, binned_channels: Sequence[Mapping]) -> None:
+    """Register the staterror parameters of the binned channels (one gamma per bin of every
+    channel using a name, :func:`staterror_layout`)."""
+    # pyhf: per bin, sigma_b^2 = sum_s delta_sb^2 / (sum_{s with the modifier} nu_sb)^2
+    sigmas: dict[str, list[np.ndarray]] = {}
+    for ch in binned_channels:
         groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for s in ch["samples"]:
             for m in s.get("modifiers", []):
@@ -80,23 +99,23 @@ def register_staterror(reg: ParameterRegistry, binned_channels: Sequence[Mapping
                         (np.asarray(s["data"], float), np.asarray(m["data"], float))
                     )
         for name, items in groups.items():
-            if name in reg.sets:
-                raise ModelError(f"staterror {name!r} is used in more than one channel; use one name per channel")
             nomsum = np.sum([n for n, _ in items], axis=0)
             safe = np.where(nomsum > 0, nomsum, 1.0)
             rel2 = np.sum([np.where(nomsum > 0, (u / safe) ** 2, 0.0) for _, u in items], axis=0)
-            sig = np.sqrt(rel2)
-            fixed = sig == 0
-            sig = np.where(fixed, 1.0, sig)
-            reg.add(
-                name,
-                "staterror",
-                nb,
-                constraint="normal",
-                auxdata=[1.0] * nb,
-                sigmas=sig.tolist(),
-                fixed=fixed.tolist(),
-            )
+            sigmas.setdefault(name, []).append(np.sqrt(rel2))
+    for name, parts in sigmas.items():
+        sig = np.concatenate(parts)
+        fixed = sig == 0
+        sig = np.where(fixed, 1.0, sig)
+        reg.add(
+            name,
+            "staterror",
+            len(sig),
+            constraint="normal",
+            auxdata=[1.0] * len(sig),
+            sigmas=sig.tolist(),
+            fixed=fixed.tolist(),
+        )
 
 
 def alpha_parameters(parsets: Sequence[ParameterSet]) -> list[str]:
