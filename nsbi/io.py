@@ -245,8 +245,13 @@ def iterate_chunks(
     for path in files:
         with uproot.open(path, array_cache=None, object_cache=None) as fh:
             t = fh[tree]
-            readers = {b: _BranchReader(t[b]) for b in wanted}
-            for start, stop in _chunk_ranges(t.num_entries, [r.offsets for r in readers.values()], step_size):
+            if isinstance(t, uproot.behaviors.TTree.TTree):
+                readers = {b: _BranchReader(t[b]) for b in wanted}
+                ranges = _chunk_ranges(t.num_entries, [r.offsets for r in readers.values()], step_size)
+            else:  # an RNTuple (what uproot writes for `file[name] = {...}`): its fields per range
+                readers = {b: _FieldReader(t, b) for b in wanted}
+                ranges = _chunk_ranges(t.num_entries, [], step_size)
+            for start, stop in ranges:
                 try:
                     arrays = {b: r.read(start, stop) for b, r in readers.items()}
                 except Exception as err:  # noqa: BLE001 - zlib.error, uproot's DeserializationError, ValueError, ...
@@ -310,6 +315,26 @@ class _BranchReader:
                 values = values[: stop - start]
             parts.append(values)
         return parts[0] if len(parts) == 1 else _concatenate(parts)
+
+
+class _FieldReader:
+    """Entry ranges of one field of an RNTuple (no per-branch baskets to align to): the values
+    of :func:`uproot.iterate` with ``library="ak"`` (flat numeric fields as numpy arrays),
+    floats as float64 (:func:`as_float64`)."""
+
+    def __init__(self, ntuple: Any, field: str):
+        self.ntuple, self.field = ntuple, field
+
+    def read(self, start: int, stop: int) -> Any:
+        values = self.ntuple.arrays([self.field], entry_start=start, entry_stop=stop)[self.field]
+        if values.ndim == 1 and values.fields == []:
+            try:
+                import awkward as ak
+
+                values = ak.to_numpy(values)
+            except ValueError:  # option or variable-length values stay awkward
+                pass
+        return as_float64(values)
 
 
 def _concatenate(parts: Sequence[Any]) -> Any:

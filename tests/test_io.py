@@ -454,3 +454,31 @@ def test_fill_2d_matches_numpy_histogram2d():
     yc = np.clip(y, ey[0], ey[-1])
     np.testing.assert_allclose(h.values(), np.histogram2d(xc, yc, (ex, ey), weights=w)[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h.variances(), np.histogram2d(xc, yc, (ex, ey), weights=w**2)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("step", [1, 7, 300, 5000])
+def test_rntuple_input_reads_like_uproot_iterate(tmp_path, step):
+    """uproot writes an RNTuple for ``file[name] = {...}`` (what a user's own script may do):
+    it is read range by range with the values of uproot.iterate (floats as float64, jagged
+    fields as awkward arrays, flat ones as numpy arrays)."""
+    import awkward as ak
+    import uproot
+
+    from nsbi.io import iterate_chunks
+
+    rng = np.random.default_rng(4)
+    n = 1000
+    jets = ak.Array([list(rng.normal(size=k)) for k in rng.integers(0, 4, n)])
+    cols = {"k": np.arange(n, dtype=np.uint64), "x": rng.normal(size=n).astype(np.float32), "j": jets}
+    path = tmp_path / "rn.root"
+    with uproot.recreate(path) as fh:
+        fh["T"] = cols
+    with uproot.open(path) as fh:
+        assert "RNTuple" in type(fh["T"]).__name__
+    chunks = [ns for _, ns in iterate_chunks([str(path)], "T", ["k", "x", "j"], step_size=step)]
+    assert [len(c["k"]) for c in chunks] == [min(step, n - s) for s in range(0, n, step)]
+    got = {name: np.concatenate([np.asarray(c[name]) for c in chunks]) for name in ("k", "x")}
+    np.testing.assert_array_equal(got["k"], cols["k"])
+    assert isinstance(chunks[0]["x"], np.ndarray) and chunks[0]["x"].dtype == np.float64
+    np.testing.assert_array_equal(got["x"], cols["x"].astype(np.float64))
+    assert ak.to_list(ak.concatenate([c["j"] for c in chunks])) == ak.to_list(jets)
