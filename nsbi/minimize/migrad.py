@@ -42,9 +42,9 @@ def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy
         return x
 
     cache: dict[str, Any] = {"x": None}
-    # with ``project``, the Hessian at the start of a MIGRAD run (its seed) is made positive
-    # definite; elsewhere (MIGRAD's own HESSE, m.hesse()) it is exact
-    seed: dict[str, Any] = {"at": None, "project": project}
+    # with ``project``, the Hessian at the start of a MIGRAD run (its seed, ``seed["at"]``, set
+    # by _run) is made positive definite; elsewhere (MIGRAD's own HESSE, m.hesse()) it is exact
+    seed: dict[str, Any] = {"at": None}
 
     def vg(xf):
         if cache["x"] is None or not np.array_equal(cache["x"], xf):
@@ -62,7 +62,7 @@ def _build(value_and_grad, hessian, x0, lo, hi, free, names, tolerance, strategy
     def hess(xf):
         h = np.asarray(hessian(full(xf)))[np.ix_(idx, idx)]
         # (Minuit passes the start back through its limit transformation: equal to ~1e-15)
-        if seed["project"] and seed["at"] is not None and np.allclose(xf, seed["at"], rtol=1e-10, atol=1e-12):
+        if project and seed["at"] is not None and np.allclose(xf, seed["at"], rtol=1e-10, atol=1e-12):
             h = positive_definite_seed(h)
         return h
 
@@ -121,10 +121,11 @@ def migrad(
     minimum: MIGRAD is then rerun from ``x0`` with :func:`positive_definite_seed` as its seed
     (``info["seed_hessian"]`` says so; HESSE still gets the exact Hessian), and if that fails
     or is not valid, without the Hessian: HESSE is then skipped (it would be numerical) and
-    ``info["start_hessian"]`` says so -- the caller takes the errors from the exact Hessian. ``hesse``: HESSE after MIGRAD (errors and covariance in the result);
-    ``minos``: names of parameters for MINOS (needs ``names``). ``step_start``: values Minuit
-    guesses its initial step sizes from (default ``x0``; a fallback from a Newton end point
-    keeps those of the original start). The ``Minuit`` object is ``result.minuit``.
+    ``info["start_hessian"]`` says so -- the caller takes the errors from the exact Hessian.
+    ``hesse``: HESSE after MIGRAD (errors and covariance in the result); ``minos``: names of
+    parameters for MINOS (needs ``names``). ``step_start``: values Minuit guesses its initial
+    step sizes from (default ``x0``; a fallback from a Newton end point keeps those of the
+    original start). The ``Minuit`` object is ``result.minuit``.
     """
     x0 = np.array(x0, dtype=float)
     n = x0.shape[0]
@@ -145,12 +146,12 @@ def migrad(
             m, full, seed = _build(*args, project=True)
             _run(m, seed, retry)
             valid = m.valid
-            info["seed_hessian"] = _SEED_MADE_POSITIVE
         except TypeError as exc2:
             if "NoneType" not in str(exc2):
                 raise
-        if not valid:  # as before that seed: no Hessian at all
-            info.pop("seed_hessian", None)
+        if valid:
+            info["seed_hessian"] = _SEED_MADE_POSITIVE
+        else:  # as before that seed: no Hessian at all
             m, full, seed = _build(value_and_grad, None, *args[2:-1], x0)
             info["start_hessian"] = _DROPPED_HESSIAN
             hesse = False
