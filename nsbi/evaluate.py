@@ -216,7 +216,8 @@ def evaluate_ensemble_file(
     models = _ensemble_models(model_paths, n_folds, out_of_fold, intra_op_threads, prefer_gpu)
     features = _model_features(models, features)
     columns = list(features) + ([EVENT_KEY] if out_of_fold and n_folds > 1 else [])
-    missing = [c for c in columns if c not in parquet_columns(path)]
+    present = set(parquet_columns(path))
+    missing = [c for c in columns if c not in present]
     if missing:
         raise KeyError(f"dataset {path} lacks column(s) {missing}")
     out = np.full((len(models), parquet_num_rows(path)), np.nan)

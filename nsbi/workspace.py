@@ -115,17 +115,17 @@ def validate(spec: Mapping, source: str = "workspace") -> None:
     version = spec.get("version")
     if version != SCHEMA_VERSION:
         raise WorkspaceError(f"{source}: at $.version: unsupported version {version!r} (expected {SCHEMA_VERSION!r})")
-    if schema_accepts(f"nsbi-workspace-{version}", schema(version), spec):
-        _check_consistency(spec, source)
-        return
-    v = jsonschema.Draft202012Validator(schema(version))
-    errors = sorted(v.iter_errors(spec), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        deepest = max(errors, key=lambda e: len(list(e.absolute_path)))
-        e = deepest if len(list(deepest.absolute_path)) > len(list(best.absolute_path)) else best
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise WorkspaceError(f"{source}: at {_where(e.absolute_path)}: {e.message}{more}")
+    if not schema_accepts(f"nsbi-workspace-{version}", schema(version), spec):  # explain the rejection
+        v = jsonschema.Draft202012Validator(schema(version))
+        errors = sorted(
+            v.iter_errors(spec), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path)))
+        )
+        if errors:
+            best = jsonschema.exceptions.best_match(errors)
+            deepest = max(errors, key=lambda e: len(list(e.absolute_path)))
+            e = deepest if len(list(deepest.absolute_path)) > len(list(best.absolute_path)) else best
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise WorkspaceError(f"{source}: at {_where(e.absolute_path)}: {e.message}{more}")
     _check_consistency(spec, source)
 
 
