@@ -58,10 +58,11 @@ def vm_rss_mb() -> float:
     return float("nan")
 
 
-def run_worker(script: Path, args: Sequence[str], timeout: float = 3600) -> dict:
-    """Run ``python script --worker ARGS`` in a fresh process; it prints one JSON line last."""
+def run_worker(script: Path, args: Sequence[str], timeout: float = 3600, env: dict | None = None) -> dict:
+    """Run ``python script --worker ARGS`` in a fresh process (environment ``env``, default
+    this one's); it prints one JSON line last."""
     cmd = [sys.executable, str(script), "--worker", *map(str, args)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
     if p.returncode != 0:
         raise RuntimeError(f"worker {cmd} failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])

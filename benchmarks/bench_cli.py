@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, print_machine, published_style_workspace, synthetic_pyhf_workspace, table
+from _common import ROOT, print_machine, published_style_workspace, run_worker, synthetic_pyhf_workspace, table
 
 BIN = Path(sys.executable).parent
 
@@ -95,28 +95,30 @@ def cli_rows(name: str, path: Path, repeat: int, tmp: Path) -> dict:
     }
 
 
+def first_and_warm(run, repeat: int):
+    """``run()``'s result, the time of its first call and the minimum of ``repeat`` more."""
+    t0 = time.perf_counter()
+    out = run()
+    first = time.perf_counter() - t0
+    warm = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = run()
+        warm.append(time.perf_counter() - t0)
+    return out, first, min(warm)
+
+
 def worker(tool: str, path: str, repeat: int) -> dict:
     """One tool in this fresh process: first fit (with compilation) and jit-warm fit."""
     spec = json.loads(Path(path).read_text())
+    import pyhf
+
     if tool == "nsbi":
         from nsbi import fit as F
         from nsbi import workspace as W
 
         model = W.from_pyhf(spec).model()
-
-        def run():
-            return F.fit(model)
-
-        t0 = time.perf_counter()
-        r = run()
-        first = time.perf_counter() - t0
-        warm = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            r = run()
-            warm.append(time.perf_counter() - t0)
-        import pyhf
-
+        r, first, warm = first_and_warm(lambda: F.fit(model), repeat)
         ws = pyhf.Workspace(spec)
         pm = ws.model()
         # nsbi's best fit in pyhf's parameter order, evaluated by pyhf (numpy backend)
@@ -124,41 +126,21 @@ def worker(tool: str, path: str, repeat: int) -> dict:
         pyhf_at_nsbi = float(-2 * pm.logpdf(vals, ws.data(pm))[0])
         return {
             "first": first,
-            "warm": min(warm),
+            "warm": warm,
             "twice_nll": r.twice_nll,
             "pyhf_at_nsbi_min": pyhf_at_nsbi,
             "valid": bool(r.status["valid"]),
             "npars": model.npars,
             "minimizer": r.status["minimizer"],
         }
-    import pyhf
-
     pyhf.set_backend("jax", pyhf.optimize.minuit_optimizer(tolerance=1e-3, strategy=1))
     ws = pyhf.Workspace(spec)
     pm = ws.model()
     data = ws.data(pm)
-
-    def run():
-        return pyhf.infer.mle.fit(data, pm, return_uncertainties=True, return_fitted_val=True)
-
-    t0 = time.perf_counter()
-    _, f = run()
-    first = time.perf_counter() - t0
-    warm = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        _, f = run()
-        warm.append(time.perf_counter() - t0)
-    return {"first": first, "warm": min(warm), "twice_nll": float(f)}
-
-
-def run_worker_json(tool: str, path: Path, repeat: int, tmp: Path) -> dict:
-    env = {**os.environ, "NSBI_JAX_CACHE": ""}  # in-process timings: no persistent cache
-    cmd = [sys.executable, str(Path(__file__)), "--worker", tool, str(path), str(repeat)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=3600)
-    if p.returncode != 0:
-        raise RuntimeError(f"worker {tool} failed:\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    (_, f), first, warm = first_and_warm(
+        lambda: pyhf.infer.mle.fit(data, pm, return_uncertainties=True, return_fitted_val=True), repeat
+    )
+    return {"first": first, "warm": warm, "twice_nll": float(f)}
 
 
 def main() -> None:
@@ -182,8 +164,8 @@ def main() -> None:
             path.write_text(json.dumps(spec))
             nbins = sum(len(c["samples"][0]["data"]) for c in spec["channels"])
             r = cli_rows(name, path, a.repeat, tmp)
-            n = run_worker_json("nsbi", path, a.repeat, tmp)
-            p = run_worker_json("pyhf", path, a.repeat, tmp)
+            env = {**os.environ, "NSBI_JAX_CACHE": ""}  # in-process timings: no persistent cache
+            n, p = (run_worker(Path(__file__), [tool, path, a.repeat], env=env) for tool in ("nsbi", "pyhf"))
             label = f"{name} ({len(spec['channels'])} ch, {nbins} bins)"
             cli.append(
                 {
