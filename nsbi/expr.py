@@ -178,6 +178,12 @@ class Expression:
 
     __call__ = evaluate
 
+    def call_arguments(self, function: str) -> list[str]:
+        """The arguments (as text) of every call of ``function``: ``["mu"]`` for
+        ``mu - sqrt(mu)`` and ``"sqrt"``."""
+        calls = (n for n in ast.walk(self._tree) if isinstance(n, ast.Call) and n.func.id == function)
+        return [ast.unparse(a) for n in calls for a in n.args]
+
     def empty_list_terms(self) -> list[tuple[str, str]]:
         """The sub-expressions that are NaN when a jagged list is too short, each with a
         suggestion: ``max(x)``/``min(x)`` without ``default=`` (empty list) and ``x[i]``

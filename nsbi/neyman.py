@@ -36,7 +36,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ import numpy as np
 from scipy import stats
 
 from nsbi import io as nio
-from nsbi.minimize import minimize_batch
+from nsbi.minimize import entry_hessian, minimize_batch, take
 from nsbi.toys import ToyGenerator, ToySet, param_vector
 
 __all__ = [
@@ -101,6 +102,41 @@ def _poi(model) -> int:
     return int(model.poi_index)
 
 
+@dataclass(frozen=True)
+class _FitSpace:
+    """The coordinates the toys are fitted in: the POI's square root where the model allows
+    it (:meth:`ToyGenerator.sqrt_poi_nll`: interference morphing is polynomial in sqrt(mu), so
+    the batched Newton sees exact, finite derivatives at mu = 0 instead of stopping on the bound
+    and leaving the fit to MIGRAD), else the POI itself. The minima and -2 ln L values are the
+    same in both; only the coordinates of the POI differ (``to_fit`` / ``from_fit``)."""
+
+    fun: Callable
+    vgh: Callable
+    bounds: list
+    ip: int
+    sqrt: bool
+
+    def to_fit(self, x) -> np.ndarray:
+        x = np.array(x, float)
+        if self.sqrt:
+            x[..., self.ip] = np.sqrt(np.maximum(x[..., self.ip], 0.0))
+        return x
+
+    def from_fit(self, x) -> np.ndarray:
+        x = np.array(x, float)
+        if self.sqrt:
+            x[..., self.ip] = np.square(x[..., self.ip])
+        return x
+
+
+def _fit_space(gen: ToyGenerator) -> _FitSpace:
+    model, ip = gen.model, _poi(gen.model)
+    if model.sqrt_poi_possible:
+        mk, fun, vgh = gen.sqrt_poi_nll()
+        return _FitSpace(fun, vgh, list(mk.bounds), ip, True)
+    return _FitSpace(gen.twice_nll, gen.twice_nll_vgh, list(model.bounds), ip, False)
+
+
 def theta_at(
     gen: ToyGenerator,
     mu: float,
@@ -137,29 +173,31 @@ def toy_t(
     tol: float = 1e-10,
 ) -> dict[str, Any]:
     """t_mu of every toy: batched free fit (POI within its bounds) and conditional fit (POI = mu),
-    both started at the generation point."""
+    both started at the generation point, in the coordinates of :func:`_fit_space` (sqrt(mu)
+    for interference morphing)."""
     model = gen.model
     ip = _poi(model)
+    fs = _fit_space(gen)
     free = ~np.asarray(model.fixed, bool)
     data = toys.data()
-    x0 = np.array(toys.theta, float)
+    x0 = fs.to_fit(toys.theta)
     kw = {
         "shared": (gen.mc_arrays,),
-        "vgh": gen.twice_nll_vgh,
+        "vgh": fs.vgh,
         "batch_size": batch_size,
         "progress": progress,
         "tol": tol,
     }
-    rf = minimize_batch(gen.twice_nll, data, x0, model.bounds, free, **kw)
+    rf = minimize_batch(fs.fun, data, x0, fs.bounds, free, **kw)
     xc = x0.copy()
-    xc[ip] = float(mu)
+    xc[..., ip] = fs.to_fit(np.full(model.npars, float(mu)))[ip]
     fc = free.copy()
     fc[ip] = False
-    rc = minimize_batch(gen.twice_nll, data, xc, model.bounds, fc, **kw)
+    rc = minimize_batch(fs.fun, data, xc, fs.bounds, fc, **kw)
     t = rc.twice_nll - rf.twice_nll
     n_neg = int(np.sum(t < -1e-6))  # free fit worse than the conditional one: free fit failed
     t = np.maximum(t, 0.0)
-    poi_hat = rf.values[:, ip]
+    poi_hat = fs.from_fit(rf.values)[:, ip]
     if kind == "q":
         t = np.where(poi_hat > mu, 0.0, t)
     elif kind != "t":
@@ -514,10 +552,12 @@ def coverage(
 def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=None) -> dict[str, Any]:
     """Asimov datasets at each injected point (mapping label -> value on top of the model
     inits; MC reweighted by the model itself, :meth:`ToyGenerator.asimov`), fitted from
-    ``start`` (default model inits) by the batched Newton of :func:`nsbi.minimize.minimize_batch`
-    on the toy likelihood (value, gradient and exact Hessian from one pass over the events,
-    :meth:`ToyGenerator.twice_nll_vgh`; MIGRAD where Newton does not converge); errors from the
-    exact Hessian at the minimum (cov = 2 H^-1 over the free parameters,
+    ``start`` (default model inits) and from the injected point by the batched Newton of
+    :func:`nsbi.minimize.minimize_batch` on the toy likelihood (value, gradient and exact Hessian
+    from one pass over the events, :meth:`ToyGenerator.twice_nll_vgh`, in the coordinates of
+    :func:`_fit_space`; MIGRAD where Newton does not converge). The lower minimum is kept; a
+    higher one reached from ``start`` is flagged (``local_minimum_from_start``). Errors from the
+    exact Hessian in the POI itself at the minimum (cov = 2 H^-1 over the free parameters,
     :func:`nsbi.fit.fit_result`). Returns fitted vs injected for every parameter,
     the POI bias and a weighted straight-line fit of fitted vs injected POI (over the points
     that shift no parameter but the POI and are not on a POI bound; the others are listed
@@ -536,22 +576,38 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
     x0 = param_vector(model, start)
     free = ~np.asarray(model.fixed, bool)
     asimov = ToySet.concatenate([gen.asimov(th) for th in thetas])
+    fs = _fit_space(gen)
+    T = len(thetas)
+    # every point from two starts, ``start`` and the injected point: the lower minimum is kept,
+    # and a higher one from ``start`` is reported (interference morphing can have a second,
+    # local minimum in the POI)
+    data = take(asimov.data(), np.tile(np.arange(T), 2))
     batch = minimize_batch(
-        gen.twice_nll,
-        asimov.data(),
-        x0,
-        model.bounds,
+        fs.fun,
+        data,
+        fs.to_fit(np.concatenate([np.broadcast_to(x0, (T, len(x0))), np.asarray(thetas, float)])),
+        fs.bounds,
         free,
         shared=(gen.mc_arrays,),
-        vgh=gen.twice_nll_vgh,
+        vgh=fs.vgh,
         batch_size=1,
-        hessian=True,
-        # MIGRAD (where Newton stops, e.g. an Asimov dataset at mu = 0 with sqrt(mu) morphing)
-        # to the tolerance of the ordinary fits: these are fitted values with errors, not t
-        # values; the toys' 1e-6 took > 15 min for the demo's mu = 0 point, 1e-3 takes 90 s
+        hessian=not fs.sqrt,
+        # MIGRAD (where Newton does not converge) to the tolerance of the ordinary fits: these
+        # are fitted values with errors, not t values (the toys' 1e-6 took > 15 min for the
+        # demo's mu = 0 point when it was fitted in mu rather than sqrt(mu))
         fallback_tolerance=1e-3,
     )
-    results = [F.fit_result(model, batch.entry(t), ~free) for t in range(len(thetas))]
+    entries, local = [], []
+    for t in range(T):
+        vs, vi = batch.twice_nll[t], batch.twice_nll[T + t]
+        local.append(bool(vi < vs - 1e-3))
+        e = batch.entry(T + t if vi < vs or not np.isfinite(vs) else t)
+        if fs.sqrt:  # errors from the Hessian in the POI itself, at the same minimum
+            values = fs.from_fit(e.values)
+            H = entry_hessian(gen.twice_nll, gen.twice_nll_vgh, values, take(data, t), (gen.mc_arrays,))
+            e = replace(e, values=values, hessian=H)
+        entries.append(e)
+    results = [F.fit_result(model, e, ~free) for e in entries]
     points = []
     lo, hi = (np.array([b[j] for b in model.bounds], float) for j in (0, 1))
 
@@ -578,6 +634,9 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
                 # Gaussian error (e.g. mu = 0 with sqrt(mu) morphing: infinite curvature)
                 "at_bound": bool(th[ip] <= model.bounds[ip][0] or th[ip] >= model.bounds[ip][1]),
                 "fitted_at_bound": [n for n, b in zip(model.par_names, stuck) if b],
+                # the fit from ``start`` ended in a higher, local minimum than the one from the
+                # injected point (the lower one is reported)
+                "local_minimum_from_start": local[i],
                 "converged": bool(r.status.get("valid", False)),
                 "minimizer": r.status.get("minimizer"),
             }
@@ -600,6 +659,7 @@ def linearity(gen: ToyGenerator, injected: Sequence[Mapping[str, float]], start=
         "max_abs_poi_bias_over_error": float(np.nanmax(np.abs(y - x) / np.where(e > 0, e, np.nan), initial=0.0)),
         "max_abs_nuisance_bias_over_error": float(max(nuis_pull, default=0.0)),
         "n_fitted_at_bound": int(sum(bool(p["fitted_at_bound"]) for p in points)),
+        "n_local_minima_from_start": int(sum(local)),
         "linear_fit": line,
         "n_failed": int(sum(not p["converged"] for p in points)),
     }

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,7 @@ class ToyGenerator:
         obs.update({n: self.mc_columns[n] for n in names})
         # the MC model: same spec/measurement, MC events as "observations" (per-event arrays)
         self.mc_model = Model(model.spec, obs, model.measurement) if names else model
+        self._mc_obs = obs
         m = self.mc_model
         self.channel_names = names
         self.n_mc = [u.n_events for u in m.unbinned_terms]
@@ -279,7 +280,8 @@ class ToyGenerator:
         #: ``twice_nll(p, toy, mc_arrays)``: -2 ln L of one toy (pure JAX, autodiff-friendly);
         #: ``twice_nll_vgh``: the same with its gradient and exact Hessian from one pass over the
         #: toy's events (what the batched toy fits use)
-        self.twice_nll, self.twice_nll_vgh = self._make_nll()
+        self.twice_nll, self.twice_nll_vgh = self._make_nll(self.mc_model)
+        self._sqrt_poi_nll: tuple | None = None
         #: default padded event count per unbinned channel for :meth:`generate` (None: automatic
         #: bucket 2^k or 1.5*2^k). Fixing it keeps one compiled shape across parameter points.
         self.pad_to: list[int] | None = None
@@ -430,9 +432,21 @@ class ToyGenerator:
         )
 
     # ------------------------------------------------------------------ likelihood
-    def _make_nll(self):
-        m = self.mc_model
+    def sqrt_poi_nll(self) -> tuple[Model, Callable, Callable]:
+        """``(model, twice_nll, twice_nll_vgh)`` as :attr:`twice_nll` and :attr:`twice_nll_vgh`
+        (same toys, same values) with the POI's entry of the parameter vector held as its square
+        root (:class:`Model` ``sqrt_poi``; ``model`` gives its bounds and inits): the coordinate
+        in which fits near POI = 0 see exact derivatives. Only where
+        ``model.sqrt_poi_possible``; built once."""
+        if self._sqrt_poi_nll is None:
+            m = self.model
+            if not m.sqrt_poi_possible:
+                raise ValueError(f"POI {m.poi_name!r} cannot be held as its square root (see Model.sqrt_poi_possible)")
+            mk = Model(m.spec, self._mc_obs, m.measurement, sqrt_poi=True)
+            self._sqrt_poi_nll = (mk, *self._make_nll(mk))
+        return self._sqrt_poi_nll
 
+    def _make_nll(self, m: Model):
         def events(toy, mc):
             """The toy's own events (MC rows ``idx`` with weights ``k``) in the model's event
             layout, one chunk per channel: the cost per toy follows its event count."""

@@ -246,14 +246,10 @@ def test_one_pass_hessian_matches_autodiff(point, norm):
     np.testing.assert_allclose(m.hessian(p), ref, rtol=1e-10, atol=1e-10 * np.max(np.abs(ref)))
 
 
-def test_sqrt_morphing_derivatives_finite_at_mu_zero():
-    """mu - sqrt(mu), sqrt(mu), 1 - sqrt(mu) are not differentiable at mu = 0. Derivatives with
-    respect to the *other* parameters must stay finite there (forward-mode autodiff would
-    otherwise give 0 x inf = NaN for the whole Hessian, e.g. at the mu = 0 point of a scan):
-    gradient and Hessian of the other parameters equal central finite differences, and a fit
-    with mu fixed at 0 converges with every minimiser to the same minimum."""
-    from nsbi import fit as F
-
+def _sqrt_morphing_model(sqrt_poi=False, poi_modifier=False, lower=0.0):
+    """Interference morphing (S, SBI, B) in an unbinned channel with a per-event and a normsys
+    systematic, plus a binned channel with the same morphing (and, with ``poi_modifier``, the
+    POI also as a normfactor)."""
     rng = np.random.default_rng(3)
     n = 400
     ev = {"weight": rng.uniform(0.5, 1.5, n)}
@@ -283,9 +279,31 @@ def test_sqrt_morphing_derivatives_finite_at_mu_zero():
             }
         ]
     }
-    m = Model(
-        spec, {"u": ev}, {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}}
+    b_mods = [{"name": "mu", "type": "normfactor", "data": None}] if poi_modifier else []
+    spec["channels"].append(
+        {
+            "name": "b",
+            "type": "binned",
+            "samples": [
+                {"name": "S", "data": [2.0, 3.0], "morphing": "mu - sqrt(mu)", "modifiers": b_mods},
+                {"name": "SBI", "data": [10.0, 12.0], "morphing": "sqrt(mu)", "modifiers": []},
+                {"name": "B", "data": [9.0, 11.0], "morphing": "1 - sqrt(mu)", "modifiers": []},
+            ],
+        }
     )
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[lower, 5.0]]}]}}
+    return Model(spec, {"u": ev, "b": [12, 13]}, meas, sqrt_poi=sqrt_poi)
+
+
+def test_sqrt_morphing_derivatives_finite_at_mu_zero():
+    """mu - sqrt(mu), sqrt(mu), 1 - sqrt(mu) are not differentiable at mu = 0. Derivatives with
+    respect to the *other* parameters must stay finite there (forward-mode autodiff would
+    otherwise give 0 x inf = NaN for the whole Hessian, e.g. at the mu = 0 point of a scan):
+    gradient and Hessian of the other parameters equal central finite differences, and a fit
+    with mu fixed at 0 converges with every minimiser to the same minimum."""
+    from nsbi import fit as F
+
+    m = _sqrt_morphing_model()
     p = np.array([0.0, 0.3, -0.2])
     assert m.par_names == ["mu", "s1", "n1"]
     v, g = m.twice_nll_and_grad(p)
@@ -312,6 +330,40 @@ def test_sqrt_morphing_derivatives_finite_at_mu_zero():
         assert r.status["valid"], kw
         assert r.twice_nll == pytest.approx(ref.twice_nll, abs=1e-5)
         np.testing.assert_allclose(r.values, ref.values, atol=2e-3)
+
+
+def test_sqrt_poi_model_is_the_same_likelihood_in_sqrt_mu():
+    """``Model(..., sqrt_poi=True)`` holds kappa = sqrt(mu): -2 ln L at kappa equals the model
+    in mu at kappa^2; its init and bounds are the square roots; its gradient and Hessian from
+    the one-pass kernels equal plain autodiff, and are finite and exact at kappa = 0: the
+    gradient equals the one-sided finite difference there (the coefficients are polynomials in
+    kappa). It is refused where the POI is also a modifier or may be negative."""
+    m, mk = _sqrt_morphing_model(), _sqrt_morphing_model(sqrt_poi=True)
+    assert m.sqrt_poi_possible and mk.sqrt_poi and not m.sqrt_poi
+    ip = mk.poi_index
+    assert mk.bounds[ip] == (0.0, pytest.approx(math.sqrt(5.0))) and mk.init[ip] == pytest.approx(1.0)
+    rng = np.random.default_rng(5)
+    for kappa in (0.0, 0.2, 0.6, 0.95):  # the density is positive for mu in [0, 1]
+        p = np.concatenate([[kappa], rng.normal(0.0, 0.3, mk.npars - 1)])
+        q = p.copy()
+        q[ip] = kappa**2
+        assert mk.twice_nll(p) == pytest.approx(m.twice_nll(q), rel=1e-13)
+        v, g, H = mk.twice_nll_grad_hessian(p)
+        assert np.all(np.isfinite(g)) and np.all(np.isfinite(H))
+        ref = mk.hessian_autodiff(p)
+        np.testing.assert_allclose(H, ref, rtol=1e-10, atol=1e-10 * np.max(np.abs(ref)))
+        if kappa == 0.0:
+            h = 1e-6
+            e = np.zeros(mk.npars)
+            e[ip] = h
+            fd = (-mk.twice_nll(p + 2 * e) + 4 * mk.twice_nll(p + e) - 3 * mk.twice_nll(p)) / (2 * h)
+            assert g[ip] == pytest.approx(fd, rel=1e-5)
+        else:  # chain rule away from 0: d/dkappa = 2 kappa d/dmu
+            assert g[ip] == pytest.approx(2 * kappa * m.twice_nll_and_grad(q)[1][ip], rel=1e-9)
+    assert not _sqrt_morphing_model(poi_modifier=True).sqrt_poi_possible
+    assert not _sqrt_morphing_model(lower=-1.0).sqrt_poi_possible
+    with pytest.raises(ModelError, match="sqrt"):
+        _sqrt_morphing_model(sqrt_poi=True, poi_modifier=True)
 
 
 # --- shape normalisation of per-event systematics (eventsys data.norm) -----------------------

@@ -228,6 +228,103 @@ def test_linearity_on_asimov(tmp_path):
     assert (tmp_path / "lin.png").stat().st_size > 0
 
 
+def interference(n_mc=6000, seed=3, bounds=(0.0, 5.0)):
+    """Off-shell-like interference on the exponential model above: the density at mu is
+    mu S + sqrt(mu) I + B with I = -sqrt(S B) (|I| < 2 sqrt(S B): positive for every mu),
+    written with the basis samples S, SBI = S + I + B and B and the coefficients mu - sqrt(mu),
+    sqrt(mu), 1 - sqrt(mu); plus a binned control region with the same morphing."""
+    rng = np.random.default_rng(seed)
+    x = -np.log(1 - rng.uniform(size=n_mc) * ZB) / LAM
+    p_ref = LAM * np.exp(-LAM * x) / ZB
+    dens = {"S": 60.0 * stats.norm.pdf(x, M0, SW) / ZS, "B": 200.0 * p_ref}
+    dens["SBI"] = dens["S"] + dens["B"] - np.sqrt(dens["S"] * dens["B"])
+    ev = {"weight": np.ones(n_mc)}
+    samples = []
+    for name, morph in (("S", "mu - sqrt(mu)"), ("SBI", "sqrt(mu)"), ("B", "1 - sqrt(mu)")):
+        nu = float(np.mean(dens[name] / p_ref))  # the yield, estimated on the MC itself
+        ev[f"logr_{name}"] = np.log(dens[name] / (nu * p_ref))
+        mods = [{"name": "n1", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}] if name == "B" else []
+        samples.append({"name": name, "yield": nu, "morphing": morph, "modifiers": mods})
+    cr = {
+        "name": "c",
+        "type": "binned",
+        "samples": [
+            {"name": "S", "data": [4.0, 2.0], "morphing": "mu - sqrt(mu)", "modifiers": []},
+            {"name": "SBI", "data": [40.0, 30.0], "morphing": "sqrt(mu)", "modifiers": []},
+            {
+                "name": "B",
+                "data": [38.0, 29.0],
+                "morphing": "1 - sqrt(mu)",
+                "modifiers": [{"name": "sh", "type": "shapesys", "data": [3.0, 4.0]}],
+            },
+        ],
+    }
+    spec = {"channels": [{"name": "u", "type": "unbinned", "samples": samples}, cr]}
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [list(bounds)]}]}}
+    m = Model(spec, {"u": {k: v[:150] for k, v in ev.items()}, "c": [40, 30]}, meas)
+    return m, ToyGenerator(m, {"u": ev})
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.3])
+def test_toys_near_mu_zero_are_fitted_in_sqrt_mu_without_fallback(mu):
+    """Interference morphing has an infinite slope in mu at mu = 0, where the batched Newton in
+    mu stops on the bound and hands the toy to MIGRAD. :func:`nsbi.neyman.toy_t` fits in
+    sqrt(mu), where the coefficients are polynomials: no fallback, and the same t_mu as the
+    fits in mu (batched Newton with MIGRAD fallback at 1e-6) to 1e-6 on every toy."""
+    from nsbi.minimize import minimize_batch
+
+    model, gen = interference()
+    assert model.sqrt_poi_possible
+    ip = model.poi_index
+    theta = N.param_vector(model, {"mu": mu})
+    toys = gen.generate(theta, 40, seed=(7, 0, 0))
+    res = N.toy_t(gen, toys, mu)
+    assert res["n_fallback"] == 0 and res["n_failed"] == 0 and res["n_negative_t"] == 0
+    free = ~np.asarray(model.fixed, bool)
+    fc = free.copy()
+    fc[ip] = False
+    kw = {"shared": (gen.mc_arrays,), "vgh": gen.twice_nll_vgh}
+    rf = minimize_batch(gen.twice_nll, toys.data(), theta, model.bounds, free, **kw)
+    rc = minimize_batch(gen.twice_nll, toys.data(), theta, model.bounds, fc, **kw)
+    assert rf.n_failed == 0 and rc.n_failed == 0
+    if mu == 0.0:
+        assert rf.n_fallback > 0  # the fits in mu do need MIGRAD here
+    np.testing.assert_allclose(res["twice_nll_free"], rf.twice_nll, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res["twice_nll_cond"], rc.twice_nll, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res["t"], np.maximum(rc.twice_nll - rf.twice_nll, 0.0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res["poi_hat"], rf.values[:, ip], rtol=0, atol=1e-4)
+    assert np.all(res["poi_hat"] >= 0.0)
+    if mu == 0.0:
+        assert np.sum(res["poi_hat"] == 0.0) > 5  # toys whose free fit sits on the bound
+
+
+def test_linearity_at_mu_zero_with_interference():
+    """The Asimov fit at mu = 0 converges by Newton in sqrt(mu) (no MIGRAD); values and the
+    errors of the other points are in mu, from the Hessian in mu (as in the fits in mu)."""
+    import jax
+    import jax.numpy as jnp
+
+    _, gen = interference()
+    lin = N.linearity(gen, [{"mu": 0.0}, {"mu": 1.0}, {"mu": 2.0, "n1": 0.5}])
+    assert lin["n_failed"] == 0
+    assert [p["minimizer"] for p in lin["points"]] == ["newton"] * 3
+    # from the default start (mu = 1) the mu = 0 Asimov fit ends in a second, local minimum near
+    # mu = 0.33; the fit from the injected point finds the global one, which is reported
+    assert [p["local_minimum_from_start"] for p in lin["points"]] == [True, False, False]
+    assert lin["n_local_minima_from_start"] == 1
+    for p, inj in zip(lin["points"], (0.0, 1.0, 2.0)):
+        assert p["poi_fitted"] == pytest.approx(inj, abs=1e-4)
+    assert lin["points"][2]["fitted"]["n1"] == pytest.approx(0.5, abs=1e-3)
+    model = gen.model
+    free = ~np.asarray(model.fixed, bool)
+    for p in lin["points"][1:]:
+        th = N.param_vector(model, p["injected"])
+        data = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), gen.asimov(th).data())
+        H = np.asarray(jax.hessian(gen.twice_nll)(jnp.asarray(th), data, gen.mc_arrays))
+        err = np.sqrt(np.diag(2.0 * np.linalg.inv(H[np.ix_(free, free)])))
+        assert [p["errors"][n] for n, f in zip(model.par_names, free) if f] == pytest.approx(err, rel=2e-3)
+
+
 def test_linearity_reports_a_nuisance_parameter_that_runs_to_its_bound():
     """An inconsistent model (per-event shape factors without their normalisation, see
     tests/test_model.py) fitted on its own Asimov dataset: the shape parameter runs to its

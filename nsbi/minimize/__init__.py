@@ -23,7 +23,7 @@ one iminuit MIGRAD wrapper, one result type.
 
 from __future__ import annotations
 
-from .batched import batch_size_of, entry_objective, minimize_batch, take
+from .batched import batch_size_of, entry_hessian, entry_objective, minimize_batch, take
 from .core import MAX_STEP_SIGMA, newton, newton_step
 from .migrad import migrad
 from .result import BatchMinimizeResult, MinimizeResult
@@ -36,6 +36,7 @@ __all__ = [
     "Objective",
     "batch_size_of",
     "edm_max_of",
+    "entry_hessian",
     "entry_objective",
     "fallback",
     "migrad",

@@ -30,10 +30,17 @@ class Model:
     observations : mapping channel -> list of counts (binned) or dict of per-event arrays
         (unbinned: ``weight`` and ``logr_*`` columns, see :func:`event_columns`).
     measurement : the measurement dict ``{"name", "config": {"poi", "parameters"}}``.
+    sqrt_poi : hold the POI as its square root ``kappa = sqrt(POI)`` in the parameter vector
+        (init, bounds and values in ``kappa``; :mod:`nsbi.model.morphing`): the coordinate in
+        which interference morphing (``mu - sqrt(mu)``, ...) is polynomial, so that fits near
+        ``POI = 0`` see finite, exact derivatives. Only where :attr:`sqrt_poi_possible`.
 
     Attributes
     ----------
     spec, measurement, measurement_name, poi_name, poi_index : the inputs and the POI.
+    sqrt_poi : whether the POI's entry of the parameter vector is its square root;
+    sqrt_poi_possible : whether it may be: the POI enters only morphing expressions, at least
+        one of them as ``sqrt(POI)``, and its lower bound is >= 0.
     parsets, par_slices, npars, par_names : the parameter sets (:class:`ParameterSet`), their
         slices of the flat parameter vector, its length and the labels of its components.
     init, bounds, fixed, constrained, auxdata : per component of the parameter vector
@@ -46,7 +53,9 @@ class Model:
         (:class:`UnbinnedChannel`), their total number of events and their event arrays.
     """
 
-    def __init__(self, spec: Mapping, observations: Mapping[str, Any], measurement: Mapping | None = None):
+    def __init__(
+        self, spec: Mapping, observations: Mapping[str, Any], measurement: Mapping | None = None, sqrt_poi=False
+    ):
         self.spec = spec
         measurement = measurement or {"name": "default", "config": {"poi": None, "parameters": []}}
         self.measurement = measurement
@@ -60,7 +69,8 @@ class Model:
         self.unbinned_channels = [c for c in channels if c.get("type", "binned") == "unbinned"]
 
         # ---- register parameters in order of appearance ----
-        self._morphing = MorphingCoefficients()
+        self.sqrt_poi = bool(sqrt_poi)
+        self._morphing = MorphingCoefficients({self.poi_name} if self.sqrt_poi else ())
         for ch in channels:
             nb = len(ch["samples"][0]["data"]) if ch.get("type", "binned") == "binned" else 1
             for s in ch["samples"]:
@@ -71,6 +81,16 @@ class Model:
                     register_modifier(reg, ch, s, m, nb)
         register_staterror(reg, self.binned_channels)
         reg.finalize(self.poi_name)
+        self.sqrt_poi_possible = self._sqrt_poi_possible(channels, reg)
+        if self.sqrt_poi:
+            if not self.sqrt_poi_possible:
+                raise ModelError(
+                    f"POI {self.poi_name!r} cannot be fitted in sqrt({self.poi_name}): it must enter only morphing "
+                    f"expressions, at least one as sqrt({self.poi_name}), and have a lower bound >= 0"
+                )
+            ps = reg.sets[self.poi_name]
+            ps.inits = [float(np.sqrt(max(v, 0.0))) for v in ps.inits]
+            ps.bounds = [(float(np.sqrt(lo)), float(np.sqrt(hi))) for lo, hi in ps.bounds]
 
         # ---- flatten ----
         self.parsets = list(reg.sets.values())
@@ -114,6 +134,13 @@ class Model:
         self._hess = jax.jit(self._hessian_jax)
         self._vgh = jax.jit(self.value_grad_hessian_with)
         self._hess_autodiff = jax.jit(jax.hessian(lambda p, d: self.twice_nll_jax(p, d, False)))
+
+    def _sqrt_poi_possible(self, channels, reg) -> bool:
+        poi = self.poi_name
+        if poi is None or poi not in reg.sets or not self._morphing.uses_sqrt_of(poi):
+            return False
+        in_modifiers = any(m["name"] == poi for ch in channels for s in ch["samples"] for m in s.get("modifiers", []))
+        return not in_modifiers and all(lo >= 0 for lo, _ in reg.sets[poi].bounds)
 
     # ------------------------------------------------------------------ public views
     @property
