@@ -601,3 +601,44 @@ def test_binned_structured_hessian_matches_autodiff(point):
         np.testing.assert_allclose(vgh[1][t], ref[1][t], rtol=1e-10, atol=1e-10)
         href = np.asarray(ref[2][t])
         np.testing.assert_allclose(vgh[2][t], href, rtol=1e-10, atol=1e-12 * np.max(np.abs(href)))
+
+
+def test_events_of_zero_weight_add_nothing_where_the_density_is_not_positive():
+    """An event of weight 0 (toy padding; an Asimov MC event where the model density is not
+    positive, which gets expected weight 0) adds exactly nothing to -2 ln L, its gradient and
+    Hessian, even at a point where its density is negative (0 log s would be NaN there); with
+    a weight it makes -2 ln L NaN, as it should."""
+
+    def model(events):
+        spec = {
+            "channels": [
+                {
+                    "name": "u",
+                    "type": "unbinned",
+                    "samples": [
+                        {"name": "S", "yield": 10.0, "morphing": "mu", "modifiers": []},
+                        {"name": "B", "yield": 50.0, "morphing": "1 - mu", "modifiers": []},
+                        {"name": "C", "yield": 40.0, "modifiers": []},
+                    ],
+                }
+            ]
+        }
+        meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}}
+        return Model(spec, {"u": events}, meas)
+
+    rng = np.random.default_rng(2)
+    ev = {"weight": np.ones(30), **{f"logr_{c}": rng.normal(0.0, 0.05, 30) for c in "SBC"}}
+    # at mu = 1.5: 15 r_S - 25 r_B + 40 r_C < 0 for this event (> 0 for the others)
+    bad = {"logr_S": -3.0, "logr_B": 1.0, "logr_C": -3.0}
+    with_zero = {k: np.append(v, bad.get(k, 0.0)) for k, v in ev.items()}
+    with_one = {k: np.append(v, bad.get(k, 1.0)) for k, v in ev.items()}
+    p = np.array([1.5])
+    m, m0, m1 = model(ev), model(with_zero), model(with_one)
+    v, g, H = m.twice_nll_grad_hessian(p)
+    v0, g0, H0 = m0.twice_nll_grad_hessian(p)
+    assert np.isfinite(v) and v0 == pytest.approx(v, rel=1e-14)
+    np.testing.assert_allclose(g0, g, rtol=1e-12)
+    np.testing.assert_allclose(H0, H, rtol=1e-12)
+    assert m0.twice_nll(p) == pytest.approx(v, rel=1e-14)
+    np.testing.assert_allclose(m0.hessian_autodiff(p), H, rtol=1e-10)
+    assert np.isnan(m1.twice_nll(p))

@@ -25,6 +25,13 @@ __all__ = ["STORE_RHO_MAX_K", "events_hessian", "events_hessian_kernel", "events
 STORE_RHO_MAX_K = 7  # measured (1M events x 4 processes): K = 3, 5, 7 faster stored; K = 10 faster recomputed
 
 
+def _weighted_only(s, w):
+    """The density ``s`` of events with a weight; 1 for events of weight 0 (toy padding, or
+    Asimov MC events where the model density is not positive and the expected weight is 0),
+    so that they add exactly nothing (0 log s would be NaN where s <= 0), nor to derivatives."""
+    return jnp.where(w != 0, s, 1.0)
+
+
 def events_kernel(y, alpha, d, want_grad: bool, general: bool):
     """sum_i w_i ln S_i and (optionally) its gradient w.r.t. the yields y (C,) and the
     shape parameters alpha (K,), in one pass over event chunks (``lax.scan``).
@@ -64,6 +71,7 @@ def events_kernel(y, alpha, d, want_grad: bool, general: bool):
                 for k in range(K):
                     t = t * factor(k, x["lu"][k, c], x["ld"][k, c], x["gu"][k, c], x["gd"][k, c])[0]
                 s = s + y[c] * t
+            s = _weighted_only(s, x["w"])
             return carry + jnp.sum(x["w"] * jnp.log(s)), None
         # Value and gradient in three stages per chunk (the chunk stays cache resident):
         #   1. T_c = r_c prod_k g_ck and rho_ck = g'_ck / g_ck  (C + CK rows, materialised)
@@ -96,6 +104,7 @@ def events_kernel(y, alpha, d, want_grad: bool, general: bool):
         s = 0.0
         for c in range(C):
             s = s + y[c] * M[c]
+        s = _weighted_only(s, x["w"])
         val = jnp.sum(x["w"] * jnp.log(s))
         g = M @ (x["w"] / s)
         v0, g0 = carry
@@ -162,7 +171,7 @@ def events_hessian_kernel(y, alpha, d, general: bool):
         else:
             T = jnp.stack(T)
         YT = [y[c] * T[c] for c in range(C)]
-        s = sum(YT)
+        s = _weighted_only(sum(YT), x["w"])
         rows = [T[c] for c in range(C)]
         rows += [sum(YT[c] * R[c * K + k] for c in range(C)) for k in range(K)]  # Q_k
         rows += [T[c] * R[c * K + k] for c in range(C) for k in range(K)]
