@@ -116,13 +116,19 @@ class _FitSpace:
     ip: int
     sqrt: bool
 
+    def poi_to_fit(self, v):
+        """POI value(s) ``v`` in the fit coordinate."""
+        return np.sqrt(np.maximum(v, 0.0)) if self.sqrt else np.asarray(v, float)
+
     def to_fit(self, x) -> np.ndarray:
+        """Parameter vector(s) ``x`` (the POI at index ``ip`` of the last axis) in the fit
+        coordinates."""
         x = np.array(x, float)
-        if self.sqrt:
-            x[..., self.ip] = np.sqrt(np.maximum(x[..., self.ip], 0.0))
+        x[..., self.ip] = self.poi_to_fit(x[..., self.ip])
         return x
 
     def from_fit(self, x) -> np.ndarray:
+        """Parameter vector(s) in the fit coordinates back to the POI itself."""
         x = np.array(x, float)
         if self.sqrt:
             x[..., self.ip] = np.square(x[..., self.ip])
@@ -190,7 +196,7 @@ def toy_t(
     }
     rf = minimize_batch(fs.fun, data, x0, fs.bounds, free, **kw)
     xc = x0.copy()
-    xc[..., ip] = fs.to_fit(np.full(model.npars, float(mu)))[ip]
+    xc[..., ip] = fs.poi_to_fit(float(mu))
     fc = free.copy()
     fc[ip] = False
     rc = minimize_batch(fs.fun, data, xc, fs.bounds, fc, **kw)

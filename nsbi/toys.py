@@ -437,11 +437,9 @@ class ToyGenerator:
         (same toys, same values) with the POI's entry of the parameter vector held as its square
         root (:class:`Model` ``sqrt_poi``; ``model`` gives its bounds and inits): the coordinate
         in which fits near POI = 0 see exact derivatives. Only where
-        ``model.sqrt_poi_possible``; built once."""
+        ``model.sqrt_poi_possible`` (else :class:`Model` raises its ModelError); built once."""
         if self._sqrt_poi_nll is None:
             m = self.model
-            if not m.sqrt_poi_possible:
-                raise ValueError(f"POI {m.poi_name!r} cannot be held as its square root (see Model.sqrt_poi_possible)")
             mk = Model(m.spec, self._mc_obs, m.measurement, sqrt_poi=True)
             self._sqrt_poi_nll = (mk, *self._make_nll(mk))
         return self._sqrt_poi_nll
