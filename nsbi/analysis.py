@@ -16,7 +16,7 @@ import numpy as np
 
 from . import fit as F
 
-__all__ = ["fit_and_scan", "write_fit_outputs", "compare_scans"]
+__all__ = ["fit_and_scan", "write_fit_outputs", "compare_scans", "scan_pair", "scan_poi"]
 
 
 def fit_and_scan(
@@ -38,6 +38,33 @@ def fit_and_scan(
         "impacts": F.impacts(model, res) if with_impacts else [],
     }
     return out
+
+
+def scan_poi(ws, dataset: str, poi: str, scan: Mapping[str, Any] | None = None):
+    """Profile scan of the parameter ``poi`` of ``dataset`` of ``ws`` (every other parameter,
+    the main POI included, profiled) on ``linspace(low, high, points)`` of ``scan``, or with
+    ``scan=None`` on 31 points in its best fit +- 4 errors (:func:`nsbi.fit.scan`)."""
+    model = ws.model(dataset=dataset)
+    if poi not in model.par_names:
+        raise ValueError(f"scan: {poi!r} is not a parameter of the {dataset} model")
+    best = F.fit(model, errors="exact")
+    values = None if scan is None else np.linspace(float(scan["low"]), float(scan["high"]), int(scan["points"]))
+    return F.scan(model, values=values, poi=poi, best_fit=best, npoints=31)
+
+
+def scan_pair(ws, dataset: str, pois, x: Mapping[str, Any], y: Mapping[str, Any]):
+    """Fit ``dataset`` of ``ws`` and scan the pair ``pois`` on the grid ``x`` x ``y`` (each
+    ``{low, high, points}``), every other parameter profiled (:func:`nsbi.scan2d.scan2d`)."""
+    from .scan2d import scan2d
+
+    model = ws.model(dataset=dataset)
+    for name in pois:
+        if name not in model.par_names:
+            raise ValueError(f"2-D scan: {name!r} is not a parameter of the {dataset} model")
+    best = F.fit(model, errors="exact")
+    gx = np.linspace(float(x["low"]), float(x["high"]), int(x["points"]))
+    gy = np.linspace(float(y["low"]), float(y["high"]), int(y["points"]))
+    return scan2d(model, gx, gy, pois, best_fit=best)
 
 
 def write_fit_outputs(out: Mapping[str, Any], paths: Mapping[str, str], poi_label: str | None = None) -> None:

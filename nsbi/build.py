@@ -57,19 +57,23 @@ __all__ = [
 
 
 def morphing_at(cfg: Mapping[str, Any], value: float | None = None) -> dict[str, float]:
-    """f_c(POI) of every MC sample at ``value`` (default ``morphing.poi_init``)."""
+    """f_c(POI) of every MC sample with the main POI at ``value`` (default ``morphing.poi_init``)
+    and any other POI at its ``init``."""
     m = cfg["morphing"]
-    value = m["poi_init"] if value is None else value
+    values = ncfg.poi_inits(cfg, **{m["poi"]: m["poi_init"] if value is None else value})
     out = {}
     for name in ncfg.mc_samples(cfg):
         text = m["coefficients"].get(name, "1")
-        out[name] = float(parse(str(text)).evaluate({m["poi"]: value}))
+        out[name] = float(parse(str(text)).evaluate(values))
     return out
 
 
 def parameters(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    m = cfg["morphing"]
-    return [{"name": m["poi"], "bounds": [list(map(float, m["poi_bounds"]))], "inits": [float(m["poi_init"])]}]
+    """Measurement entries (bounds, inits) of every POI."""
+    return [
+        {"name": p["name"], "bounds": [list(map(float, p["bounds"]))], "inits": [float(p["init"])]}
+        for p in cfg["morphing"]["pois"]
+    ]
 
 
 def _norm_systematics(cfg, sample: str) -> dict[str, tuple[float, float]]:

@@ -5,7 +5,8 @@ fit and scan nsbi or pyhf workspaces.
     nsbi check CONFIG [-d DIR] [--output json] [-o FILE]     (every input file, tree, branch at once)
     nsbi inspect WORKSPACE
     nsbi fit WORKSPACE [--dataset NAME] [--measurement NAME] [--minos] [--output json] [-o FILE]
-    nsbi scan WORKSPACE [--points N] [--range LO HI] [--mode profile|stat_only|stat_only_nominal]
+    nsbi scan WORKSPACE [--poi NAME [NAME2]] [--points N] [--range LO HI [--range LO2 HI2]]
+                        [--mode profile|stat_only|stat_only_nominal]   (two POIs: 2-D scan, contours)
     nsbi limit WORKSPACE [--cl 0.95] [--test-stat qtilde|q] [--toys N] [--plot FILE]   (CLs limits)
     nsbi significance WORKSPACE [--poi-value 1] [--toys N]   (q0, p0, Z)
     nsbi check-pyhf WORKSPACE          (binned part vs pyhf)
@@ -253,10 +254,16 @@ def cmd_scan(args) -> int:
 
     from nsbi import fit as F
 
+    pois = args.poi or [None]
+    ranges = args.range or []
+    if len(pois) > 2 or len(ranges) > len(pois):
+        raise SystemExit(f"nsbi scan: give one or two --poi names and at most one --range per POI, got {pois} {ranges}")
     ws, _ = load_any(args.workspace, args.measurement, **_patch_options(args))
     model = ws.model(dataset=args.dataset, measurement=args.measurement)
-    values = np.linspace(args.range[0], args.range[1], args.points) if args.range else None
-    s = F.scan(model, values=values, poi=args.poi, mode=args.mode, npoints=args.points)
+    if len(pois) == 2:
+        return _scan2d(args, model, pois, ranges)
+    values = np.linspace(ranges[0][0], ranges[0][1], args.points) if ranges else None
+    s = F.scan(model, values=values, poi=pois[0], mode=args.mode, npoints=args.points)
     out = {"workspace": str(args.workspace), **s.to_dict()}
     if args.output == "json" or args.output_file:
         _write(out, args)
@@ -269,6 +276,44 @@ def cmd_scan(args) -> int:
 
         plot_scan(s, args.plot)
     return 0
+
+
+def _scan2d(args, model, pois, ranges) -> int:
+    """2-D profile scan of two POIs (:func:`nsbi.scan2d.scan2d`); a pair without ``--range``
+    is scanned over its best fit +- 3.5 errors, within its bounds."""
+    import numpy as np
+
+    from nsbi import fit as F
+    from nsbi.scan2d import scan2d
+
+    if args.mode != "profile":
+        raise SystemExit("nsbi scan: a 2-D scan profiles every other parameter (--mode profile)")
+    for name in pois:
+        if name not in model.par_names:
+            raise SystemExit(f"nsbi scan: {name!r} is not a parameter of the model")
+    best = F.fit(model, errors="exact")
+    grids = []
+    for k, name in enumerate(pois):
+        if k < len(ranges):
+            lo, hi = ranges[k]
+        else:
+            i = model.index(name)
+            c, e = best.values[i], best.errors[i] if best.errors[i] > 0 else 1.0
+            lo, hi = max(model.bounds[i][0], c - 3.5 * e), min(model.bounds[i][1], c + 3.5 * e)
+        grids.append(np.linspace(lo, hi, args.points))
+    s = scan2d(model, grids[0], grids[1], pois, best_fit=best)
+    out = {"workspace": str(args.workspace), **s.to_dict()}
+    if args.output == "json" or args.output_file:
+        _write(out, args)
+    if args.output != "json":
+        print(f"{pois[0]}, {pois[1]} best fit {s.best[0]:.6g}, {s.best[1]:.6g}  correlation {s.correlation:.4f}")
+        for k, area in s.areas().items():
+            print(f"  {k}% CL region: {len(s.contours[k])} contour(s), area {area:.6g}")
+    if args.plot:
+        from nsbi.plotting.fit_plots import plot_scan2d
+
+        plot_scan2d(s, args.plot)
+    return 0 if s.converged.all() else 2
 
 
 def _limit_calculator(args, test_stat: str, **kw):
@@ -445,11 +490,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="Minuit HESSE (as pyhf) or the exact autodiff Hessian",
     )
     sp.set_defaults(func=cmd_fit)
-    sp = sub.add_parser("scan", help="profile-likelihood scan of the POI")
+    sp = sub.add_parser("scan", help="profile-likelihood scan of the POI (of two parameters: 2-D with contours)")
     common(sp)
-    sp.add_argument("--poi", default=None)
-    sp.add_argument("--points", type=int, default=21)
-    sp.add_argument("--range", type=float, nargs=2, default=None, metavar=("LO", "HI"))
+    sp.add_argument(
+        "--poi", nargs="+", default=None, metavar="NAME", help="parameter(s) to scan (default the POI); two: 2-D scan"
+    )
+    sp.add_argument("--points", type=int, default=21, help="scan points (per axis)")
+    sp.add_argument(
+        "--range",
+        type=float,
+        nargs=2,
+        action="append",
+        default=None,
+        metavar=("LO", "HI"),
+        help="scan range; repeat for the second parameter of a 2-D scan",
+    )
     sp.add_argument("--mode", choices=["profile", "stat_only", "stat_only_nominal"], default="profile")
     sp.add_argument("--plot", default=None, help="write a scan plot (pdf/png)")
     sp.set_defaults(func=cmd_scan)

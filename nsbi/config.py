@@ -285,16 +285,38 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     lo, hi = m["poi_bounds"]
     if not lo < hi:
         raise ConfigError("config key 'morphing.poi_bounds': lower bound must be below upper bound")
+    poi_names = [p["name"] for p in m["pois"]]
+    _unique(m["pois"], "morphing.pois")
+    for j, p in enumerate(m["pois"]):
+        lo, hi = p["bounds"]
+        if not lo < hi:
+            raise ConfigError(f"config key 'morphing.pois[{j}].bounds': lower bound must be below upper bound")
+        if not lo <= p["init"] <= hi:
+            raise ConfigError(f"config key 'morphing.pois[{j}].init': {p['init']} is outside its bounds [{lo}, {hi}]")
+        if p["name"] in {s["name"] for s in cfg["systematics"]}:
+            raise ConfigError(
+                f"config key 'morphing.pois[{j}].name': '{p['name']}' is also the name of a systematic "
+                "(both become parameters of the likelihood)"
+            )
+    allowed = set(poi_names)
     if "coefficients" not in m and "basis" not in m:
         raise ConfigError("config key 'morphing': give either 'coefficients' or 'basis'")
     if "basis" in m:
         for j, text in enumerate(m["basis"]["functions"]):
-            _check_expr(text, f"morphing.basis.functions[{j}]", allowed={m["poi"]})
-        for name in m["basis"]["points"]:
+            _check_expr(text, f"morphing.basis.functions[{j}]", allowed=allowed)
+        for name, point in m["basis"]["points"].items():
             if name not in samples or cfg["samples"][samples[name]]["type"] != "basis":
                 raise ConfigError(f"config key 'morphing.basis.points.{name}': not a basis sample")
+            given = sorted(point) if isinstance(point, dict) else None
+            if (given or poi_names[:1]) != sorted(poi_names) or (given is None) != (len(poi_names) == 1):
+                raise ConfigError(
+                    f"config key 'morphing.basis.points.{name}': give "
+                    + ("the POI value" if len(poi_names) == 1 else f"a value of every POI {sorted(poi_names)}")
+                )
         try:
-            derived = coefficients_from_points(m["basis"]["functions"], m["basis"]["points"], m["poi"])
+            derived = coefficients_from_points(
+                m["basis"]["functions"], m["basis"]["points"], poi_names if len(poi_names) > 1 else m["poi"]
+            )
         except MorphingError as err:
             raise ConfigError(f"config key 'morphing.basis': {err}") from None
         # a validated config carries both (validation is idempotent); a user gives one
@@ -311,7 +333,14 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             )
         if kind != "basis":
             raise ConfigError(f"config key 'morphing.coefficients.{name}': not a basis sample")
-        _check_expr(text, f"morphing.coefficients.{name}", allowed={m["poi"]})
+        _check_expr(text, f"morphing.coefficients.{name}", allowed=allowed)
+    used = set().union(*(parse(str(t)).names for t in m["coefficients"].values())) if m["coefficients"] else set()
+    for j, name in enumerate(poi_names):
+        if name not in used:
+            raise ConfigError(
+                f"config key 'morphing.pois[{j}]': POI '{name}' enters no morphing coefficient, so no fit "
+                "could measure it"
+            )
 
     tr = cfg["training"]
     for j, name in enumerate(tr.get("features", [])):
@@ -326,6 +355,27 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             f"config key 'training.members': {tr['members']} member(s) for {tr['folds']} folds; every fold needs "
             "a member that did not train on it (members >= training.folds)"
         )
+
+    pois = {p["name"]: p for p in m["pois"]}
+    for j, p in enumerate(m["pois"]):
+        if "scan" in p and not p["scan"]["low"] < p["scan"]["high"]:
+            raise ConfigError(f"config key 'morphing.pois[{j}].scan': low must be below high")
+    pairs = set()
+    for j, s2 in enumerate(cfg["fit"]["scan2d"]):
+        a, b = s2["pois"]
+        for k, name in enumerate((a, b)):
+            if name not in pois:
+                raise ConfigError(f"config key 'fit.scan2d[{j}].pois[{k}]': '{name}' is not one of morphing.pois")
+        if a == b or (a, b) in pairs or (b, a) in pairs:
+            raise ConfigError(f"config key 'fit.scan2d[{j}].pois': {[a, b]} is not a new pair of two different POIs")
+        pairs.add((a, b))
+        for axis, name in (("x", a), ("y", b)):
+            g, (lo, hi) = s2[axis], pois[name]["bounds"]
+            if not lo <= g["low"] < g["high"] <= hi:
+                raise ConfigError(
+                    f"config key 'fit.scan2d[{j}].{axis}': [{g['low']}, {g['high']}] must be an increasing range "
+                    f"inside the bounds [{lo}, {hi}] of '{name}'"
+                )
 
     lim = cfg["fit"]["limits"]
     if lim["enabled"]:
@@ -421,9 +471,44 @@ def validate(cfg: Mapping[str, Any], schema: Mapping[str, Any] | None = None) ->
         raise ConfigError("config: the top level must be a mapping")
     cfg = copy.deepcopy(dict(cfg))
     _move_renamed_keys(cfg)
+    _main_poi_from_list(cfg)
     out = validate_schema(cfg, schema)
+    m = out["morphing"]
+    if "pois" not in m:
+        m["pois"] = [{"name": m["poi"], "init": m["poi_init"], "bounds": list(m["poi_bounds"])}]
+        if "poi_label" in m:
+            m["pois"][0]["label"] = m["poi_label"]
     _check_semantics(out)
     return out
+
+
+#: the one-POI keys of ``morphing`` and their entries in a ``morphing.pois`` item
+_ONE_POI_KEYS = {"poi": "name", "poi_init": "init", "poi_bounds": "bounds", "poi_label": "label"}
+_POI_DEFAULTS = {"init": 1.0, "bounds": [0.0, 10.0]}
+
+
+def _main_poi_from_list(cfg: dict[str, Any]) -> None:
+    """With ``morphing.pois``, set the one-POI keys (``poi``, ``poi_init``, ...) from its first
+    entry, the main POI, which the rest of nsbi reads. A user gives one form or the other; a
+    validated config carries both, which must agree (validation is idempotent)."""
+    m = cfg.get("morphing")
+    if not isinstance(m, dict) or not isinstance(m.get("pois"), list) or not m["pois"]:
+        return
+    first = m["pois"][0]
+    if not isinstance(first, dict):
+        return  # the schema names the problem
+    for key, item in _ONE_POI_KEYS.items():
+        if key not in m:
+            continue
+        value = first.get(item, _POI_DEFAULTS.get(item))
+        if m[key] != value:
+            raise ConfigError(
+                f"config key 'morphing.{key}': give the POIs either as morphing.poi (with poi_init, "
+                "poi_bounds, poi_label) or as the list morphing.pois, not both"
+            )
+    for key, item in _ONE_POI_KEYS.items():
+        if item in first or item in _POI_DEFAULTS:
+            m[key] = copy.deepcopy(first.get(item, _POI_DEFAULTS.get(item)))
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -502,6 +587,28 @@ def without_labels(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [without_labels(v) for v in obj]
     return obj
+
+
+def poi_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The POIs of a validated config, the main one first (``morphing.pois``)."""
+    return [p["name"] for p in cfg["morphing"]["pois"]]
+
+
+def poi_inits(cfg: Mapping[str, Any], **values: float) -> dict[str, float]:
+    """Every POI at its ``init``, those named in ``values`` at the given value."""
+    out = {p["name"]: float(p["init"]) for p in cfg["morphing"]["pois"]}
+    for name, v in values.items():
+        if name not in out:
+            raise KeyError(f"{name!r} is not a POI of the config ({sorted(out)})")
+        out[name] = float(v)
+    return out
+
+
+def poi_labels(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Plot label of every POI (its ``label``, else derived from the name as :func:`poi_label`)."""
+    from .plotting.labels import default_poi_label
+
+    return {p["name"]: str(p.get("label") or default_poi_label(p["name"])) for p in cfg["morphing"]["pois"]}
 
 
 def poi_label(cfg: Mapping[str, Any]) -> str:

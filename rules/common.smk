@@ -22,6 +22,10 @@ def poi_label(wildcards):
     return ncfg.poi_label(config)
 
 
+def poi_labels(wildcards):
+    return ncfg.poi_labels(config)
+
+
 def data_label(wildcards):
     return ncfg.data_label(config)
 
@@ -180,6 +184,18 @@ def fit_outputs():
     out += [f"{RESULTS}/fit/compare_{d}.json" for d in WS_DATASETS]
     out += [f"{RESULTS}/fit/pyhf_check_{k}.json" for k in WS_KINDS]
     out += [f"{RESULTS}/fit/{k}/{d}/limits.json" for k, d in ncfg.limit_targets(config)]
+    out += [
+        f"{RESULTS}/fit/{k}/{d}/scan_{p}.json"
+        for k in WS_KINDS
+        for d in WS_DATASETS
+        for p in ncfg.poi_names(config)[1:]
+    ]
+    out += [
+        f"{RESULTS}/fit/{k}/{d}/scan2d/{a}__{b}.json"
+        for k in WS_KINDS
+        for d in WS_DATASETS
+        for a, b in (s["pois"] for s in config["fit"]["scan2d"])
+    ]
     if "oracle" in WS_KINDS:
         out.append(f"{RESULTS}/validation/closure.json")
     return out

@@ -163,6 +163,7 @@ rule plot_network:
         processes=ntgt.ratio_processes(config),
         coefficients=canonical(config["morphing"]["coefficients"]),
         poi=POI,
+        other_pois={n: v for n, v in ncfg.poi_inits(config).items() if n != POI},
         poi_ref=config["morphing"]["poi_init"],
         poi_values=SENSITIVITY["poi_values"],
         reference=canonical(TRAIN_REFERENCE),

@@ -42,6 +42,72 @@ rule fit:
         "../scripts/fit.py"
 
 
+# further POIs (morphing.pois[1:]): a profile scan of each, and the configured 2-D scans
+OTHER_POIS = ncfg.poi_names(config)[1:]
+POI_CFG = {p["name"]: p for p in config["morphing"]["pois"]}
+SCAN2D = {tuple(s["pois"]): s for s in config["fit"]["scan2d"]}
+
+
+wildcard_constraints:
+    poi=_alternatives(OTHER_POIS) or "(?!)",
+    poix=_alternatives(ncfg.poi_names(config)),
+    poiy=_alternatives(ncfg.poi_names(config)),
+
+
+rule scan_poi:
+    input:
+        ws=f"{RESULTS}/workspace/{{kind}}.json",
+        side=lambda w: ws_side_files(w.kind),
+        code=code_inputs("scripts/scan_poi.py"),
+    output:
+        json=f"{RESULTS}/fit/{{kind}}/{{dataset}}/scan_{{poi}}.json",
+        plot=report(
+            f"{RESULTS}/fit/{{kind}}/{{dataset}}/scan_{{poi}}.png", category="Fit", subcategory="{kind} {dataset}"
+        ),
+    log:
+        f"{RESULTS}/logs/fit/{{kind}}/{{dataset}}_scan_{{poi}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit/{{kind}}/{{dataset}}_scan_{{poi}}.tsv"
+    priority: 10
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        scan=lambda w: POI_CFG[w.poi].get("scan"),
+        label=lambda w: ncfg.poi_labels(config)[w.poi],
+    script:
+        "../scripts/scan_poi.py"
+
+
+rule scan2d:
+    input:
+        ws=f"{RESULTS}/workspace/{{kind}}.json",
+        side=lambda w: ws_side_files(w.kind),
+        code=code_inputs("scripts/scan2d.py"),
+    output:
+        json=f"{RESULTS}/fit/{{kind}}/{{dataset}}/scan2d/{{poix}}__{{poiy}}.json",
+        plot=report(
+            f"{RESULTS}/fit/{{kind}}/{{dataset}}/scan2d/{{poix}}__{{poiy}}.png",
+            category="Fit",
+            subcategory="{kind} {dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/fit/{{kind}}/{{dataset}}_scan2d_{{poix}}__{{poiy}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit/{{kind}}/{{dataset}}_scan2d_{{poix}}__{{poiy}}.tsv"
+    priority: 10
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        pois=lambda w: [w.poix, w.poiy],
+        x=lambda w: SCAN2D[(w.poix, w.poiy)]["x"],
+        y=lambda w: SCAN2D[(w.poix, w.poiy)]["y"],
+        labels=poi_labels,
+    script:
+        "../scripts/scan2d.py"
+
+
 rule compare_scans:
     input:
         scans=[f"{RESULTS}/fit/{k}/{{dataset}}/{s}.json" for k in WS_KINDS for s in ("scan", "scan_stat_only")],

@@ -34,6 +34,7 @@ rule plot_datamc:
         sample_labels={s["name"]: s.get("label", s["name"]) for s in config["samples"]},
         coefficients=canonical(config["morphing"]["coefficients"]),
         poi=config["morphing"]["poi"],
+        other_pois={n: v for n, v in ncfg.poi_inits(config).items() if n != config["morphing"]["poi"]},
         poi_label=poi_label,
         poi_value=config["morphing"]["poi_init"],
         data_label=data_label,

@@ -11,7 +11,8 @@ with job_logging(snakemake, "nsbi.plot") as log:
     p = snakemake.params
     mc = {name: read_parquet(path) for name, path in zip(p.mc_samples, snakemake.input.mc)}
     data = read_parquet(snakemake.input.data) if p.data_sample else None
-    coefficients = {name: float(parse(text).evaluate({p.poi: p.poi_value})) for name, text in p.coefficients.items()}
+    values = {**p.other_pois, p.poi: p.poi_value}
+    coefficients = {name: float(parse(text).evaluate(values)) for name, text in p.coefficients.items()}
     for feature, out in zip(p.features, snakemake.output):
         edges = auto_edges([c[feature] for c in mc.values()], [c["weight"] for c in mc.values()])
         fig = datamc_figure(

@@ -27,6 +27,7 @@ with job_logging(smk, "nsbi.plot") as log:
         region_label=p.region_label,
         poi_label=p.poi_label,
         data_label=p.data_label,
+        other_pois=p.other_pois,
     )
     write_json(summary, smk.output.summary)
     log.info("wrote %d network-output plots and %d sensitivity maps", len(smk.output.logr), len(smk.output.sensitivity))

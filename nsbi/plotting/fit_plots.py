@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from .labels import poi_math, resolve_poi_label  # noqa: E402
 from .style import finish, use_style  # noqa: E402
 
-__all__ = ["plot_scan", "plot_pulls", "plot_impacts"]
+__all__ = ["plot_scan", "plot_scan2d", "plot_pulls", "plot_impacts"]
 
 
 def plot_scan(
@@ -41,6 +41,33 @@ def plot_scan(
     ax.set_xlabel(xlabel or resolve_poi_label(poi_label, scans[0].poi))
     ax.set_ylabel(r"$-2\Delta\ln L$")
     ax.set_ylim(0, max(5.0, min(12.0, float(np.nanmax([np.nanmax(s.delta[np.isfinite(s.delta)]) for s in scans])))))
+    ax.legend(fontsize=9)
+    return finish(fig, path)
+
+
+def plot_scan2d(scans, path=None, labels: Sequence[str] | None = None, axis_labels: Sequence[str] | None = None):
+    """68 % and 95 % contours (solid, dashed) and best-fit points of one or several
+    :class:`nsbi.scan2d.Scan2DResult` of the same pair of parameters; the first one's
+    Delta(-2 ln L) is drawn as a colour map below them. ``axis_labels``: the two parameters
+    (default: the labels of their names)."""
+    use_style()
+    scans = scans if isinstance(scans, (list, tuple)) else [scans]
+    labels = labels or [""] * len(scans)
+    first = scans[0]
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    z = np.where(np.isfinite(first.delta), first.delta, np.nan)
+    mesh = ax.pcolormesh(first.x, first.y, np.clip(z, 0, 12).T, shading="nearest", cmap="Blues_r", alpha=0.6)
+    fig.colorbar(mesh, ax=ax, label=r"$-2\Delta\ln L$")
+    for k, s in enumerate(scans):
+        color = f"C{k}"
+        for level, style in (("68", "-"), ("95", "--")):
+            for j, line in enumerate(s.contours.get(level, [])):
+                tag = f"{labels[k]} {level}%".strip() if j == 0 else None
+                ax.plot(line[:, 0], line[:, 1], style, color=color, lw=1.5, label=tag)
+        ax.plot(*s.best, marker="+", ms=12, mew=2, color=color, ls="none")
+    names = axis_labels or [resolve_poi_label(None, p) for p in first.pois]
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
     ax.legend(fontsize=9)
     return finish(fig, path)
 

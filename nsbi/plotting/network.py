@@ -130,6 +130,7 @@ def run_network_plots(
     region_label: str = "",
     poi_label: str | None = None,
     data_label: str = "Data",
+    other_pois: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write the data/MC plots of log r_c (one per process, ``logr_outputs``) and one
     sensitivity map per POI value (``sensitivity_outputs``); return a summary.
@@ -138,7 +139,8 @@ def run_network_plots(
     ``mc_table``/``data_table``: their ``logr_<c>`` columns (same row order); ``coefficients``:
     morphing expressions f_c(``poi``) (processes without one have f_c = 1); ``poi_label``: the
     POI in titles and colour bars (default from its name, ``mu`` -> ``$\\mu$``); ``data_label``:
-    the legend entry of the data.
+    the legend entry of the data; ``other_pois``: the values of any further POI of the morphing
+    expressions (held fixed while ``poi`` varies).
     """
     from ..build import normalise_ratios
     from ..expr import parse
@@ -147,7 +149,7 @@ def run_network_plots(
     exprs = {c: parse(str(coefficients.get(c, "1"))) for c in processes}
 
     def coeff(value):
-        return {c: float(e.evaluate({poi: value})) for c, e in exprs.items()}
+        return {c: float(e.evaluate({**(other_pois or {}), poi: value})) for c, e in exprs.items()}
 
     labels = dict(labels or {})
     proc = np.asarray(mc_events["process"]).astype(str)
