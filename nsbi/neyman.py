@@ -51,6 +51,9 @@ from nsbi.toys import ToyGenerator, ToySet, param_vector
 __all__ = [
     "acceptance_interval",
     "asymptotic_critical",
+    "binomial_coverage",
+    "cl_key",
+    "quantile_with_error",
     "compute_chunk",
     "coverage",
     "coverage_from_chunks",
@@ -61,6 +64,7 @@ __all__ = [
     "read_chunk",
     "theta_at",
     "toy_t",
+    "tested_point",
     "write_chunk",
     "write_json",
 ]
@@ -83,7 +87,7 @@ def write_json(obj, path) -> Path:
     return nio.write_json(obj, path, indent=1)
 
 
-def _cl_key(cl: float) -> str:
+def cl_key(cl: float) -> str:
     return f"{cl:g}"
 
 
@@ -100,6 +104,21 @@ def _poi(model) -> int:
     if model.poi_index is None:
         raise ValueError("the measurement defines no POI")
     return int(model.poi_index)
+
+
+def tested_point(model, mu) -> dict[str, float]:
+    """The tested point ``{parameter: value}``: ``{POI: mu}`` for a number, else the mapping
+    (several POIs, e.g. a point of a 2-D construction); every name must be a free parameter."""
+    if not isinstance(mu, Mapping):
+        return {model.par_names[_poi(model)]: float(mu)}
+    if not mu:
+        raise ValueError("the tested point names no parameter")
+    out = {}
+    for name, v in mu.items():
+        if model.fixed[model.index(name)]:
+            raise ValueError(f"tested point: parameter {name!r} is fixed in the measurement")
+        out[str(name)] = float(v)
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,22 +169,24 @@ def theta_at(
     observed_model=None,
     tolerance: float = 1e-6,
 ) -> np.ndarray:
-    """Generation point for POI = ``mu``: ``"nominal"`` (model inits), a mapping of values,
-    or ``"profiled"`` (conditional MLE on ``observed_model``, default ``gen.model``)."""
+    """Generation point for POI = ``mu`` (or the point ``{parameter: value}`` of several POIs,
+    :func:`tested_point`): the other parameters ``"nominal"`` (model inits), from a mapping of
+    values, or ``"profiled"`` (conditional MLE on ``observed_model``, default ``gen.model``)."""
     model = gen.model
-    ip = _poi(model)
+    point = tested_point(model, mu)
     if nuisances in (None, "nominal"):
         x = param_vector(model)
     elif nuisances == "profiled":
         from nsbi import fit as F
 
         om = observed_model or model
-        x = np.array(F.fit(om, fixed={model.poi_name: float(mu)}, tolerance=tolerance, hesse=False).values)
+        x = np.array(F.fit(om, fixed=point, tolerance=tolerance, hesse=False).values)
     elif isinstance(nuisances, Mapping):
         x = param_vector(model, nuisances)
     else:
         raise ValueError(f"unknown nuisances {nuisances!r}")
-    x[ip] = float(mu)
+    for name, v in point.items():
+        x[model.index(name)] = v
     return x
 
 
@@ -180,9 +201,14 @@ def toy_t(
 ) -> dict[str, Any]:
     """t_mu of every toy: batched free fit (POI within its bounds) and conditional fit (POI = mu),
     both started at the generation point, in the coordinates of :func:`_fit_space` (sqrt(mu)
-    for interference morphing)."""
+    for interference morphing). ``mu`` may be a point ``{parameter: value}`` of several POIs
+    (:func:`tested_point`; ``kind="t"`` only): all of them are fixed in the conditional fit,
+    and ``"hat"`` gives each one's free-fit values."""
     model = gen.model
     ip = _poi(model)
+    point = tested_point(model, mu)
+    if len(point) > 1 and kind != "t":
+        raise ValueError("the one-sided q is defined for one POI; a point of several POIs takes kind='t'")
     fs = _fit_space(gen)
     free = ~np.asarray(model.fixed, bool)
     data = toys.data()
@@ -196,21 +222,25 @@ def toy_t(
     }
     rf = minimize_batch(fs.fun, data, x0, fs.bounds, free, **kw)
     xc = x0.copy()
-    xc[..., ip] = fs.poi_to_fit(float(mu))
     fc = free.copy()
-    fc[ip] = False
+    for name, v in point.items():
+        i = model.index(name)
+        xc[..., i] = fs.poi_to_fit(v) if i == ip else v
+        fc[i] = False
     rc = minimize_batch(fs.fun, data, xc, fs.bounds, fc, **kw)
     t = rc.twice_nll - rf.twice_nll
     n_neg = int(np.sum(t < -1e-6))  # free fit worse than the conditional one: free fit failed
     t = np.maximum(t, 0.0)
-    poi_hat = fs.from_fit(rf.values)[:, ip]
+    hat = fs.from_fit(rf.values)
+    poi_hat = hat[:, ip]
     if kind == "q":
-        t = np.where(poi_hat > mu, 0.0, t)
+        t = np.where(poi_hat > point[model.par_names[ip]], 0.0, t)
     elif kind != "t":
         raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
     return {
         "t": t,
         "poi_hat": poi_hat,
+        "hat": {name: hat[:, model.index(name)] for name in point},
         "twice_nll_free": rf.twice_nll,
         "twice_nll_cond": rc.twice_nll,
         "converged": rf.converged & rc.converged,
@@ -265,12 +295,17 @@ def compute_chunk(
     progress: bool = False,
 ) -> dict:
     """One (mu grid point, toy batch) job: ``n_toys`` toys at ``theta`` (default
-    :func:`theta_at` nominal) with seed ``(seed, mu_index, batch)``; returns a JSON-able dict."""
+    :func:`theta_at` nominal) with seed ``(seed, mu_index, batch)``; returns a JSON-able dict.
+    ``mu`` may be a point ``{parameter: value}`` of several POIs (``mu_index``: its index in
+    the flattened grid); the chunk then also holds ``point`` and ``point_hat``."""
     t0 = time.perf_counter()
-    theta = theta_at(gen, mu) if theta is None else param_vector(gen.model, theta)
-    ip = _poi(gen.model)
-    if not np.isclose(theta[ip], mu):
-        raise ValueError(f"theta has POI {theta[ip]} but mu = {mu}")
+    model = gen.model
+    point = tested_point(model, mu)
+    theta = theta_at(gen, mu) if theta is None else param_vector(model, theta)
+    for name, v in point.items():
+        if not np.isclose(theta[model.index(name)], v):
+            raise ValueError(f"theta has {name} = {theta[model.index(name)]} but the tested point {v}")
+    ip = _poi(model)
     toys = gen.generate(theta, n_toys, seed=(int(seed), int(mu_index), int(batch)))
     t1 = time.perf_counter()
     res = toy_t(gen, toys, mu, kind=kind, batch_size=batch_size, progress=progress)
@@ -279,7 +314,7 @@ def compute_chunk(
         "format": CHUNK_FORMAT,
         "poi": gen.model.poi_name,
         "kind": kind,
-        "poi_value": float(mu),
+        "poi_value": float(theta[ip]) if isinstance(mu, Mapping) else float(mu),
         "poi_index": int(mu_index),
         "batch": int(batch),
         "seed": [int(seed), int(mu_index), int(batch)],
@@ -297,6 +332,11 @@ def compute_chunk(
         "nonpositive_events": toys.meta.get("nonpositive_events", []),
         "nonpositive_weight_fraction": toys.meta.get("nonpositive_weight_fraction", []),
         "seconds": {"generate": t1 - t0, "fit": t2 - t1},
+        **(
+            {"point": point, "point_hat": {k: v.tolist() for k, v in res["hat"].items()}}
+            if isinstance(mu, Mapping)
+            else {}
+        ),
     }
 
 
@@ -374,7 +414,7 @@ def acceptance_interval(mu: Sequence[float], d: Sequence[float]) -> dict[str, An
     }
 
 
-def _quantile_with_error(t: np.ndarray, cl: float) -> tuple[float, float, float]:
+def quantile_with_error(t: np.ndarray, cl: float) -> tuple[float, float, float]:
     """CL quantile and a +-1 sigma band from binomial order statistics."""
     t = np.sort(np.asarray(t, float))
     n = len(t)
@@ -410,7 +450,7 @@ def gather(
         seen.add(key)
         by_mu.setdefault(float(c["poi_value"]), []).append(c)
     mus = np.array(sorted(by_mu))
-    crit: dict[str, dict[str, list]] = {_cl_key(cl): {"value": [], "lo": [], "hi": []} for cl in cls}
+    crit: dict[str, dict[str, list]] = {cl_key(cl): {"value": [], "lo": [], "hi": []} for cl in cls}
     n_toys, n_fb, n_fail, n_neg, tmean, n_nonpos = [], [], [], [], [], []
     for mu in mus:
         t = np.concatenate([np.asarray(c["t"], float) for c in by_mu[mu]])
@@ -421,11 +461,11 @@ def gather(
         n_neg.append(sum(int(c.get("n_negative_t", 0)) for c in by_mu[mu]))
         tmean.append(float(np.mean(t)))
         for cl in cls:
-            q, lo, hi = _quantile_with_error(t, cl)
-            crit[_cl_key(cl)]["value"].append(q)
-            crit[_cl_key(cl)]["lo"].append(lo)
-            crit[_cl_key(cl)]["hi"].append(hi)
-    asym = {_cl_key(cl): asymptotic_critical(cl, kind) for cl in cls}
+            q, lo, hi = quantile_with_error(t, cl)
+            crit[cl_key(cl)]["value"].append(q)
+            crit[cl_key(cl)]["lo"].append(lo)
+            crit[cl_key(cl)]["hi"].append(hi)
+    asym = {cl_key(cl): asymptotic_critical(cl, kind) for cl in cls}
     out: dict[str, Any] = {
         "poi": chunks[0]["poi"],
         "kind": kind,
@@ -448,7 +488,7 @@ def gather(
         t_obs = np.interp(mus, np.asarray(obs["poi_values"], float), np.asarray(obs["t"], float))
         ds = {"t": t_obs.tolist(), "poi_hat": obs.get("poi_hat"), "intervals": {}}
         for cl in cls:
-            k = _cl_key(cl)
+            k = cl_key(cl)
             ds["intervals"][k] = {
                 "toys": acceptance_interval(mus, t_obs - np.asarray(crit[k]["value"])),
                 "asymptotic": acceptance_interval(mus, t_obs - asym[k]),
@@ -462,7 +502,7 @@ def gather(
 
 
 # ---------------------------------------------------------------------------- coverage
-def _binomial(k: int, n: int, cl: float) -> dict[str, float]:
+def binomial_coverage(k: int, n: int, cl: float) -> dict[str, float]:
     p = k / n if n else float("nan")
     err = math.sqrt(max(p * (1 - p), 1.0 / n) / n) if n else float("nan")
     a = 1 - 0.6827
@@ -507,14 +547,14 @@ def coverage_from_chunks(
             "n_failed": sum(int(c["n_failed"]) for c in by_mu[mu]),
         }
         for cl in cls:
-            k = _cl_key(cl)
-            row["asymptotic"][k] = _binomial(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
+            k = cl_key(cl)
+            row["asymptotic"][k] = binomial_coverage(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
             if belt is not None:
                 bm = np.asarray(belt["poi_values"], float)
                 if not bm.min() <= mu <= bm.max():
                     raise ValueError(f"true {chunks[0]['poi']} = {mu} outside the belt grid [{bm.min()}, {bm.max()}]")
                 c_mu = float(np.interp(mu, bm, np.asarray(belt["critical"][k]["value"], float)))
-                row["toys"][k] = {**_binomial(int(np.sum(t <= c_mu)), len(t), cl), "critical": c_mu}
+                row["toys"][k] = {**binomial_coverage(int(np.sum(t <= c_mu)), len(t), cl), "critical": c_mu}
         rows.append(row)
     return {"poi": chunks[0]["poi"], "kind": kind, "cls": [float(c) for c in cls], "points": rows}
 

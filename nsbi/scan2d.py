@@ -18,7 +18,7 @@ from scipy.stats import chi2
 
 from .fit import FitResult, fit
 
-__all__ = ["LEVELS_2D", "Scan2DResult", "contour_lines", "polygon_area", "scan2d"]
+__all__ = ["LEVELS_2D", "Scan2DResult", "contour_lines", "polygon_area", "region_area", "scan2d"]
 
 #: Delta(-2 ln L) thresholds for 68.27 % and 95 % with two parameters (chi2 quantiles, 2 dof)
 LEVELS_2D = {"68": float(chi2.ppf(0.6826894921370859, 2)), "95": float(chi2.ppf(0.95, 2))}
@@ -41,15 +41,8 @@ class Scan2DResult:
     contours: dict = field(default_factory=dict)  # level -> list of (n, 2) polygons
 
     def areas(self) -> dict[str, float]:
-        """Area of each level's region: the sum over its closed polygons (NaN if a polygon
-        leaves the grid, i.e. the region is not contained in the scanned rectangle)."""
-        out = {}
-        for k, polys in self.contours.items():
-            if not polys or any(not _closed(p) for p in polys):
-                out[k] = float("nan")
-            else:
-                out[k] = float(sum(polygon_area(p) for p in polys))
-        return out
+        """Area of each level's region (:func:`region_area`)."""
+        return {k: region_area(polys) for k, polys in self.contours.items()}
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +66,15 @@ def polygon_area(poly: np.ndarray) -> float:
     p = np.asarray(poly, float)
     x, y = p[:, 0], p[:, 1]
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def region_area(lines: Sequence[np.ndarray]) -> float:
+    """Area of the region bounded by contour ``lines``: the sum over its closed polygons; NaN
+    when there is none or a line leaves the grid (the region is not contained in the scanned
+    rectangle)."""
+    if not lines or any(not _closed(p) for p in lines):
+        return float("nan")
+    return float(sum(polygon_area(p) for p in lines))
 
 
 def _closed(poly: np.ndarray) -> bool:
