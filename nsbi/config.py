@@ -377,6 +377,29 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
                     f"inside the bounds [{lo}, {hi}] of '{name}'"
                 )
 
+    r2 = cfg["validation"].get("region2d")
+    if r2 is not None:
+        a, b = r2["pois"]
+        for k, name in enumerate((a, b)):
+            if name not in pois:
+                raise ConfigError(f"config key 'validation.region2d.pois[{k}]': '{name}' is not one of morphing.pois")
+        if a == b:
+            raise ConfigError("config key 'validation.region2d.pois': two different POIs are needed")
+        for axis, name in (("x", a), ("y", b)):
+            g, (lo, hi) = r2[axis], pois[name]["bounds"]
+            if not lo <= g["low"] < g["high"] <= hi:
+                raise ConfigError(
+                    f"config key 'validation.region2d.{axis}': [{g['low']}, {g['high']}] must be an increasing "
+                    f"range inside the bounds [{lo}, {hi}] of '{name}'"
+                )
+        for j, point in enumerate(r2["coverage"]["points"]):
+            for axis, v in zip("xy", point):
+                if not np.any(np.isclose(grid_values(r2[axis]), v, atol=1e-9)):
+                    raise ConfigError(
+                        f"config key 'validation.region2d.coverage.points[{j}]': {v} is not a node of "
+                        f"validation.region2d.{axis}"
+                    )
+
     lim = cfg["fit"]["limits"]
     if lim["enabled"]:
         for j, kind in enumerate(lim["workspaces"]):
@@ -587,6 +610,11 @@ def without_labels(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [without_labels(v) for v in obj]
     return obj
+
+
+def grid_values(g: Mapping[str, Any]) -> list[float]:
+    """The points of a grid ``{low, high, points}``."""
+    return [float(v) for v in np.linspace(g["low"], g["high"], g["points"])]
 
 
 def poi_names(cfg: Mapping[str, Any]) -> list[str]:

@@ -202,7 +202,10 @@ def fit_outputs():
 
 
 def validation_outputs():
-    return [f"{RESULTS}/validation/{n}.json" for n in ("neyman/belt", "coverage", "linearity")]
+    out = [f"{RESULTS}/validation/{n}.json" for n in ("neyman/belt", "coverage", "linearity")]
+    if config["validation"].get("region2d"):
+        out.append(f"{RESULTS}/validation/region2d/region.json")
+    return out
 
 
 def check_code_inputs():

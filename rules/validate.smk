@@ -205,3 +205,99 @@ rule linearity:
         poi_label=poi_label,
     script:
         "../scripts/linearity.py"
+
+
+# --- Neyman region for a pair of POIs (validation.region2d): one job per grid node and batch
+R2 = VAL.get("region2d")
+if R2:
+    R2_X, R2_Y = ncfg.grid_values(R2["x"]), ncfg.grid_values(R2["y"])
+    R2_NODES = [{R2["pois"][0]: a, R2["pois"][1]: b} for a in R2_X for b in R2_Y]
+    R2_COVERAGE = [dict(zip(R2["pois"], map(float, p))) for p in R2["coverage"]["points"]]
+
+    wildcard_constraints:
+        inode=r"\d+",
+
+    rule region2d_chunk:
+        input:
+            ws=VAL_WS,
+            side=ws_side_files(VAL["workspace"]),
+            code=code_inputs("scripts/region2d_chunk.py"),
+        output:
+            f"{RESULTS}/validation/region2d/chunks/node{{inode}}_b{{batch}}.json",
+        log:
+            f"{RESULTS}/logs/validation/region2d/node{{inode}}_b{{batch}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/validation/region2d/node{{inode}}_b{{batch}}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        params:
+            point=lambda w: R2_NODES[int(w.inode)],
+            index=lambda w: int(w.inode),
+            batch=lambda w: int(w.batch),
+            n=R2["toys"]["per_batch"],
+            seed=R2["toys"]["seed"],
+            nuisances=VAL["nuisances"],
+            dataset=VAL_DATASET,
+            batch_size=VAL["fit_batch_size"],
+        script:
+            "../scripts/region2d_chunk.py"
+
+    rule region2d_coverage_chunk:
+        input:
+            ws=VAL_WS,
+            side=ws_side_files(VAL["workspace"]),
+            code=code_inputs("scripts/region2d_chunk.py"),
+        output:
+            f"{RESULTS}/validation/region2d/coverage/point{{ipoint}}.json",
+        log:
+            f"{RESULTS}/logs/validation/region2d/coverage_point{{ipoint}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/validation/region2d/coverage_point{{ipoint}}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        params:
+            point=lambda w: R2_COVERAGE[int(w.ipoint)],
+            index=lambda w: R2_NODES.index(R2_COVERAGE[int(w.ipoint)]),
+            batch=0,
+            n=R2["coverage"]["per_batch"],
+            seed=R2["coverage"]["seed"],
+            nuisances=VAL["nuisances"],
+            dataset=VAL_DATASET,
+            batch_size=VAL["fit_batch_size"],
+        script:
+            "../scripts/region2d_chunk.py"
+
+    rule region2d:
+        input:
+            chunks=[
+                f"{RESULTS}/validation/region2d/chunks/node{i}_b{b}.json"
+                for i in range(len(R2_NODES))
+                for b in range(R2["toys"]["batches"])
+            ],
+            coverage=[f"{RESULTS}/validation/region2d/coverage/point{i}.json" for i in range(len(R2_COVERAGE))],
+            ws=VAL_WS,
+            side=ws_side_files(VAL["workspace"]),
+            code=code_inputs("scripts/region2d.py"),
+        output:
+            json=f"{RESULTS}/validation/region2d/region.json",
+            plot=report(
+                f"{RESULTS}/validation/region2d/region.png", category="Validation", subcategory="2-D Neyman region"
+            ),
+        log:
+            f"{RESULTS}/logs/validation/region2d.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/validation/region2d.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        params:
+            pois=R2["pois"],
+            x=R2["x"],
+            y=R2["y"],
+            cls=VAL["cls"],
+            datasets=WS_DATASETS,
+            labels=poi_labels,
+        script:
+            "../scripts/region2d.py"

@@ -90,6 +90,18 @@ def _mutated(fn):
         (lambda r: r["fit"]["scan2d"][0].update(pois=["mu", "mu"]), r"'fit.scan2d\[0\].pois'"),
         (lambda r: r["fit"]["scan2d"][0]["y"].update(low=0.1), r"'fit.scan2d\[0\].y'.*bounds \[0.2, 3.0\]"),
         (lambda r: r["morphing"]["pois"][1].update(scan={"low": 2, "high": 1}), r"'morphing.pois\[1\].scan'"),
+        (
+            lambda r: r["validation"].update(region2d={**REGION2D, "pois": ["mu", "kfactor"]}),
+            r"'validation.region2d.pois\[1\]'",
+        ),
+        (
+            lambda r: r["validation"].update(region2d={**REGION2D, "y": {"low": 0.0, "high": 1.0, "points": 3}}),
+            r"'validation.region2d.y'.*bounds \[0.2, 3.0\]",
+        ),
+        (
+            lambda r: r["validation"].update(region2d={**REGION2D, "coverage": {"points": [[1.0, 0.9]]}}),
+            r"'validation.region2d.coverage.points\[0\]': 0.9 is not a node",
+        ),
     ],
 )
 def test_bad_poi_lists_are_rejected_naming_the_key(mutation, message):
@@ -198,15 +210,27 @@ def test_two_poi_model_fit_and_2d_scan_agree_with_the_hessian():
     np.testing.assert_allclose(s1.delta, row_min, atol=0.15)
 
 
-def test_two_poi_dag_has_the_scan_jobs(tmp_path):
+REGION2D = {
+    "pois": ["mu", "mu_qq"],
+    "x": {"low": 0.5, "high": 1.5, "points": 3},
+    "y": {"low": 0.6, "high": 1.4, "points": 3},
+    "toys": {"per_batch": 30, "batches": 2, "seed": 17},
+    "coverage": {"points": [[1.0, 1.0]], "per_batch": 40, "seed": 71},
+}
+
+
+def test_two_poi_dag_has_the_scan_and_region_jobs(tmp_path):
+    raw = two_poi_raw()
+    raw["validation"]["region2d"] = REGION2D
     cfg = tmp_path / "twopoi.yaml"
-    cfg.write_text(yaml.safe_dump(two_poi_raw()))
+    cfg.write_text(yaml.safe_dump(raw))
     counts = job_counts(snakemake("-n", "--configfile", str(cfg), "--directory", str(tmp_path)).stdout)
     n_ws = 3 * 2  # nsbi, hist, oracle x asimov, observed
     assert counts["scan_poi"] == n_ws and counts["scan2d"] == n_ws and counts["fit"] == n_ws
-    # a one-POI config has neither
+    assert counts["region2d_chunk"] == 9 * 2 and counts["region2d_coverage_chunk"] == 1 and counts["region2d"] == 1
+    # a one-POI config has none of them
     one = job_counts(snakemake("-n", "--configfile", str(TEST_CONFIG), "--directory", str(tmp_path / "one")).stdout)
-    assert "scan_poi" not in one and "scan2d" not in one
+    assert not {"scan_poi", "scan2d", "region2d_chunk", "region2d"} & set(one)
 
 
 def two_poi_workspace(cfg):
@@ -290,3 +314,42 @@ def test_cli_scans_two_pois(tmp_path):
         main(["scan", str(path), "--poi", "mu", "mu_qq", "S"])
     with pytest.raises(SystemExit, match="--mode profile"):
         main([*args, "--mode", "stat_only"])
+
+
+def test_region_jobs_run_on_a_workspace(tmp_path):
+    """The 2-D construction's jobs (toys per node and batch, coverage toys, the region) run by
+    Snakemake on the binned two-POI workspace: the critical values are those of the same toys
+    made here with nsbi.neyman, and the region has both datasets and the coverage point."""
+    from nsbi import neyman as N
+    from nsbi import workspace as W
+    from nsbi.neyman2d import critical_grid
+    from nsbi.validation import toy_generator
+
+    raw = two_poi_raw()
+    raw["validation"].update(workspace="hist", region2d=REGION2D)
+    cfg_path = tmp_path / "twopoi.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = ncfg.validate(raw)
+    ws_path = tmp_path / ncfg.results_dir(cfg) / "workspace" / "hist.json"
+    W.save(two_poi_workspace(cfg), ws_path)
+    target = f"{ncfg.results_dir(cfg)}/validation/region2d/region.json"
+    rules = ("region2d_chunk", "region2d_coverage_chunk", "region2d")
+    snakemake(
+        "--cores", "2", "--configfile", str(cfg_path), "--directory", str(tmp_path), target, "--allowed-rules", *rules
+    )
+    region = json.loads((tmp_path / target).read_text())
+    assert region["pois"] == ["mu", "mu_qq"] and set(region["datasets"]) == {"asimov", "observed"}
+    assert np.array(region["n_toys"]).tolist() == [[60] * 3] * 3
+    # node 4 (mu = 1, mu_qq = 1), batch 1: the same toys as the job's
+    model, gen = toy_generator(str(ws_path), "observed")
+    point = {"mu": 1.0, "mu_qq": 1.0}
+    theta = N.theta_at(gen, point, "profiled")
+    mine = [N.compute_chunk(gen, point, 30, 17, mu_index=4, batch=b, theta=theta) for b in (0, 1)]
+    job = N.read_chunk(tmp_path / ncfg.results_dir(cfg) / "validation/region2d/chunks/node4_b1.json")
+    np.testing.assert_allclose(job["t"], mine[1]["t"], atol=1e-8)
+    grid = critical_grid(mine, ["mu", "mu_qq"], [1.0], [1.0], cls=cfg["validation"]["cls"])
+    for k in grid["critical"]:
+        assert region["critical"][k]["value"][1][1] == pytest.approx(grid["critical"][k]["value"][0, 0], abs=1e-8)
+    (row,) = region["coverage"]["points"]
+    assert row["point"] == point and row["n_toys"] == 40
+    assert (tmp_path / target).with_suffix(".png").stat().st_size > 0

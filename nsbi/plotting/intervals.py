@@ -21,7 +21,7 @@ from ..io import upgrade_poi_keys
 from .labels import poi_math, resolve_poi_label
 from .style import finish, use_style
 
-__all__ = ["plot_belt", "plot_coverage", "plot_linearity", "plot_t_distribution"]
+__all__ = ["plot_belt", "plot_coverage", "plot_linearity", "plot_region2d", "plot_t_distribution"]
 
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
 
@@ -160,3 +160,35 @@ def plot_t_distribution(
     ax.set_ylabel("density")
     ax.legend()
     return finish(fig, path)
+
+
+def plot_region2d(region: dict, path=None, axis_labels=None):
+    """The Neyman regions of :func:`nsbi.neyman2d.gather_region`: per dataset (one panel each)
+    the toy region (solid) and Wilks' region (dashed) at every CL, the grid nodes (dots) and the
+    best fit (cross); the title gives the area ratios toys / Wilks."""
+    use_style()
+    names = list(region["datasets"])
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 5.5), squeeze=False)
+    x, y = _arr(region["x"]), _arr(region["y"])
+    labels = axis_labels or [resolve_poi_label(None, p) for p in region["pois"]]
+    for ax, name in zip(axes[0], names):
+        ds = region["datasets"][name]
+        X, Y = np.meshgrid(x, y, indexing="ij")
+        ax.plot(X.ravel(), Y.ravel(), ".", color="grey", ms=3)
+        ratios = []
+        # the regions are keyed (nsbi.neyman.cl_key) in the order of region["cls"]
+        for k, (cl, r) in enumerate(zip(region["cls"], ds["regions"].values())):
+            for j, line in enumerate(r["toys"]["contours"]):
+                line = _arr(line)
+                ax.plot(line[:, 0], line[:, 1], "-", color=f"C{k}", label=f"{cl:.0%} toys" if j == 0 else None)
+            for j, line in enumerate(r["asymptotic"]["contours"]):
+                line = _arr(line)
+                ax.plot(line[:, 0], line[:, 1], "--", color=f"C{k}", label=f"{cl:.0%} Wilks" if j == 0 else None)
+            ratios.append(f"{cl:.0%}: {r['area_ratio_toys_over_asymptotic']:.3f}")
+        ax.plot(*ds["best"], "k+", ms=12, mew=2)
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
+        ax.set_title(f"{name}; area toys / Wilks {', '.join(ratios)}", fontsize=10)
+        ax.legend(fontsize=8)
+    return finish(fig, path)
+
