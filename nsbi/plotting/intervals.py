@@ -191,4 +191,3 @@ def plot_region2d(region: dict, path=None, axis_labels=None):
         ax.set_title(f"{name}; area toys / Wilks {', '.join(ratios)}", fontsize=10)
         ax.legend(fontsize=8)
     return finish(fig, path)
-
