@@ -377,6 +377,17 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
                     f"inside the bounds [{lo}, {hi}] of '{name}'"
                 )
 
+    val = cfg["validation"]
+    for j, value in enumerate(val["learned"]["audit"]["points"]):
+        if not val["grid"]["low"] <= value <= val["grid"]["high"]:
+            raise ConfigError(
+                f"config key 'validation.learned.audit.points[{j}]': {value} is outside the range "
+                f"[{val['grid']['low']}, {val['grid']['high']}] of validation.grid"
+            )
+    if val["method"] == "quantile_regression" and val["kind"] != "t":
+        raise ConfigError(
+            "config key 'validation.method': quantile_regression learns the two-sided t (validation.kind: t)"
+        )
     r2 = cfg["validation"].get("region2d")
     if r2 is not None:
         a, b = r2["pois"]
@@ -610,6 +621,14 @@ def without_labels(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [without_labels(v) for v in obj]
     return obj
+
+
+def audit_points(cfg: Mapping[str, Any]) -> list[float]:
+    """POI values of the audit toys of the learned construction (``validation.learned.audit.points``;
+    by default 15 %, 50 % and 85 % of the way through ``validation.grid``)."""
+    v = cfg["validation"]
+    lo, hi = float(v["grid"]["low"]), float(v["grid"]["high"])
+    return [float(p) for p in v["learned"]["audit"]["points"]] or [lo + f * (hi - lo) for f in (0.15, 0.5, 0.85)]
 
 
 def grid_values(g: Mapping[str, Any]) -> list[float]:

@@ -203,10 +203,12 @@ def toy_t(
     both started at the generation point, in the coordinates of :func:`_fit_space` (sqrt(mu)
     for interference morphing). ``mu`` may be a point ``{parameter: value}`` of several POIs
     (:func:`tested_point`; ``kind="t"`` only): all of them are fixed in the conditional fit,
-    and ``"hat"`` gives each one's free-fit values."""
+    and ``"hat"`` gives each one's free-fit values. ``mu=None``: every toy is tested at its own
+    POI value, its row of ``toys.theta`` (toys made at several points, :meth:`ToySet.concatenate`)."""
     model = gen.model
     ip = _poi(model)
-    point = tested_point(model, mu)
+    # mu None: every toy at its own POI value (toys.theta has a row per toy)
+    point = tested_point(model, mu) if mu is not None else {model.par_names[ip]: np.nan}
     if len(point) > 1 and kind != "t":
         raise ValueError("the one-sided q is defined for one POI; a point of several POIs takes kind='t'")
     fs = _fit_space(gen)
@@ -225,7 +227,8 @@ def toy_t(
     fc = free.copy()
     for name, v in point.items():
         i = model.index(name)
-        xc[..., i] = fs.poi_to_fit(v) if i == ip else v
+        if mu is not None:
+            xc[..., i] = fs.poi_to_fit(v) if i == ip else v
         fc[i] = False
     rc = minimize_batch(fs.fun, data, xc, fs.bounds, fc, **kw)
     t = rc.twice_nll - rf.twice_nll
@@ -234,7 +237,12 @@ def toy_t(
     hat = fs.from_fit(rf.values)
     poi_hat = hat[:, ip]
     if kind == "q":
-        t = np.where(poi_hat > point[model.par_names[ip]], 0.0, t)
+        tested = (
+            np.broadcast_to(np.asarray(toys.theta, float)[..., ip], t.shape)
+            if mu is None
+            else point[model.par_names[ip]]
+        )
+        t = np.where(poi_hat > tested, 0.0, t)
     elif kind != "t":
         raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
     return {

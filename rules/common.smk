@@ -202,7 +202,10 @@ def fit_outputs():
 
 
 def validation_outputs():
-    out = [f"{RESULTS}/validation/{n}.json" for n in ("neyman/belt", "coverage", "linearity")]
+    if config["validation"]["method"] == "quantile_regression":
+        out = [f"{RESULTS}/validation/{n}.json" for n in ("learned/critical", "linearity")]
+    else:
+        out = [f"{RESULTS}/validation/{n}.json" for n in ("neyman/belt", "coverage", "linearity")]
     if config["validation"].get("region2d"):
         out.append(f"{RESULTS}/validation/region2d/region.json")
     return out

@@ -301,3 +301,92 @@ if R2:
             labels=poi_labels,
         script:
             "../scripts/region2d.py"
+
+
+# --- learned critical values (validation.method: quantile_regression)
+LEARN = VAL["learned"]
+AUDIT_POINTS = ncfg.audit_points(config)
+
+
+rule learned_toys:
+    input:
+        ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
+        code=code_inputs("scripts/learned_toys.py"),
+    output:
+        f"{RESULTS}/validation/learned/toys/b{{batch}}.json",
+    log:
+        f"{RESULTS}/logs/validation/learned/toys_b{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/learned/toys_b{{batch}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        low=VAL["grid"]["low"],
+        high=VAL["grid"]["high"],
+        n=LEARN["toys"]["per_batch"],
+        seed=LEARN["toys"]["seed"],
+        nuisances=VAL["nuisances"],
+        dataset=VAL_DATASET,
+        batch_size=VAL["fit_batch_size"],
+    script:
+        "../scripts/learned_toys.py"
+
+
+rule learned_audit_chunk:
+    input:
+        ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
+        code=code_inputs("scripts/neyman_chunk.py"),
+    output:
+        f"{RESULTS}/validation/learned/audit/point{{ipoint}}_b{{batch}}.json",
+    log:
+        f"{RESULTS}/logs/validation/learned/audit_point{{ipoint}}_b{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/learned/audit_point{{ipoint}}_b{{batch}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        poi_value=lambda w: AUDIT_POINTS[int(w.ipoint)],
+        n=LEARN["audit"]["per_point"],
+        seed=LEARN["audit"]["seed"],
+        kind="t",
+        nuisances=VAL["nuisances"],
+        dataset=VAL_DATASET,
+        batch_size=VAL["fit_batch_size"],
+    script:
+        "../scripts/neyman_chunk.py"
+
+
+rule learned_critical:
+    input:
+        toys=[f"{RESULTS}/validation/learned/toys/b{b}.json" for b in range(LEARN["toys"]["batches"])],
+        audit=[f"{RESULTS}/validation/learned/audit/point{i}_b0.json" for i in range(len(AUDIT_POINTS))],
+        ws=VAL_WS,
+        side=ws_side_files(VAL["workspace"]),
+        code=code_inputs("scripts/learned_critical.py"),
+    output:
+        json=f"{RESULTS}/validation/learned/critical.json",
+        plot=report(
+            f"{RESULTS}/validation/learned/critical.png", category="Validation", subcategory="learned critical values"
+        ),
+    log:
+        f"{RESULTS}/logs/validation/learned_critical.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validation/learned_critical.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        low=VAL["grid"]["low"],
+        high=VAL["grid"]["high"],
+        fine=[float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["observed_points"])],
+        cls=VAL["cls"],
+        network=LEARN["network"],
+        tolerance=LEARN["audit"]["tolerance"],
+        dataset=VAL_DATASET,
+        poi_label=poi_label,
+    script:
+        "../scripts/learned_critical.py"

@@ -21,7 +21,7 @@ from ..io import upgrade_poi_keys
 from .labels import poi_math, resolve_poi_label
 from .style import finish, use_style
 
-__all__ = ["plot_belt", "plot_coverage", "plot_linearity", "plot_region2d", "plot_t_distribution"]
+__all__ = ["plot_belt", "plot_coverage", "plot_learned", "plot_linearity", "plot_region2d", "plot_t_distribution"]
 
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
 
@@ -190,4 +190,40 @@ def plot_region2d(region: dict, path=None, axis_labels=None):
         ax.set_ylabel(labels[1])
         ax.set_title(f"{name}; area toys / Wilks {', '.join(ratios)}", fontsize=10)
         ax.legend(fontsize=8)
+    return finish(fig, path)
+
+
+def plot_learned(result: dict, toys=(), path=None, xlabel: str | None = None, poi_label: str | None = None):
+    """Learned critical values (:func:`nsbi.learned_critical.learned_construction`): left, the
+    toys' t (a sample of at most 3000) with the learned c_CL and Wilks' value, and the observed
+    and Asimov t curves; right, the audited coverage at each audit point with binomial errors."""
+    use_style()
+    label = xlabel or resolve_poi_label(poi_label, result.get("poi"))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    poi = np.concatenate([_arr(b["poi"]) for b in toys]) if toys else np.empty(0)
+    t = np.concatenate([_arr(b["t"]) for b in toys]) if toys else np.empty(0)
+    if len(t):
+        keep = np.random.default_rng(0).permutation(len(t))[:3000]
+        ax.plot(poi[keep], t[keep], ".", color="grey", ms=2, alpha=0.5, label=f"toys ({len(t)})")
+    x = _arr(result["poi_values"])
+    for k, (key, c) in enumerate(result["critical"].items()):
+        ax.plot(x, _arr(c), "-", color=f"C{k}", label=f"learned c, {float(key):.0%}")
+        ax.axhline(result["critical_asymptotic"][key], color=f"C{k}", ls=":", lw=1)
+    for style, (name, ds) in zip(("k-", "k--"), result["datasets"].items()):
+        ax.plot(x, _arr(ds["t"]), style, lw=1.2, label=f"t {name}")
+    ax.set_ylim(0, 1.5 * max(_arr(v).max() for v in result["critical"].values()))
+    ax.set_xlabel(label)
+    ax.set_ylabel("t")
+    ax.legend(fontsize=8)
+    aud = result.get("audit") or {"points": []}
+    for k, key in enumerate(result["critical"]):
+        pts = aud["points"]
+        xs = [p["poi"] for p in pts]
+        fr = [p["levels"][key]["fraction"] for p in pts]
+        er = [p["levels"][key]["error"] for p in pts]
+        ax2.errorbar(xs, fr, yerr=er, fmt="o", color=f"C{k}", label=f"{float(key):.0%}")
+        ax2.axhline(float(key), color=f"C{k}", ls="--", lw=1)
+    ax2.set_xlabel(label)
+    ax2.set_ylabel("audited coverage")
+    ax2.legend(fontsize=8)
     return finish(fig, path)

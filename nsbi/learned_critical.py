@@ -1,0 +1,330 @@
+"""Learned critical values: the Neyman construction by quantile regression over the POI range.
+
+A grid construction (:mod:`nsbi.neyman`) spends hundreds of toys at every grid point and gives
+the critical value ``c_CL(mu)`` only there. Here toys are spread over the whole range instead, a
+few per POI value (:func:`sample_points`, :func:`toys_over_range`: each toy is generated at its
+own ``mu`` and its ``t_mu`` is taken at that ``mu``), and ``c_CL(mu)`` is learned from the pairs
+``(mu_i, t_i)`` by quantile regression (likelihood-free frequentist inference, LF2I: Dalmasso,
+Masserano, Izbicki, Lee).
+
+The regressor (:class:`QuantileRegressor`) is a small network trained with Lightning on the
+pinball loss of every CL at once. It is smooth in ``mu`` (a grid of gradient-boosted trees would
+be piecewise constant, with steps wherever the trees split), its quantiles never cross (the
+network gives the lowest CL's value and non-negative increments), and it is deterministic for a
+given seed on a CPU. Its inputs are the POI values scaled to [-1, 1] over the configured range.
+
+An **audit** always follows: independent toys at points not used for training
+(:func:`audit`); the fraction of them with ``t <= c_CL(mu)`` must be the CL within its binomial
+error, per audit point; :func:`audit` reports each point and whether every one is within the
+configured tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .neyman import binomial_coverage, cl_key
+
+__all__ = [
+    "QuantileRegressor",
+    "audit",
+    "generation_points",
+    "learned_construction",
+    "pinball_loss",
+    "sample_points",
+    "toys_over_range",
+]
+
+
+def sample_points(low: float, high: float, n: int, seed) -> np.ndarray:
+    """``n`` POI values drawn uniformly in ``[low, high]`` (seeded; sorted)."""
+    if not low < high:
+        raise ValueError(f"the POI range [{low}, {high}] is empty")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.uniform(float(low), float(high), int(n)))
+
+
+def generation_points(gen, points: Sequence[float], nuisances="nominal", nodes: int = 21) -> np.ndarray:
+    """The parameter vector each toy is generated at, one row per POI value of ``points``: the
+    other parameters ``"nominal"``, from a mapping, or ``"profiled"`` -- the conditional MLE on
+    the data (:func:`nsbi.neyman.theta_at`) at ``nodes`` POI values spanning ``points``,
+    interpolated linearly in the POI (one fit per node instead of one per toy)."""
+    from .neyman import theta_at
+
+    points = np.asarray(points, float)
+    ip = gen.model.poi_index
+    if nuisances != "profiled":
+        base = theta_at(gen, float(points[0]), nuisances)
+        rows = np.tile(base, (len(points), 1))
+    else:
+        grid = np.linspace(points.min(), points.max(), max(2, int(nodes)))
+        at = np.array([theta_at(gen, float(v), "profiled") for v in grid])
+        rows = np.stack([np.interp(points, grid, at[:, j]) for j in range(at.shape[1])], axis=1)
+    rows[:, ip] = points
+    return rows
+
+
+def toys_over_range(
+    gen,
+    points: Sequence[float],
+    seed: int,
+    batch: int = 0,
+    nuisances: str | Mapping[str, float] = "nominal",
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """One toy at each POI value of ``points``, generated at :func:`generation_points`, and the
+    ``t_mu`` of each at its own POI; returns ``{"poi", "t", "n_fallback", "n_failed"}``. The
+    i-th toy is the first toy of :func:`nsbi.neyman.compute_chunk` at the same point with seed
+    ``(seed, i, batch)``."""
+    from .neyman import toy_t
+    from .toys import ToySet
+
+    points = np.asarray(points, float)
+    thetas = generation_points(gen, points, nuisances)
+    sets = [gen.generate(th, 1, seed=(int(seed), i, int(batch))) for i, th in enumerate(thetas)]
+    # one padded event count per unbinned channel (index 0 with count 0, as generate pads), so
+    # that the toys of all points form one batch
+    pad = [max(s.idx[j].shape[1] for s in sets) for j in range(len(sets[0].idx))]
+    sets = [
+        replace(
+            s,
+            idx=[np.pad(a, ((0, 0), (0, n - a.shape[1]))) for a, n in zip(s.idx, pad)],
+            k=[np.pad(a, ((0, 0), (0, n - a.shape[1]))) for a, n in zip(s.k, pad)],
+        )
+        for s in sets
+    ]
+    res = toy_t(gen, ToySet.concatenate(sets), None, batch_size=batch_size)
+    return {
+        "poi": points.tolist(),
+        "t": np.asarray(res["t"], float).tolist(),
+        "n_fallback": int(res["n_fallback"]),
+        "n_failed": int(res["n_failed"]),
+    }
+
+
+def pinball_loss(pred, target, quantiles):
+    """Mean pinball (quantile) loss of predictions ``pred`` (N, K) for quantiles ``quantiles``
+    (K,) of ``target`` (N,): max(tau (y - q), (tau - 1)(y - q)), summed over K."""
+    import torch
+
+    diff = target[:, None] - pred
+    tau = torch.as_tensor(quantiles, dtype=pred.dtype)[None, :]
+    return torch.maximum(tau * diff, (tau - 1.0) * diff).mean(dim=0).sum()
+
+
+class QuantileRegressor:
+    """c_CL(mu) for several CLs by quantile regression (see the module docstring).
+
+    ``settings``: ``hidden`` (layer widths, default [32, 32]), ``max_epochs`` (default 400),
+    ``learning_rate`` (default 0.01), ``validation_fraction`` (default 0.2; the weights of the
+    epoch with the lowest validation loss are kept), ``patience`` (default 40)."""
+
+    def __init__(self, cls: Sequence[float], low: float, high: float, seed: int = 0, settings: Mapping | None = None):
+        self.cls = [float(c) for c in cls]
+        if not self.cls or any(not 0 < c < 1 for c in self.cls) or sorted(self.cls) != self.cls:
+            raise ValueError(f"confidence levels must increase within (0, 1), got {list(cls)}")
+        if not low < high:
+            raise ValueError(f"the POI range [{low}, {high}] is empty")
+        self.low, self.high, self.seed = float(low), float(high), int(seed)
+        s = {"hidden": [32, 32], "max_epochs": 400, "learning_rate": 0.01, "validation_fraction": 0.2, "patience": 40}
+        s.update(dict(settings or {}))
+        self.settings = s
+        self.net = None
+        self.history: dict[str, Any] = {}
+
+    def _x(self, poi):
+        return (2.0 * (np.asarray(poi, float) - self.low) / (self.high - self.low) - 1.0)[:, None]
+
+    def _build(self):
+        import torch
+        from torch import nn
+
+        layers, n_in = [], 1
+        for width in self.settings["hidden"]:
+            layers += [nn.Linear(n_in, int(width)), nn.SiLU()]
+            n_in = int(width)
+        layers.append(nn.Linear(n_in, len(self.cls)))
+        body = nn.Sequential(*layers)
+
+        class Monotone(nn.Module):
+            """lowest CL's value, then non-negative increments: the quantiles never cross"""
+
+            def __init__(self):
+                super().__init__()
+                self.body = body
+
+            def forward(self, x):
+                z = self.body(x)
+                return torch.cumsum(torch.cat([z[:, :1], nn.functional.softplus(z[:, 1:])], dim=1), dim=1)
+
+        return Monotone()
+
+    def fit(self, poi: Sequence[float], t: Sequence[float]) -> QuantileRegressor:
+        """Train on the toys' ``(poi, t)`` pairs."""
+        import lightning as L
+        import torch
+
+        poi, t = np.asarray(poi, float), np.asarray(t, float)
+        if poi.shape != t.shape or poi.ndim != 1 or len(poi) < 10:
+            raise ValueError(f"need at least 10 (poi, t) pairs of equal length, got {poi.shape} and {t.shape}")
+        if not np.all(np.isfinite(t)):
+            raise ValueError("t contains non-finite values")
+        L.seed_everything(self.seed, verbose=False)
+        rng = np.random.default_rng(self.seed)
+        perm = rng.permutation(len(t))
+        n_val = max(1, round(float(self.settings["validation_fraction"]) * len(t)))
+        va, tr = perm[:n_val], perm[n_val:]
+        x = torch.as_tensor(self._x(poi), dtype=torch.float32)
+        y = torch.as_tensor(t, dtype=torch.float32)
+        net = self._build()
+        # start at the data's quantiles: the constant solution
+        with torch.no_grad():
+            last = net.body[-1]
+            last.weight.zero_()
+            q = np.quantile(t[tr], self.cls)
+            inc = np.maximum(np.diff(q), 1e-3)
+            last.bias.copy_(torch.as_tensor([q[0], *np.log(np.expm1(inc))], dtype=torch.float32))
+        cls_, lr = self.cls, float(self.settings["learning_rate"])
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def training_step(self, batch, _):
+                loss = pinball_loss(self.net(batch[0]), batch[1], cls_)
+                self.log("train_loss", loss, on_epoch=True, on_step=False)
+                return loss
+
+            def validation_step(self, batch, _):
+                self.log("val_loss", pinball_loss(self.net(batch[0]), batch[1], cls_), on_epoch=True)
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=lr)
+
+        best: dict[str, Any] = {"loss": np.inf, "state": None, "epoch": -1}
+
+        class KeepBest(L.Callback):
+            def on_validation_epoch_end(self, trainer, module):
+                v = float(trainer.callback_metrics["val_loss"])
+                if v < best["loss"]:
+                    best.update(loss=v, epoch=int(trainer.current_epoch))
+                    best["state"] = {k: p.detach().clone() for k, p in module.net.state_dict().items()}
+
+        from lightning.pytorch.callbacks import EarlyStopping
+        from torch.utils.data import DataLoader, TensorDataset
+
+        def loader(idx):
+            return DataLoader(TensorDataset(x[idx], y[idx]), batch_size=len(idx), shuffle=False)
+
+        trainer = L.Trainer(
+            max_epochs=int(self.settings["max_epochs"]),
+            accelerator="auto",
+            devices=1,
+            deterministic=True,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[KeepBest(), EarlyStopping("val_loss", patience=int(self.settings["patience"]))],
+        )
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.fit(Module(), loader(tr), loader(va))
+        net.load_state_dict(best["state"])
+        self.net = net.cpu().eval()
+        self.history = {"best_epoch": best["epoch"], "best_val_loss": best["loss"], "n_train": len(tr), "n_val": n_val}
+        return self
+
+    def predict(self, poi: Sequence[float]) -> dict[str, np.ndarray]:
+        """``{cl_key: c_CL(poi)}`` at the POI values ``poi``."""
+        import torch
+
+        if self.net is None:
+            raise RuntimeError("the regressor is not trained (call fit first)")
+        with torch.no_grad():
+            q = self.net(torch.as_tensor(self._x(poi), dtype=torch.float32)).double().numpy()
+        return {cl_key(c): q[:, k] for k, c in enumerate(self.cls)}
+
+
+def audit(regressor: QuantileRegressor, poi: Sequence[float], t: Sequence[float], tolerance: float = 3.0) -> dict:
+    """Coverage of the learned critical values on independent toys: per audit point (the
+    distinct values of ``poi``), the fraction of its toys with ``t <= c_CL(poi)`` with
+    binomial errors; ``passed`` when every |pull| (fraction - CL)/error is at most
+    ``tolerance``."""
+    poi, t = np.asarray(poi, float), np.asarray(t, float)
+    rows, worst = [], 0.0
+    for v in np.unique(poi):
+        sel = poi == v
+        c = regressor.predict([v])
+        row: dict[str, Any] = {"poi": float(v), "n_toys": int(sel.sum()), "levels": {}}
+        for cl in regressor.cls:
+            k = cl_key(cl)
+            b = binomial_coverage(int(np.sum(t[sel] <= c[k][0])), int(sel.sum()), cl)
+            row["levels"][k] = {**b, "critical": float(c[k][0])}
+            worst = max(worst, abs(float(b["pull"])))
+        rows.append(row)
+    return {"points": rows, "max_abs_pull": worst, "tolerance": float(tolerance), "passed": bool(worst <= tolerance)}
+
+
+def learned_construction(
+    toys: Sequence[Mapping],
+    audit_chunks: Sequence[Mapping],
+    cls: Sequence[float],
+    low: float,
+    high: float,
+    fine: Sequence[float],
+    curves: Mapping[str, Mapping] | None = None,
+    seed: int = 0,
+    settings: Mapping | None = None,
+    tolerance: float = 3.0,
+) -> dict[str, Any]:
+    """The learned construction of a workflow: train :class:`QuantileRegressor` on the toys
+    spread over ``[low, high]`` (:func:`toys_over_range` outputs), audit it on the Neyman
+    chunks ``audit_chunks`` (:func:`nsbi.neyman.compute_chunk` at points not used for
+    training), give ``c_CL`` on the grid ``fine`` and, for each t curve of ``curves``
+    (``{dataset: nsbi.neyman.observed_t output}`` on ``fine``), the intervals
+    ``{mu: t(mu) <= c_CL(mu)}`` next to Wilks'."""
+    from .neyman import acceptance_interval, asymptotic_critical, read_chunk
+
+    poi = np.concatenate([np.asarray(b["poi"], float) for b in toys])
+    t = np.concatenate([np.asarray(b["t"], float) for b in toys])
+    reg = QuantileRegressor(cls, low, high, seed=seed, settings=settings).fit(poi, t)
+    chunks = [read_chunk(c) if not isinstance(c, Mapping) else c for c in audit_chunks]
+    a_poi = np.concatenate([np.full(len(c["t"]), float(c["poi_value"])) for c in chunks]) if chunks else np.empty(0)
+    a_t = np.concatenate([np.asarray(c["t"], float) for c in chunks]) if chunks else np.empty(0)
+    fine = np.asarray(fine, float)
+    crit = reg.predict(fine)
+    out: dict[str, Any] = {
+        "method": "quantile_regression",
+        "cls": [float(c) for c in cls],
+        "n_toys": len(t),
+        "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
+        "n_failed": int(sum(int(b["n_failed"]) for b in toys)),
+        "training": reg.history,
+        "poi_values": fine.tolist(),
+        "critical": {k: v.tolist() for k, v in crit.items()},
+        "critical_asymptotic": {cl_key(c): asymptotic_critical(c, "t") for c in cls},
+        "audit": audit(reg, a_poi, a_t, tolerance) if len(a_t) else None,
+        "datasets": {},
+    }
+    for name, curve in (curves or {}).items():
+        tc = np.interp(fine, np.asarray(curve["poi_values"], float), np.asarray(curve["t"], float))
+        out["datasets"][name] = {
+            "t": tc.tolist(),
+            "intervals": {
+                cl_key(c): {
+                    "learned": acceptance_interval(fine, tc - crit[cl_key(c)]),
+                    "asymptotic": acceptance_interval(fine, tc - asymptotic_critical(c, "t")),
+                }
+                for c in cls
+            },
+        }
+    return out
