@@ -21,6 +21,7 @@ configured tolerance.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from .neyman import binomial_coverage, cl_key
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "QuantileRegressor",
@@ -85,7 +88,23 @@ def toys_over_range(
 
     points = np.asarray(points, float)
     thetas = generation_points(gen, points, nuisances)
-    sets = [gen.generate(th, 1, seed=(int(seed), i, int(batch))) for i, th in enumerate(thetas)]
+    # one summary instead of a warning per generation point about MC events of non-positive density
+    quiet = _Quiet("model density not positive")
+    toys_log = logging.getLogger("nsbi.toys")
+    toys_log.addFilter(quiet)
+    try:
+        sets = [gen.generate(th, 1, seed=(int(seed), i, int(batch))) for i, th in enumerate(thetas)]
+    finally:
+        toys_log.removeFilter(quiet)
+    worst = max((max(s.meta.get("nonpositive_events", [0]) or [0]) for s in sets), default=0)
+    if quiet.n:
+        _log.warning(
+            "model density not positive for up to %d MC events at %d of %d generation points; they get "
+            "expected weight 0 (nsbi.toys)",
+            worst,
+            quiet.n,
+            len(sets),
+        )
     # one padded event count per unbinned channel (index 0 with count 0, as generate pads), so
     # that the toys of all points form one batch
     pad = [max(s.idx[j].shape[1] for s in sets) for j in range(len(sets[0].idx))]
@@ -104,6 +123,20 @@ def toys_over_range(
         "n_fallback": int(res["n_fallback"]),
         "n_failed": int(res["n_failed"]),
     }
+
+
+class _Quiet(logging.Filter):
+    """Drops (and counts) the log records whose message starts with ``text``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text, self.n = text, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text in str(record.msg):
+            self.n += 1
+            return False
+        return True
 
 
 def pinball_loss(pred, target, quantiles):
