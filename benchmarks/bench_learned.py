@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--audit", type=float, nargs="+", default=[0.45, 1.5, 2.55])
     ap.add_argument("--audit-toys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1357)
+    ap.add_argument("--save", default=None, help="write the toys and the audit toys to this .npz")
     args = ap.parse_args()
     res = Path(args.results)
     print_machine()
@@ -87,6 +88,8 @@ def main() -> None:
         a_poi.append(np.full(len(ch["t"]), v))
         a_t.append(np.asarray(ch["t"], float))
     a_poi, a_t = np.concatenate(a_poi), np.concatenate(a_t)
+    if args.save:
+        np.savez(args.save, poi=poi, t=t, audit_poi=a_poi, audit_t=a_t)
     learned_audit = audit(reg, a_poi, a_t)
 
     class GridCritical:
