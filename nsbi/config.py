@@ -362,20 +362,10 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"config key 'morphing.pois[{j}].scan': low must be below high")
     pairs = set()
     for j, s2 in enumerate(cfg["fit"]["scan2d"]):
-        a, b = s2["pois"]
-        for k, name in enumerate((a, b)):
-            if name not in pois:
-                raise ConfigError(f"config key 'fit.scan2d[{j}].pois[{k}]': '{name}' is not one of morphing.pois")
-        if a == b or (a, b) in pairs or (b, a) in pairs:
+        a, b = _check_poi_pair(s2, f"fit.scan2d[{j}]", pois)
+        if (a, b) in pairs or (b, a) in pairs:
             raise ConfigError(f"config key 'fit.scan2d[{j}].pois': {[a, b]} is not a new pair of two different POIs")
         pairs.add((a, b))
-        for axis, name in (("x", a), ("y", b)):
-            g, (lo, hi) = s2[axis], pois[name]["bounds"]
-            if not lo <= g["low"] < g["high"] <= hi:
-                raise ConfigError(
-                    f"config key 'fit.scan2d[{j}].{axis}': [{g['low']}, {g['high']}] must be an increasing range "
-                    f"inside the bounds [{lo}, {hi}] of '{name}'"
-                )
 
     val = cfg["validation"]
     for j, value in enumerate(val["learned"]["audit"]["points"]):
@@ -390,19 +380,7 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         )
     r2 = cfg["validation"].get("region2d")
     if r2 is not None:
-        a, b = r2["pois"]
-        for k, name in enumerate((a, b)):
-            if name not in pois:
-                raise ConfigError(f"config key 'validation.region2d.pois[{k}]': '{name}' is not one of morphing.pois")
-        if a == b:
-            raise ConfigError("config key 'validation.region2d.pois': two different POIs are needed")
-        for axis, name in (("x", a), ("y", b)):
-            g, (lo, hi) = r2[axis], pois[name]["bounds"]
-            if not lo <= g["low"] < g["high"] <= hi:
-                raise ConfigError(
-                    f"config key 'validation.region2d.{axis}': [{g['low']}, {g['high']}] must be an increasing "
-                    f"range inside the bounds [{lo}, {hi}] of '{name}'"
-                )
+        _check_poi_pair(r2, "validation.region2d", pois)
         for j, point in enumerate(r2["coverage"]["points"]):
             for axis, v in zip("xy", point):
                 if not np.any(np.isclose(grid_values(r2[axis]), v, atol=1e-9)):
@@ -469,6 +447,25 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         edges = bin_edges(hb["binning"])
         if any(b <= a for a, b in zip(edges, edges[1:])):
             raise ConfigError("config key 'fit.histogram_baseline.binning': bin edges must increase strictly")
+
+
+def _check_poi_pair(entry: Mapping[str, Any], key: str, pois: Mapping[str, Any]) -> tuple[str, str]:
+    """``entry`` = ``{pois: [a, b], x: grid, y: grid}`` (a 2-D scan or region): two different
+    POIs of ``morphing.pois``, each grid an increasing range inside its POI's bounds."""
+    a, b = entry["pois"]
+    for k, name in enumerate((a, b)):
+        if name not in pois:
+            raise ConfigError(f"config key '{key}.pois[{k}]': '{name}' is not one of morphing.pois")
+    if a == b:
+        raise ConfigError(f"config key '{key}.pois': {[a, b]} is not a pair of two different POIs")
+    for axis, name in (("x", a), ("y", b)):
+        g, (lo, hi) = entry[axis], pois[name]["bounds"]
+        if not lo <= g["low"] < g["high"] <= hi:
+            raise ConfigError(
+                f"config key '{key}.{axis}': [{g['low']}, {g['high']}] must be an increasing range "
+                f"inside the bounds [{lo}, {hi}] of '{name}'"
+            )
+    return a, b
 
 
 def _move_renamed_keys(cfg: dict[str, Any]) -> None:
