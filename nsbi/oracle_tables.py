@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .simulate import FEATURES, Oracle
+from .simulate import FEATURES, PROCESSES, Oracle
 
 __all__ = ["oracle_table"]
 
@@ -35,7 +35,7 @@ def oracle_table(
     oracle = Oracle(lumi_ifb=lumi_ifb)
     x = {f: np.asarray(events[f], float) for f in FEATURES}
     for name in [*processes, *reference]:
-        if name not in ("S", "B", "SBI", "I", "qqZZ"):
+        if name not in PROCESSES:
             raise ValueError(f"sample '{name}' is not a process of the built-in simulator")
     pref = sum(a * np.exp(oracle.log_dsigma(j, x)) / oracle.xsec(j) for j, a in reference.items())
     log_pref = np.log(pref / float(sum(reference.values())))

@@ -33,6 +33,12 @@ def b_variations():
 
 
 @pytest.fixture(scope="module")
+def vb_base():
+    """An electroweak background sample independent of ``samples`` (base of the EW reweighting)."""
+    return sim.generate("VB", N_MC, SEED + 2, LUMI)
+
+
+@pytest.fixture(scope="module")
 def oracle():
     return sim.Oracle(LUMI)
 
@@ -67,6 +73,7 @@ BINS = {
     "phi": np.linspace(-np.pi, np.pi, 21),
     "y4l": np.linspace(-4, 4, 25),
     "mZ1": np.linspace(80, 104, 25),
+    "pt4l": np.array([0, 10, 20, 30, 40, 50, 60, 80, 100, 130, 170, 250]),
 }
 
 
@@ -97,11 +104,15 @@ def test_analytic_xsec_matches_quadrature():
         assert mom == pytest.approx(ph.xsec_t_moment(p), rel=1e-6), p
     assert sim.xsec("B") == pytest.approx(10.0, rel=1e-12)
     assert sim.xsec("qqZZ") == pytest.approx(12.0, rel=1e-12)
-    assert sim.xsec("SBI") == pytest.approx(sim.xsec("S") + sim.xsec("B") + sim.xsec("I"), rel=1e-12)
+    assert sim.xsec("VB") == pytest.approx(3.0, rel=1e-12)
     mu = 2.7
-    assert sim.xsec("SBI", mu=mu) == pytest.approx(
-        mu * sim.xsec("S") + np.sqrt(mu) * sim.xsec("I") + sim.xsec("B"), rel=1e-12
-    )
+    for s, b, i, sbi in (("S", "B", "I", "SBI"), ("VS", "VB", "VI", "VSBI")):
+        assert sim.xsec(sbi) == pytest.approx(sim.xsec(s) + sim.xsec(b) + sim.xsec(i), rel=1e-12)
+        assert sim.xsec(sbi, mu=mu) == pytest.approx(
+            mu * sim.xsec(s) + np.sqrt(mu) * sim.xsec(i) + sim.xsec(b), rel=1e-12
+        )
+    # the electroweak processes have no weight systematic
+    assert sim.xsec("VSBI", mu=mu, kfactor=1.0, qcdscale=1.0) == sim.xsec("VSBI", mu=mu)
 
 
 def test_xsec_ratios():
@@ -109,6 +120,10 @@ def test_xsec_ratios():
     assert 0.05 < s / b < 0.07
     # the brief expects about -(1.5-2); the specified constants give -2.07
     assert -2.2 < i / s < -1.5
+    # electroweak: larger S/B, destructive interference (documented in nsbi.simulate.physics)
+    vs, vb, vi = sim.xsec("VS"), sim.xsec("VB"), sim.xsec("VI")
+    assert vs == pytest.approx(0.442, abs=1e-3) and vi == pytest.approx(-0.580, abs=1e-3)
+    assert 0.1 < vs / vb < 0.2 and vi < 0
 
 
 @pytest.mark.parametrize("process", sim.PROCESSES)
@@ -120,11 +135,13 @@ def test_sum_of_weights_matches_xsec(samples, process):
         for d, a in (("up", 1), ("down", -1)):
             wv = samples[process][f"weight_kfactor_{d}"]
             assert abs(wv.sum() - LUMI * sim.xsec(process, kfactor=a)) < 3 * np.sqrt(np.sum(wv**2))
+    elif ph.family(process) == "vv":
+        assert [k for k in samples[process] if k.startswith("weight")] == ["weight"]
     else:
         for d, a in (("up", 1), ("down", -1)):
             wv = samples[process][f"weight_qcdscale_{d}"]
             assert abs(wv.sum() - LUMI * sim.xsec(process, qcdscale=a)) < 3 * np.sqrt(np.sum(wv**2))
-    if process == "I":
+    if process in ("I", "VI"):
         assert np.mean(w < 0) > 0.3
     else:
         assert np.all(w > 0)
@@ -163,15 +180,40 @@ def test_oracle_reweighting_closure(samples, b_variations, oracle, target, num, 
     )
 
 
+@pytest.mark.parametrize(
+    "target, num, variables",
+    [
+        ("VS", "VS", ("m4l", "cos_theta1", "pt4l")),
+        ("VSBI", {"VS": 1.0, "VB": 1.0, "VI": 1.0}, ("m4l", "phi", "y4l")),
+    ],
+)
+def test_oracle_reweighting_closure_electroweak(samples, vb_base, oracle, target, num, variables):
+    w = _reweighted(oracle, vb_base, num, "VB")
+    for var in variables:
+        a = hist(vb_base[var], w, BINS[var])
+        b = hist(samples[target][var], samples[target]["weight"], BINS[var])
+        assert_compatible(a, b, f"{target} from VB in {var}")
+    var = variables[0]
+    scale = samples[target]["weight"].sum() / vb_base["weight"].sum()
+    assert (
+        chi2_pvalue(
+            hist(vb_base[var], vb_base["weight"] * scale, BINS[var]),
+            hist(samples[target][var], samples[target]["weight"], BINS[var]),
+        )[2]
+        < 1e-6
+    )
+
+
 def test_sbi_equals_s_plus_b_plus_i(samples):
-    for var in ("m4l", "phi", "cos_theta1"):
-        hs = [hist(samples[p][var], samples[p]["weight"], BINS[var]) for p in ("S", "B", "I")]
-        summed = (sum(h[0] for h in hs), sum(h[1] for h in hs))
-        assert_compatible(
-            summed,
-            hist(samples["SBI"][var], samples["SBI"]["weight"], BINS[var]),
-            f"SBI vs S+B+I {var}",
-        )
+    for parts, sbi in ((("S", "B", "I"), "SBI"), (("VS", "VB", "VI"), "VSBI")):
+        for var in ("m4l", "phi", "cos_theta1"):
+            hs = [hist(samples[p][var], samples[p]["weight"], BINS[var]) for p in parts]
+            summed = (sum(h[0] for h in hs), sum(h[1] for h in hs))
+            assert_compatible(
+                summed,
+                hist(samples[sbi][var], samples[sbi]["weight"], BINS[var]),
+                f"{sbi} vs {'+'.join(parts)} {var}",
+            )
 
 
 def test_oracle_consistency(samples, oracle):
@@ -181,6 +223,15 @@ def test_oracle_consistency(samples, oracle):
         expect = np.log(mu * ds["S"] + np.sqrt(mu) * ds["I"] + ds["B"])
         np.testing.assert_allclose(oracle.log_dsigma_mu(ev, mu), expect, rtol=1e-10)
     np.testing.assert_allclose(oracle.log_dsigma("SBI", ev), oracle.log_dsigma_mu(ev, 1.0), rtol=1e-12)
+    # two signal strengths: the gg and the electroweak model add, each morphing with its own POI
+    dv = {p: oracle.dsigma(p, ev) for p in ("VS", "VB", "VI")}
+    for mu, mu_v in ((0.0, 2.0), (1.5, 0.3), (4.0, 4.0)):
+        gg = mu * ds["S"] + np.sqrt(mu) * ds["I"] + ds["B"]
+        vv = mu_v * dv["VS"] + np.sqrt(mu_v) * dv["VI"] + dv["VB"]
+        np.testing.assert_allclose(oracle.log_dsigma_mu(ev, mu, mu_v), np.log(gg + vv), rtol=1e-10)
+    assert oracle.nu_total(1.2, mu_v=2.0) == pytest.approx(
+        LUMI * (sim.xsec("SBI", mu=1.2) + sim.xsec("VSBI", mu=2.0) + sim.xsec("qqZZ")), rel=1e-12
+    )
     # normalised ratio = unnormalised ratio minus log of the cross-section ratio
     lr_n = oracle.log_ratio("S", {"B": 1.0, "qqZZ": 1.0}, ev)
     lr_u = oracle.log_ratio("S", {"B": 1.0, "qqZZ": 1.0}, ev, norm=False)
@@ -272,6 +323,9 @@ def test_weight_systematics_exact(samples, oracle):
             )
         other = "qcdscale" if syst == "kfactor" else "kfactor"
         assert np.all(oracle.log_syst_ratio(p, other, "up", features(ev)) == 0)
+    for p in sim.EW_PROCESSES:
+        for syst in ("kfactor", "qcdscale", "lumi"):
+            assert np.all(oracle.log_syst_ratio(p, syst, "up", features(samples[p])) == 0)
     t = (samples["B"]["m4l"] - 220) / 780
     np.testing.assert_allclose(
         samples["B"]["weight_kfactor_up"],
@@ -292,10 +346,13 @@ def test_weight_systematics_exact(samples, oracle):
     "mu, nuis",
     [(1.0, None), (2.0, {"lumi": 1.0, "kfactor": 1.5, "qcdscale": -1.0, "LES": 0.5})],
 )
-def test_data_counts(oracle, mu, nuis):
-    counts = [len(sim.generate_data(mu=mu, nuisances=nuis, seed=s, lumi_ifb=LUMI)["weight"]) for s in range(16)]
-    nu = oracle.nu_total(mu, nuis)
-    assert nu == pytest.approx(sim.expected_yields(mu, nuis, LUMI)["total"], rel=1e-12)
+@pytest.mark.parametrize("mu_v", [None, 2.5])
+def test_data_counts(oracle, mu, nuis, mu_v):
+    counts = [
+        len(sim.generate_data(mu=mu, nuisances=nuis, seed=s, lumi_ifb=LUMI, mu_v=mu_v)["weight"]) for s in range(16)
+    ]
+    nu = oracle.nu_total(mu, nuis, mu_v=mu_v)
+    assert nu == pytest.approx(sim.expected_yields(mu, nuis, LUMI, mu_v=mu_v)["total"], rel=1e-12)
     assert abs(np.mean(counts) - nu) < 4 * np.sqrt(nu / len(counts))
     assert np.var(counts, ddof=1) == pytest.approx(nu, rel=0.8)
 
@@ -327,6 +384,29 @@ def test_data_follows_model(samples):
     assert len(data["weight"]) > 40_000
 
 
+def test_data_with_two_signal_strengths_follows_model(samples):
+    """Pseudo-data at (mu, mu_V): gg SBI(mu) + electroweak VSBI(mu_V) + qqZZ, in the variables
+    where the electroweak production differs (pt4l, y4l) and in m4l and the angles."""
+    mu, mu_v, nuis, lumi = 0.5, 3.0, {"kfactor": 1.0, "lumi": -0.5}, 2000.0
+    data = sim.generate_data(mu=mu, nuisances=nuis, seed=6, lumi_ifb=lumi, mu_v=mu_v)
+    lumi_fac = lumi / LUMI * 1.017**-0.5
+    parts = [(p, c, "weight_kfactor_up") for p, c in (("S", mu), ("I", np.sqrt(mu)), ("B", 1.0))]
+    parts += [(p, c, "weight") for p, c in (("VS", mu_v), ("VI", np.sqrt(mu_v)), ("VB", 1.0), ("qqZZ", 1.0))]
+    for var in ("pt4l", "y4l", "m4l", "cos_theta1"):
+        h = np.zeros(len(BINS[var]) - 1)
+        v = np.zeros_like(h)
+        for p, c, wkey in parts:
+            hp, vp = hist(samples[p][var], samples[p][wkey] * c * lumi_fac, BINS[var])
+            h, v = h + hp, v + vp
+        hd, _ = np.histogram(data[var], bins=BINS[var])
+        assert_compatible((hd, hd.astype(float)), (h, v), f"two-POI data vs model {var}")
+    # without the electroweak part the pt4l spectrum is clearly incompatible
+    hd, _ = np.histogram(data["pt4l"], bins=BINS["pt4l"])
+    h = sum(hist(samples[p]["pt4l"], samples[p][w] * c * lumi_fac, BINS["pt4l"])[0] for p, c, w in parts[:3])
+    h = h + hist(samples["qqZZ"]["pt4l"], samples["qqZZ"]["weight"] * lumi_fac, BINS["pt4l"])[0]
+    assert chi2_pvalue((hd, hd.astype(float)), (h, np.zeros_like(h)))[2] < 1e-6
+
+
 def test_data_les_and_bound():
     d0 = sim.generate_data(mu=1.0, nuisances={"LES": 0.0}, seed=9, lumi_ifb=LUMI)
     d1 = sim.generate_data(mu=1.0, nuisances={"LES": 2.0}, seed=9, lumi_ifb=LUMI)
@@ -334,7 +414,7 @@ def test_data_les_and_bound():
     np.testing.assert_allclose(d1["m4l"], d0["m4l"] * 1.01, rtol=1e-9)
     np.testing.assert_allclose(d1["cos_theta1"], d0["cos_theta1"], rtol=1e-12)
     # the accept-reject bound is rigorous at the extreme corners of the space
-    for process, mu in (("SBI", 1.0), ("SBI", 9.0), ("qqZZ", 1.0)):
+    for process, mu in (("SBI", 1.0), ("SBI", 9.0), ("qqZZ", 1.0), ("VSBI", 0.0), ("VSBI", 9.0), ("VS", 1.0)):
         nuis = ph.check_nuisances({"kfactor": 2.0, "qcdscale": 2.0})
         bound = gen_mod.ratio_bound(process, mu, nuis)
         m = np.concatenate([np.linspace(220, 1000, 4001), [220.0, 1000.0]])
@@ -342,7 +422,7 @@ def test_data_les_and_bound():
             for phi in np.linspace(-np.pi, np.pi, 73):
                 me = ph.matrix_element(process, m, c, c, c, phi, mu=mu)
                 fac = gen_mod._syst_factor(ph.family(process), m, nuis)
-                r = me * fac / (ph.proposal_m_pdf(m) * gen_mod._ANGLE_PROPOSAL)
+                r = np.abs(me) * fac / (ph.proposal_m_pdf(m, ph.family(process)) * gen_mod._ANGLE_PROPOSAL)
                 assert np.all(r <= bound)
     with pytest.raises(ValueError):
         sim.generate_data(seed=None)

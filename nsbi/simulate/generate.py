@@ -3,7 +3,7 @@
 Random numbers
 --------------
 Every random stream is ``numpy.random.default_rng(SeedSequence([seed, zlib.crc32(tag)]))`` with
-``tag`` the process name ("S", "B", "SBI", "I", "qqZZ") or "data": equal seeds give identical
+``tag`` the process name ("S", "B", "SBI", "I", "qqZZ", "VS", ...) or "data": equal seeds give identical
 output, different processes get independent streams (Python's randomised ``hash()`` is never
 used). The draws of one batch are made in a fixed order, so results do not depend on anything
 but (seed, tag, n_events).
@@ -16,13 +16,15 @@ Events are drawn from the proposal
                     * (1/2pi)^2 [phi, phi1 uniform]
                     * bw(mZ1) bw(mZ2) f_pt(pt4l) f_y(y4l)   [exact distributions of the process family]
 
-with q_m(m) ~ (m / 220)^(-3) on [220, 1000] GeV (inverse CDF), and weighted with
+with q_m(m) ~ (m / 220)^(-3) on [220, 1000] GeV (inverse CDF; (m / 220)^(-2) for the electroweak
+processes, whose m4l spectrum is harder), and weighted with
 
     w_i = lumi_ifb * (dsigma_c / dx)(x_i) / q(x_i) / N      (sum of w estimates lumi * sigma_c),
 
 signed for the interference I. Weight branches: ``weight``; for S, B, SBI, I also
 ``weight_kfactor_up/down`` = weight * (1 +- 0.10 (m4l - 220) / 780); for qqZZ
-``weight_qcdscale_up/down`` = weight * (1 +- (0.03 + 0.04 (m4l - 220) / 780)).
+``weight_qcdscale_up/down`` = weight * (1 +- (0.03 + 0.04 (m4l - 220) / 780)); the electroweak
+processes (VS, VB, VSBI, VI) have no weight systematic.
 
 LES variations (``LES_up`` / ``LES_down``) are the *same* events with the *same* weights, all lepton
 four-momenta scaled by 1 +- 0.005; m4l, mZ1, mZ2, pt4l recomputed from the scaled leptons.
@@ -31,7 +33,9 @@ Pseudo-data
 -----------
 Total count N ~ Poisson(nu_total), nu_total = lumi * (1 + 0.017)^alpha_lumi *
 [sigma_SBI(mu, alpha_kfactor) + sigma_qqZZ(alpha_qcdscale)]; the split between gg (SBI at mu, which
-contains S, B and I coherently) and qqZZ is binomial with their expected yields. Each event is drawn
+contains S, B and I coherently) and qqZZ is binomial with their expected yields. With an
+electroweak signal strength mu_V, the non-gg events are split binomially again between VSBI at
+mu_V and qqZZ. Each event is drawn
 exactly by accept-reject from the proposal: the density ratio (matrix element x weight-systematic
 factor / q_m) is bounded by an angular bound from the triangle inequality times the maximum of
 its m4l dependence on a dense grid (the m4l dependence is a positive sum of convex power laws, so
@@ -75,7 +79,7 @@ def rng_for(seed: int, tag: str) -> np.random.Generator:
 def sample_proposal(rng: np.random.Generator, n: int, fam: str) -> dict:
     """Draw n events from the proposal of family 'gg' or 'qq' (plus the hidden azimuths/flavours)."""
     gen = {
-        "m4l": ph.proposal_m_sample(rng.random(n)),
+        "m4l": ph.proposal_m_sample(rng.random(n), fam),
         "mZ1": ph.bw_sample(rng.random(n)),
         "mZ2": ph.bw_sample(rng.random(n)),
         "cos_theta_star": rng.uniform(-1.0, 1.0, n),
@@ -106,8 +110,8 @@ def _me(process, gen, mu=1.0):
     )
 
 
-def _proposal_m_and_angles(gen):
-    return ph.proposal_m_pdf(gen["m4l"]) * _ANGLE_PROPOSAL
+def _proposal_m_and_angles(gen, fam):
+    return ph.proposal_m_pdf(gen["m4l"], fam) * _ANGLE_PROPOSAL
 
 
 # ----------------------------------------------------------------------------- event records
@@ -142,7 +146,7 @@ def _mc_raw(process: str, n_events: int, seed: int, lumi_ifb: float):
     rng = rng_for(seed, process)
     gen, hidden = sample_proposal(rng, int(n_events), fam)
     n0 = ph.norm_constants()[fam]
-    w = lumi_ifb * n0 * _me(process, gen) / _proposal_m_and_angles(gen) / n_events
+    w = lumi_ifb * n0 * _me(process, gen) / _proposal_m_and_angles(gen, fam) / n_events
     lep = build_leptons(gen, hidden["psi"], hidden["phi_p"], hidden["flavour_mu"])
     return gen, lep, w
 
@@ -154,7 +158,7 @@ def _weight_branches(process: str, w: np.ndarray, m4l: np.ndarray) -> dict:
     for d, sign in (("up", 1.0), ("down", -1.0)):
         if ph.family(process) == "gg":
             weights[f"weight_kfactor_{d}"] = w * ph.kfactor_factor(m4l, sign)
-        else:
+        elif ph.family(process) == "qq":
             weights[f"weight_qcdscale_{d}"] = w * ph.qcdscale_factor(m4l, sign)
     return weights
 
@@ -211,19 +215,28 @@ def generate(
 
 
 # ----------------------------------------------------------------------------- pseudo-data
-def expected_yields(mu: float = 1.0, nuisances=None, lumi_ifb: float = 140.0) -> dict:
-    """Expected event counts {'gg': nu_SBI(mu), 'qqZZ': nu_qq, 'total': ...} at the nuisance values."""
+def expected_yields(mu: float = 1.0, nuisances=None, lumi_ifb: float = 140.0, mu_v: float | None = None) -> dict:
+    """Expected event counts {'gg': nu_SBI(mu), 'qqZZ': nu_qq, 'total': ...} at the nuisance values.
+
+    With ``mu_v`` (the electroweak signal strength) the electroweak production is part of the
+    model: {'gg', 'vv': nu_VSBI(mu_v), 'qqZZ', 'total'}; without it, it is absent.
+    """
     nuis = ph.check_nuisances(nuisances)
     lumi = lumi_ifb * (1.0 + ph.LUMI_REL) ** nuis["lumi"]
     gg = lumi * ph.xsec("SBI", mu=mu, kfactor=nuis["kfactor"])
     qq = lumi * ph.xsec("qqZZ", qcdscale=nuis["qcdscale"])
-    return {"gg": gg, "qqZZ": qq, "total": gg + qq}
+    if mu_v is None:
+        return {"gg": gg, "qqZZ": qq, "total": gg + qq}
+    vv = lumi * ph.xsec("VSBI", mu=mu_v)
+    return {"gg": gg, "vv": vv, "qqZZ": qq, "total": gg + vv + qq}
 
 
 def _syst_factor(fam, m, nuis):
     if fam == "gg":
         return ph.kfactor_factor(m, nuis["kfactor"])
-    return ph.qcdscale_factor(m, nuis["qcdscale"])
+    if fam == "qq":
+        return ph.qcdscale_factor(m, nuis["qcdscale"])
+    return np.ones_like(np.asarray(m, dtype=float))  # no weight systematic on the EW processes
 
 
 def ratio_bound(process: str, mu: float, nuis: dict, n_grid: int = 20001) -> float:
@@ -231,18 +244,19 @@ def ratio_bound(process: str, mu: float, nuis: dict, n_grid: int = 20001) -> flo
     fam = ph.family(process)
     grid = np.linspace(ph.M4L_MIN, ph.M4L_MAX, n_grid)
     fac = _syst_factor(fam, grid, nuis)
-    vals = ph.matrix_element_bound_m(process, grid, mu=mu) * fac / (ph.proposal_m_pdf(grid) * _ANGLE_PROPOSAL)
+    vals = ph.matrix_element_bound_m(process, grid, mu=mu) * fac / (ph.proposal_m_pdf(grid, fam) * _ANGLE_PROPOSAL)
     return float(vals.max() * BOUND_MARGIN)
 
 
 def accept_reject(rng, process: str, n: int, mu: float, nuis: dict, batch: int = 200_000):
-    """Exactly n unweighted events of ``process`` (SBI at mu, or qqZZ) including the weight systematics."""
+    """Exactly n unweighted events of ``process`` (SBI or VSBI at mu, or qqZZ) including the weight
+    systematics."""
     fam = ph.family(process)
     bound = ratio_bound(process, mu, nuis)
     acc_gen, acc_hidden, have = [], [], 0
     while have < n:
         gen, hidden = sample_proposal(rng, batch, fam)
-        ratio = _me(process, gen, mu) * _syst_factor(fam, gen["m4l"], nuis) / _proposal_m_and_angles(gen)
+        ratio = _me(process, gen, mu) * _syst_factor(fam, gen["m4l"], nuis) / _proposal_m_and_angles(gen, fam)
         if np.any(ratio > bound) or np.any(ratio < 0):
             raise RuntimeError(f"accept-reject bound violated for {process}: max ratio {ratio.max()} > {bound}")
         keep = rng.random(batch) * bound < ratio
@@ -254,21 +268,36 @@ def accept_reject(rng, process: str, n: int, mu: float, nuis: dict, batch: int =
     return gen, hidden
 
 
-def generate_data(mu: float = 1.0, nuisances=None, seed: int | None = None, lumi_ifb: float = 140.0) -> dict:
+def generate_data(
+    mu: float = 1.0,
+    nuisances=None,
+    seed: int | None = None,
+    lumi_ifb: float = 140.0,
+    mu_v: float | None = None,
+) -> dict:
     """Unweighted pseudo-data at signal strength ``mu`` and nuisance values ``nuisances``
     ({LES, kfactor, qcdscale, lumi} in sigma units, missing -> 0). Same branches as the MC
-    (weight = 1, no systematic weight branches) plus nothing that reveals the process."""
+    (weight = 1, no systematic weight branches) plus nothing that reveals the process.
+
+    With ``mu_v`` the data contain the electroweak production at signal strength ``mu_v``
+    (VSBI); its count is drawn binomially from what is not gg, after the gg count."""
     if seed is None:
         raise ValueError("generate_data needs an explicit seed")
     nuis = ph.check_nuisances(nuisances)
     rng = rng_for(seed, "data")
-    nu = expected_yields(mu, nuis, lumi_ifb)
+    nu = expected_yields(mu, nuis, lumi_ifb, mu_v=mu_v)
     n_tot = int(rng.poisson(nu["total"]))
     n_gg = int(rng.binomial(n_tot, nu["gg"] / nu["total"])) if nu["total"] > 0 else 0
+    counts = [("SBI", n_gg, mu)]
+    if mu_v is not None:
+        rest = nu["vv"] + nu["qqZZ"]
+        n_vv = int(rng.binomial(n_tot - n_gg, nu["vv"] / rest)) if rest > 0 else 0
+        counts.append(("VSBI", n_vv, mu_v))
+    counts.append(("qqZZ", n_tot - sum(c[1] for c in counts), mu))
     parts = []
-    for process, k in (("SBI", n_gg), ("qqZZ", n_tot - n_gg)):
+    for process, k, strength in counts:
         if k > 0:
-            parts.append(accept_reject(rng, process, k, mu, nuis))
+            parts.append(accept_reject(rng, process, k, strength, nuis))
     if parts:
         gen = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
         hidden = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
@@ -339,10 +368,11 @@ def write_data(
     seed: int | None = None,
     lumi_ifb: float = 140.0,
     tree: str = "events",
+    mu_v: float | None = None,
 ):
     """Write unweighted pseudo-data (see :func:`generate_data`) to ``path``; returns the path."""
     return write_root(
         path,
-        generate_data(mu=mu, nuisances=nuisances, seed=seed, lumi_ifb=lumi_ifb),
+        generate_data(mu=mu, nuisances=nuisances, seed=seed, lumi_ifb=lumi_ifb, mu_v=mu_v),
         tree,
     )

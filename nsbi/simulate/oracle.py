@@ -4,7 +4,8 @@ All densities are differential cross sections dsigma_c/dx in fb per unit of the 
 variables (see :mod:`nsbi.simulate.physics`), evaluated at events given as a mapping with the
 columns ``m4l, mZ1, mZ2, cos_theta_star, cos_theta1, cos_theta2, phi, phi1, pt4l, y4l`` (numpy
 arrays). Outside the support the density is 0 (log = -inf). The interference I is signed: its log
-is nan where dsigma_I <= 0 (use :meth:`Oracle.dsigma` for the signed value).
+is nan where dsigma_I <= 0 (use :meth:`Oracle.dsigma` for the signed value); the same holds for
+the electroweak interference VI.
 
 Ratios of *normalised* densities (``norm=True``) are what a classifier trained on two samples
 with equal total weight learns: p_num(x) / p_den(x) with p_c = (dsigma_c/dx) / sigma_c. Mixtures
@@ -29,7 +30,7 @@ def _col(events, key):
 
 
 def dsigma(process: str, events, mu: float = 1.0) -> np.ndarray:
-    """Signed dsigma/dx in fb (SBI at signal strength ``mu``)."""
+    """Signed dsigma/dx in fb (SBI, VSBI at signal strength ``mu``)."""
     fam = ph.family(process)
     m, m1, m2 = _col(events, "m4l"), _col(events, "mZ1"), _col(events, "mZ2")
     cs, c1, c2 = (
@@ -82,9 +83,13 @@ class Oracle:
         lumi = self.lumi_ifb * (1.0 + ph.LUMI_REL) ** nuis["lumi"]
         return lumi * ph.xsec(process, mu=mu, kfactor=nuis["kfactor"], qcdscale=nuis["qcdscale"])
 
-    def nu_total(self, mu: float = 1.0, nuisances=None) -> float:
-        """Expected total number of events (SBI at mu plus qqZZ)."""
-        return self.expected_yield("SBI", mu, nuisances) + self.expected_yield("qqZZ", mu, nuisances)
+    def nu_total(self, mu: float = 1.0, nuisances=None, mu_v: float | None = None) -> float:
+        """Expected total number of events (SBI at mu plus qqZZ, plus VSBI at ``mu_v`` when the
+        electroweak production is part of the model)."""
+        total = self.expected_yield("SBI", mu, nuisances) + self.expected_yield("qqZZ", mu, nuisances)
+        if mu_v is not None:
+            total += self.expected_yield("VSBI", mu_v, nuisances)
+        return total
 
     # -------------------------------------------------------------- densities
     @staticmethod
@@ -97,9 +102,13 @@ class Oracle:
         return _log(dsigma(process, events))
 
     @staticmethod
-    def log_dsigma_mu(events, mu: float) -> np.ndarray:
-        """log dsigma/dx of the gg model at signal strength mu: mu S + sqrt(mu) I + B."""
-        return _log(dsigma("SBI", events, mu=mu))
+    def log_dsigma_mu(events, mu: float, mu_v: float | None = None) -> np.ndarray:
+        """log dsigma/dx of the gg model at signal strength mu: mu S + sqrt(mu) I + B; with
+        ``mu_v``, plus the electroweak model mu_V VS + sqrt(mu_V) VI + VB."""
+        val = dsigma("SBI", events, mu=mu)
+        if mu_v is not None:
+            val = val + dsigma("VSBI", events, mu=mu_v)
+        return _log(val)
 
     @staticmethod
     def _mixture(spec) -> dict:

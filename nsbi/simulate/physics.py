@@ -1,4 +1,5 @@
-"""Toy physics model of gg -> (H* ->) ZZ -> 4l with signal/background interference, and qq -> ZZ.
+"""Toy physics model of gg -> (H* ->) ZZ -> 4l with signal/background interference, its electroweak
+(VBF-like) counterpart with a second signal strength, and qq -> ZZ.
 
 Everything here is closed-form, so the simulator doubles as an *oracle*: the exact
 differential cross section of every process is known for every event.
@@ -59,6 +60,26 @@ int L(m) r^0.7 cos(dphi(m)) dm, done with scipy.integrate.quad. Resulting cross 
 (see :func:`xsec`): sigma_S ~= 0.614 fb, sigma_B = 10 fb, sigma_I ~= -1.27 fb
 (sigma_S / sigma_B ~= 6.1 %, sigma_I / sigma_S ~= -2.07), sigma_qqZZ = 12 fb.
 
+Electroweak production (second POI)
+-----------------------------------
+An electroweak (VBF-like) qq -> qq (H* ->) ZZ component with its own signal strength mu_V, for the
+(mu_ggF, mu_V) measurement of the off-shell Higgs analyses. Amplitudes (same r, s_i, h):
+
+    A_VS = K_VS * r^P_VS * exp(i * PHI_VS) * s1 * s2
+    A_VB = K_VB * r^P_VB * [C_VL * s1 * s2 + C_VT * h * exp(i * (Phi + PHASE_VT))]
+    L_V(m) = (m / 220)^(-3)
+
+with K_VS = 0.5, P_VS = 1, K_VB = 1, P_VB = 0, C_VL = 0.4, C_VT = 1.3, PHASE_VT = -0.4 and a constant
+signal phase PHI_VS = pi: the Higgs exchange cancels the growth of longitudinal VV scattering, so
+the interference is destructive and the signal grows with m4l relative to the background. The
+densities VS ~ L_V |A_VS|^2, VB ~ L_V |A_VB|^2, VSBI(mu_V) = mu_V VS + sqrt(mu_V) VI + VB,
+VI = 2 L_V Re(A_VS conj(A_VB)) (signed), times bw(mZ1) bw(mZ2) f_pt f_y with f_pt = Gamma(2, 45 GeV)
+(recoil against the tagging jets) and f_y = Normal(0, 0.8) (central four-lepton system). N0_vv is
+fixed by sigma_VB = SIGMA_VB_FB = 3 fb; every integral is analytic (the m4l integrals are power
+laws, the phase is constant): sigma_VS ~= 0.442 fb, sigma_VI ~= -0.580 fb. The electroweak processes
+have no weight systematic (LES and lumi act on them as on every process). Their MC proposal for
+m4l is (m / 220)^(-2). The data contain them only when a value of mu_V is given.
+
 Systematic uncertainties (per-event factors; alpha in units of one standard deviation)
 --------------------------------------------------------------------------------------
     LES      lepton energy scale: all lepton four-momenta scaled by (1 + LES_REL * alpha),
@@ -99,11 +120,24 @@ PHASE_T = 0.3  # rad, constant phase of the transverse background amplitude
 QQ_LT = 0.3  # qqZZ longitudinal admixture
 QQ_CS = 0.8  # qqZZ (1 + 0.8 cs^2)
 PT_SHAPE = 2.0
-PT_SCALE = {"gg": 15.0, "qq": 10.0}  # GeV
-Y_SIGMA = {"gg": 1.0, "qq": 1.6}
+PT_SCALE = {"gg": 15.0, "qq": 10.0, "vv": 45.0}  # GeV
+Y_SIGMA = {"gg": 1.0, "qq": 1.6, "vv": 0.8}
 SIGMA_B_FB = 10.0  # fb, fixes N0_gg
 SIGMA_QQZZ_FB = 12.0  # fb, fixes N0_qq
-PROPOSAL_POWER = -3.0  # MC proposal for m4l: (m / 220)^(-3) on [220, 1000]
+PROPOSAL_POWER = -3.0  # MC proposal for m4l: (m / 220)^(-3) on [220, 1000] (gg, qq)
+
+# electroweak (VBF-like) production qq -> qqZZ, with its own signal strength mu_V
+V_LUMI_POWER = -3.0
+V_K_S = 0.5
+V_P_S = 1.0  # A_VS ~ r^1
+V_K_B = 1.0
+V_P_B = 0.0  # A_VB ~ r^0
+V_C_L = 0.4
+V_C_T = 1.3
+V_PHASE_T = -0.4  # rad
+V_SIGNAL_PHASE = np.pi  # the Higgs exchange cancels the growth of longitudinal VV scattering
+V_PROPOSAL_POWER = -2.0  # MC proposal for m4l of the EW samples: (m / 220)^(-2)
+SIGMA_VB_FB = 3.0  # fb, fixes N0_vv
 
 LES_REL = 0.005
 KFACTOR_REL = 0.10
@@ -111,8 +145,11 @@ QCD_REL0 = 0.03
 QCD_REL1 = 0.04
 LUMI_REL = 0.017
 
-PROCESSES = ("S", "B", "SBI", "I", "qqZZ")
+PROCESSES = ("S", "B", "SBI", "I", "qqZZ", "VS", "VB", "VSBI", "VI")
 GG_PROCESSES = ("S", "B", "SBI", "I")
+#: electroweak processes and the gg process of the same role (S, B, SBI at mu_V, I)
+EW_PROCESSES = ("VS", "VB", "VSBI", "VI")
+EW_ROLE = {"VS": "S", "VB": "B", "VSBI": "SBI", "VI": "I"}
 FEATURES = (
     "m4l",
     "mZ1",
@@ -139,8 +176,12 @@ def check_process(process: str) -> str:
 
 
 def family(process: str) -> str:
-    """'gg' for S, B, SBI, I and 'qq' for qqZZ (selects the pt4l / y4l model)."""
-    return "qq" if check_process(process) == "qqZZ" else "gg"
+    """'gg' for S, B, SBI, I, 'qq' for qqZZ and 'vv' for VS, VB, VSBI, VI (the production
+    mode: selects the amplitudes, the m4l proposal and the pt4l / y4l model)."""
+    check_process(process)
+    if process == "qqZZ":
+        return "qq"
+    return "vv" if process in EW_ROLE else "gg"
 
 
 # ----------------------------------------------------------------------------- 1D pieces
@@ -198,15 +239,28 @@ _Q_A = 1.0 + PROPOSAL_POWER  # exponent + 1 = -2
 Q_M_NORM = M_LUMI / _Q_A * ((M4L_MAX / M_LUMI) ** _Q_A - 1.0)  # int_220^1000 (m/220)^-3 dm
 
 
-def proposal_m_pdf(m):
+_V_Q_A = 1.0 + V_PROPOSAL_POWER
+V_Q_M_NORM = M_LUMI / _V_Q_A * ((M4L_MAX / M_LUMI) ** _V_Q_A - 1.0)
+#: {family: (power, 1 + power, normalisation)} of the m4l proposal
+_PROPOSAL = {
+    "gg": (PROPOSAL_POWER, _Q_A, Q_M_NORM),
+    "qq": (PROPOSAL_POWER, _Q_A, Q_M_NORM),
+    "vv": (V_PROPOSAL_POWER, _V_Q_A, V_Q_M_NORM),
+}
+
+
+def proposal_m_pdf(m, fam: str = "gg"):
+    """m4l proposal density of the family's MC: (m / 220)^power on [220, 1000], normalised."""
+    power, _a, norm = _PROPOSAL[fam]
     m = np.asarray(m, dtype=float)
-    return np.where((m >= M4L_MIN) & (m <= M4L_MAX), (m / M_LUMI) ** PROPOSAL_POWER / Q_M_NORM, 0.0)
+    return np.where((m >= M4L_MIN) & (m <= M4L_MAX), (m / M_LUMI) ** power / norm, 0.0)
 
 
-def proposal_m_sample(u):
-    """Inverse CDF of (m / 220)^(-3) on [220, 1000]."""
+def proposal_m_sample(u, fam: str = "gg"):
+    """Inverse CDF of :func:`proposal_m_pdf` for uniforms u in [0, 1)."""
+    _power, a, norm = _PROPOSAL[fam]
     u = np.asarray(u, dtype=float)
-    return M_LUMI * (1.0 + u * Q_M_NORM * _Q_A / M_LUMI) ** (1.0 / _Q_A)
+    return M_LUMI * (1.0 + u * norm * a / M_LUMI) ** (1.0 / a)
 
 
 # ----------------------------------------------------------------------------- amplitudes
@@ -239,13 +293,52 @@ def amplitude_parts(m, cs, c1, c2, phi):
     )
 
 
-def matrix_element(process: str, m, cs, c1, c2, phi, mu: float = 1.0):
-    """L(m) |A_c|^2 (without N0), the m4l+angular part of the density (signed for I).
+def ew_amplitude_parts(m, cs, c1, c2, phi):
+    """Real and imaginary parts of A_VS and A_VB (electroweak production, arrays)."""
+    m = np.asarray(m, dtype=float)
+    c1 = np.asarray(c1, dtype=float)
+    c2 = np.asarray(c2, dtype=float)
+    cs = np.asarray(cs, dtype=float)
+    r = m / M_REF
+    s12 = _sin(c1) * _sin(c2)
+    a_s = V_K_S * r**V_P_S * s12
+    rb = V_K_B * r**V_P_B
+    bt = rb * V_C_T * _h(c1, c2, cs)
+    ph = np.asarray(phi, dtype=float) + V_PHASE_T
+    return (
+        a_s * np.cos(V_SIGNAL_PHASE),
+        a_s * np.sin(V_SIGNAL_PHASE),
+        rb * V_C_L * s12 + bt * np.cos(ph),
+        bt * np.sin(ph),
+    )
 
-    For ``process == "SBI"`` the signal strength ``mu`` is used: L |sqrt(mu) A_S + A_B|^2.
+
+def _coherent(role: str, lum, parts, mu: float):
+    """L |A|^2 of one role (S, B, I signed, SBI at ``mu``) from the amplitudes' parts."""
+    sr, si, br, bi = parts
+    if role == "S":
+        return lum * (sr**2 + si**2)
+    if role == "B":
+        return lum * (br**2 + bi**2)
+    if role == "I":
+        return lum * 2.0 * (sr * br + si * bi)
+    if mu < 0:
+        raise ValueError("mu must be >= 0")
+    rmu = np.sqrt(mu)
+    return lum * ((rmu * sr + br) ** 2 + (rmu * si + bi) ** 2)
+
+
+def matrix_element(process: str, m, cs, c1, c2, phi, mu: float = 1.0):
+    """L(m) |A_c|^2 (without N0), the m4l+angular part of the density (signed for I, VI).
+
+    For ``process == "SBI"`` the signal strength ``mu`` is used: L |sqrt(mu) A_S + A_B|^2; for
+    ``"VSBI"`` it is the electroweak signal strength: L_V |sqrt(mu) A_VS + A_VB|^2.
     """
     check_process(process)
     m = np.asarray(m, dtype=float)
+    if process in EW_ROLE:
+        lum = parton_lumi(m, V_LUMI_POWER)
+        return _coherent(EW_ROLE[process], lum, ew_amplitude_parts(m, cs, c1, c2, phi), mu)
     if process == "qqZZ":
         c1 = np.asarray(c1, dtype=float)
         c2 = np.asarray(c2, dtype=float)
@@ -253,18 +346,7 @@ def matrix_element(process: str, m, cs, c1, c2, phi, mu: float = 1.0):
         ang = (1 + c1**2) * (1 + c2**2) + QQ_LT * (1 - c1**2) * (1 - c2**2)
         ang = ang * (1 + QQ_CS * cs**2)
         return parton_lumi(m, LUMI_POWER_QQ) * ang * np.ones_like(np.asarray(phi, dtype=float))
-    sr, si, br, bi = amplitude_parts(m, cs, c1, c2, phi)
-    lum = parton_lumi(m, LUMI_POWER_GG)
-    if process == "S":
-        return lum * (sr**2 + si**2)
-    if process == "B":
-        return lum * (br**2 + bi**2)
-    if process == "I":
-        return lum * 2.0 * (sr * br + si * bi)
-    if mu < 0:
-        raise ValueError("mu must be >= 0")
-    rmu = np.sqrt(mu)
-    return lum * ((rmu * sr + br) ** 2 + (rmu * si + bi) ** 2)
+    return _coherent(process, parton_lumi(m, LUMI_POWER_GG), amplitude_parts(m, cs, c1, c2, phi), mu)
 
 
 def matrix_element_bound_m(process: str, m, mu: float = 1.0):
@@ -274,14 +356,22 @@ def matrix_element_bound_m(process: str, m, mu: float = 1.0):
         # bilinear in (c1^2, c2^2) -> max at corners = 4; (1 + 0.8 cs^2) <= 1.8
         return parton_lumi(m, LUMI_POWER_QQ) * 4.0 * (1.0 + QQ_CS)
     r = m / M_REF
-    a_max = K_S * r
-    b_max = K_B * r ** (-0.3) * (C_L + C_T * 0.5 * np.sqrt(2.0 * 2.0 * 1.5))
-    lum = parton_lumi(m, LUMI_POWER_GG)
-    if process == "S":
+    h_max = 0.5 * np.sqrt(2.0 * 2.0 * 1.5)
+    if process in EW_ROLE:
+        role = EW_ROLE[process]
+        a_max = V_K_S * r**V_P_S
+        b_max = V_K_B * r**V_P_B * (V_C_L + V_C_T * h_max)
+        lum = parton_lumi(m, V_LUMI_POWER)
+    else:
+        role = process
+        a_max = K_S * r
+        b_max = K_B * r ** (-0.3) * (C_L + C_T * h_max)
+        lum = parton_lumi(m, LUMI_POWER_GG)
+    if role == "S":
         return lum * a_max**2
-    if process == "B":
+    if role == "B":
         return lum * b_max**2
-    if process == "I":
+    if role == "I":
         return lum * 2.0 * a_max * b_max
     return lum * (np.sqrt(mu) * a_max + b_max) ** 2
 
@@ -313,37 +403,54 @@ def _m_integral_interference(moment_t: bool) -> float:
     return float(val)
 
 
+def _m_integral_ew_interference(moment_t: bool) -> float:
+    """int L_V(m) r^(p_S + p_B) cos(phase) [t(m)] dm: the phase is constant (analytic)."""
+    return float(np.cos(V_SIGNAL_PHASE)) * _m_integral_power(V_LUMI_POWER, V_P_S + V_P_B, moment_t)
+
+
 # angular integrals over (cs, c1, c2, Phi, Phi1), Phi1 included
 _ANG_PHI = TWO_PI**2
 ANG_S = K_S**2 * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
 ANG_B = K_B**2 * (C_L**2 * (4.0 / 3.0) ** 2 * 2.0 + C_T**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0)) * _ANG_PHI
 ANG_I_COS = 2.0 * K_S * K_B * C_L * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI  # times cos(dphi(m))
 ANG_QQ = ((8.0 / 3.0) ** 2 + QQ_LT * (4.0 / 3.0) ** 2) * (2.0 + QQ_CS * 2.0 / 3.0) * _ANG_PHI
+ANG_VS = V_K_S**2 * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
+ANG_VB = V_K_B**2 * (V_C_L**2 * (4.0 / 3.0) ** 2 * 2.0 + V_C_T**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0)) * _ANG_PHI
+ANG_VI_COS = 2.0 * V_K_S * V_K_B * V_C_L * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI  # times cos(phase)
 
 
 @cache
 def _unnormalised_integrals() -> dict:
-    """{process: (int |M|^2 dx, int t(m) |M|^2 dx)} without N0 (S, B, I, qqZZ)."""
+    """{process: (int |M|^2 dx, int t(m) |M|^2 dx)} without N0 (S, B, I, qqZZ, VS, VB, VI)."""
     out = {}
     for moment in (False, True):
         out.setdefault("S", []).append(ANG_S * _m_integral_power(LUMI_POWER_GG, 2.0, moment))
         out.setdefault("B", []).append(ANG_B * _m_integral_power(LUMI_POWER_GG, -0.6, moment))
         out.setdefault("I", []).append(ANG_I_COS * _m_integral_interference(moment))
         out.setdefault("qqZZ", []).append(ANG_QQ * _m_integral_power(LUMI_POWER_QQ, 0.0, moment))
+        out.setdefault("VS", []).append(ANG_VS * _m_integral_power(V_LUMI_POWER, 2.0 * V_P_S, moment))
+        out.setdefault("VB", []).append(ANG_VB * _m_integral_power(V_LUMI_POWER, 2.0 * V_P_B, moment))
+        out.setdefault("VI", []).append(ANG_VI_COS * _m_integral_ew_interference(moment))
     return {k: tuple(v) for k, v in out.items()}
 
 
 @cache
 def norm_constants() -> dict:
-    """N0 per family: {'gg': N0_gg, 'qq': N0_qq} in fb."""
+    """N0 per family: {'gg': N0_gg, 'qq': N0_qq, 'vv': N0_vv} in fb."""
     ints = _unnormalised_integrals()
-    return {"gg": SIGMA_B_FB / ints["B"][0], "qq": SIGMA_QQZZ_FB / ints["qqZZ"][0]}
+    return {
+        "gg": SIGMA_B_FB / ints["B"][0],
+        "qq": SIGMA_QQZZ_FB / ints["qqZZ"][0],
+        "vv": SIGMA_VB_FB / ints["VB"][0],
+    }
 
 
 def _components(process: str, mu: float):
     """Coefficients of the S, B, I, qqZZ basis for a process."""
     if process == "SBI":
         return {"S": mu, "I": np.sqrt(mu), "B": 1.0}
+    if process == "VSBI":
+        return {"VS": mu, "VI": np.sqrt(mu), "VB": 1.0}
     return {process: 1.0}
 
 
@@ -355,10 +462,12 @@ def xsec_t_moment(process: str, mu: float = 1.0) -> float:
 
 
 def xsec(process: str, mu: float = 1.0, kfactor: float = 0.0, qcdscale: float = 0.0) -> float:
-    """Total cross section in fb of S, B, SBI (at signal strength ``mu``), I (signed) or qqZZ.
+    """Total cross section in fb of S, B, SBI (at signal strength ``mu``), I (signed), qqZZ, or
+    of the electroweak VS, VB, VSBI (at signal strength ``mu``, i.e. mu_V), VI (signed).
 
     ``kfactor`` / ``qcdscale`` are nuisance values (in sigma units) of the m4l-dependent weight
-    systematics; they only act on the gg resp. qq processes. Lumi is not included.
+    systematics; they only act on the gg resp. qq processes (the electroweak processes have
+    none). Lumi is not included.
     """
     check_process(process)
     ints, n0 = _unnormalised_integrals(), norm_constants()
@@ -366,7 +475,7 @@ def xsec(process: str, mu: float = 1.0, kfactor: float = 0.0, qcdscale: float = 
     tm = xsec_t_moment(process, mu)
     if family(process) == "gg":
         total += kfactor * KFACTOR_REL * tm
-    else:
+    elif family(process) == "qq":
         total += qcdscale * (QCD_REL0 * total + QCD_REL1 * tm)
     return float(total)
 
