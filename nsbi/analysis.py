@@ -145,3 +145,39 @@ def closure_report(scans: Mapping[tuple[str, str], Mapping[str, Any]], target_ra
             out[f"within_target_{mode}"] = bool(abs(ratio - 1.0) <= target_ratio - 1.0)
     out["target_ratio"] = target_ratio
     return out
+
+
+def closure2d_report(scans: Mapping[str, Any], target_ratio: float = 1.10) -> dict[str, Any]:
+    """The 2-D counterpart of :func:`closure_report`: for each workspace kind's 2-D profile scan
+    (a :class:`nsbi.scan2d.Scan2DResult` or its dict) of one pair of POIs on the Asimov dataset,
+    the best-fit point, correlation and the areas of the 68 % and 95 % regions; then every
+    kind's area over the oracle's (the physical limit). The NSBI/oracle 68 % area ratio is
+    within target when |ratio - 1| <= ``target_ratio`` - 1; an area is null when its region is
+    not closed inside the scanned rectangle."""
+    from .scan2d import Scan2DResult
+
+    res = {k: s if isinstance(s, Scan2DResult) else Scan2DResult.from_dict(s) for k, s in scans.items()}
+    pois = {r.pois for r in res.values()}
+    if len(pois) != 1:
+        raise ValueError(f"the 2-D scans compared are of different parameter pairs: {sorted(pois)}")
+    rows = {}
+    for kind, r in res.items():
+        areas = r.areas()
+        rows[kind] = {
+            "best": list(r.best),
+            "correlation": r.correlation,
+            **{f"area_{lv}": (a if np.isfinite(a) else None) for lv, a in areas.items()},
+        }
+    out: dict[str, Any] = {"pois": list(pois.pop()), "scans": rows}
+    oracle = rows.get("oracle")
+    if oracle:
+        for kind, row in rows.items():
+            if kind == "oracle":
+                continue
+            for lv in ("68", "95"):
+                a, o = row.get(f"area_{lv}"), oracle.get(f"area_{lv}")
+                out[f"{kind}_over_oracle_area_{lv}"] = a / o if a and o else None
+        ratio = out.get("nsbi_over_oracle_area_68")
+        out["within_target"] = None if ratio is None else bool(abs(ratio - 1.0) <= target_ratio - 1.0)
+    out["target_ratio"] = target_ratio
+    return out

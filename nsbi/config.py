@@ -425,6 +425,18 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
                 raise ConfigError(f"config key 'validation.linearity_nuisances[{j}].{name}': not a systematic")
     if cfg["simulation"]["enabled"] and "tree" not in cfg["input"]:
         raise ConfigError("config key 'input.tree': required with simulation.enabled (the tree the simulator writes)")
+    sim = cfg["simulation"]
+    ew = [p for p in sim["processes"] if p in ("VS", "VB", "VSBI", "VI")]
+    if ew and "mu_V" not in sim["data"]:
+        raise ConfigError(
+            f"config key 'simulation.data.mu_V': required, simulation.processes lists the electroweak "
+            f"process(es) {ew}, so the pseudo-data contain the electroweak production at this signal strength"
+        )
+    if not ew and "mu_V" in sim["data"]:
+        raise ConfigError(
+            "config key 'simulation.data.mu_V': the pseudo-data have no electroweak production "
+            "unless simulation.processes lists one of VS, VB, VSBI, VI"
+        )
     if v["workspace"] == "oracle" and not cfg["simulation"]["enabled"]:
         raise ConfigError("config key 'validation.workspace': the oracle workspace needs the built-in simulator")
 

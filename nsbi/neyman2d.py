@@ -126,7 +126,7 @@ def gather_region(
             lines = contour_lines(x, y, d, 0.0)
             w = asymptotic_critical_2d(cl)
             wlines = contour_lines(x, y, t, w)
-            area, warea = region_area(lines), region_area(wlines)
+            area, warea = region_area(x, y, d, 0.0), region_area(x, y, t, w)
             ds["regions"][k] = {
                 "toys": {"inside": (d <= 0).tolist(), "contours": [p.tolist() for p in lines], "area": area},
                 "asymptotic": {"inside": (t <= w).tolist(), "contours": [p.tolist() for p in wlines], "area": warea},

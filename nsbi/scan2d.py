@@ -18,13 +18,25 @@ from scipy.stats import chi2
 
 from .fit import FitResult, fit
 
-__all__ = ["LEVELS_2D", "Scan2DResult", "contour_lines", "polygon_area", "region_area", "scan2d"]
+__all__ = [
+    "EDGES",
+    "LEVELS_2D",
+    "Scan2DResult",
+    "contour_lines",
+    "filled_region",
+    "polygon_area",
+    "region_area",
+    "scan2d",
+]
 
 #: Delta(-2 ln L) thresholds for 68.27 % and 95 % with two parameters (chi2 quantiles, 2 dof)
 LEVELS_2D = {"68": float(chi2.ppf(0.6826894921370859, 2)), "95": float(chi2.ppf(0.95, 2))}
 
 #: interpolation points per grid interval for the contours
 REFINE = 8
+
+#: the sides of the scanned rectangle
+EDGES = ("x_low", "x_high", "y_low", "y_high")
 
 
 @dataclass
@@ -39,10 +51,33 @@ class Scan2DResult:
     best_twice_nll: float
     correlation: float  # of the two parameters at the global minimum (2 H^-1)
     contours: dict = field(default_factory=dict)  # level -> list of (n, 2) polygons
+    #: sides of the rectangle beyond which the parameters go on (not at a parameter's bound)
+    open_edges: tuple[str, ...] = EDGES
 
     def areas(self) -> dict[str, float]:
-        """Area of each level's region (:func:`region_area`)."""
-        return {k: region_area(polys) for k, polys in self.contours.items()}
+        """Area of each level's region (:func:`region_area`): NaN where it reaches an open edge."""
+        return {k: region_area(self.x, self.y, self.delta, LEVELS_2D[k], self.open_edges) for k in self.contours}
+
+    def edges_reached(self) -> dict[str, list[str]]:
+        """The sides of the rectangle each level's region reaches (:func:`filled_region`)."""
+        return {k: filled_region(self.x, self.y, self.delta, LEVELS_2D[k])[1] for k in self.contours}
+
+    @classmethod
+    def from_dict(cls, d) -> Scan2DResult:
+        """The result written by :meth:`to_dict` (e.g. read back from a scan JSON file)."""
+        return cls(
+            pois=tuple(d["pois"]),
+            x=np.asarray(d["x"], float),
+            y=np.asarray(d["y"], float),
+            twice_nll=np.asarray(d["twice_nll"], float),
+            delta=np.asarray(d["delta_twice_nll"], float),
+            converged=np.asarray(d["converged"], bool),
+            best=tuple(float(v) for v in d["best"]),
+            best_twice_nll=float(d["best_twice_nll"]),
+            correlation=float(d["correlation"]),
+            contours={k: [np.asarray(p, float) for p in polys] for k, polys in d["contours"].items()},
+            open_edges=tuple(d.get("open_edges", EDGES)),
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +93,8 @@ class Scan2DResult:
             "levels": dict(LEVELS_2D),
             "contours": {k: [np.asarray(p).tolist() for p in polys] for k, polys in self.contours.items()},
             "areas": self.areas(),
+            "open_edges": list(self.open_edges),
+            "edges_reached": self.edges_reached(),
         }
 
 
@@ -68,18 +105,55 @@ def polygon_area(poly: np.ndarray) -> float:
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
-def region_area(lines: Sequence[np.ndarray]) -> float:
-    """Area of the region bounded by contour ``lines``: the sum over its closed polygons; NaN
-    when there is none or a line leaves the grid (the region is not contained in the scanned
-    rectangle)."""
-    if not lines or any(not _closed(p) for p in lines):
-        return float("nan")
-    return float(sum(polygon_area(p) for p in lines))
+def filled_region(x: np.ndarray, y: np.ndarray, delta: np.ndarray, level: float) -> tuple[float, list[str]]:
+    """Area of the region ``delta <= level`` inside the scanned rectangle, and the sides of the
+    rectangle (:data:`EDGES`) it reaches.
+
+    The region is filled on the same interpolation as :func:`contour_lines`; its area is the sum
+    of the signed areas of its boundaries (outer boundaries count positive, holes negative), so
+    a region with a hole or several pieces gets its true area. Where the region reaches a side,
+    that side bounds it: the area is the part inside the rectangle."""
+    import contourpy
+
+    x, y, z = _interpolated(x, y, delta)
+    inside = np.where(np.isfinite(z), z, np.inf) <= level
+    reached = [e for e, side in zip(EDGES, (inside[0], inside[-1], inside[:, 0], inside[:, -1])) if side.any()]
+    if not inside.any():
+        return 0.0, reached
+    gen = contourpy.contour_generator(x, y, np.ma.masked_invalid(z).T, fill_type=contourpy.FillType.OuterOffset)
+    points, offsets = gen.filled(float(np.nanmin(z)) - 1.0, float(level))
+    area = 0.0
+    for pts, offs in zip(points, offsets):
+        for start, stop in zip(offs[:-1], offs[1:]):
+            ring = pts[start:stop]
+            area += 0.5 * float(
+                np.dot(ring[:, 0], np.roll(ring[:, 1], -1)) - np.dot(ring[:, 1], np.roll(ring[:, 0], -1))
+            )
+    return abs(area), reached
 
 
-def _closed(poly: np.ndarray) -> bool:
-    p = np.asarray(poly, float)
-    return len(p) > 2 and bool(np.allclose(p[0], p[-1]))
+def region_area(
+    x: np.ndarray, y: np.ndarray, delta: np.ndarray, level: float, open_edges: Sequence[str] = EDGES
+) -> float:
+    """Area of the region ``delta <= level`` (:func:`filled_region`); NaN when it is empty or
+    reaches a side in ``open_edges`` (there the region goes on beyond the scanned rectangle, so
+    its area is unknown). A side at a parameter's bound is not open: the region ends there."""
+    area, reached = filled_region(x, y, delta, level)
+    return float("nan") if area == 0.0 or set(reached) & set(open_edges) else area
+
+
+def _interpolated(x, y, delta):
+    """``(x, y, delta)`` on a grid ``REFINE`` times finer by a bicubic spline through the grid
+    points, with at least four points per axis and a finite grid; otherwise as they are."""
+    x, y, z = np.asarray(x, float), np.asarray(y, float), np.asarray(delta, float)
+    if len(x) >= 4 and len(y) >= 4 and np.all(np.isfinite(z)):
+        from scipy.interpolate import RectBivariateSpline
+
+        spline = RectBivariateSpline(x, y, z, kx=3, ky=3, s=0)
+        xf = np.linspace(x[0], x[-1], (len(x) - 1) * REFINE + 1)
+        yf = np.linspace(y[0], y[-1], (len(y) - 1) * REFINE + 1)
+        return xf, yf, spline(xf, yf)
+    return x, y, z
 
 
 def contour_lines(x: np.ndarray, y: np.ndarray, delta: np.ndarray, level: float) -> list[np.ndarray]:
@@ -91,14 +165,7 @@ def contour_lines(x: np.ndarray, y: np.ndarray, delta: np.ndarray, level: float)
     itself is returned with its first point repeated at the end."""
     import contourpy
 
-    x, y, z = np.asarray(x, float), np.asarray(y, float), np.asarray(delta, float)
-    if len(x) >= 4 and len(y) >= 4 and np.all(np.isfinite(z)):
-        from scipy.interpolate import RectBivariateSpline
-
-        spline = RectBivariateSpline(x, y, z, kx=3, ky=3, s=0)
-        xf = np.linspace(x[0], x[-1], (len(x) - 1) * REFINE + 1)
-        yf = np.linspace(y[0], y[-1], (len(y) - 1) * REFINE + 1)
-        x, y, z = xf, yf, spline(xf, yf)
+    x, y, z = _interpolated(x, y, delta)
     z = np.ma.masked_invalid(z)
     gen = contourpy.contour_generator(x, y, z.T, line_type=contourpy.LineType.Separate)
     return [np.asarray(line, float) for line in gen.lines(float(level))]
@@ -141,6 +208,11 @@ def scan2d(
         lo, hi = model.bounds[idx]
         if grid[0] < lo or grid[-1] > hi:
             raise ValueError(f"2-D scan: the grid of {name!r} [{grid[0]}, {grid[-1]}] leaves its bounds [{lo}, {hi}]")
+    open_edges = tuple(
+        edge
+        for edge, value, bound in zip(EDGES, (x[0], x[-1], y[0], y[-1]), (*model.bounds[ia], *model.bounds[ib]))
+        if not np.isclose(value, bound, rtol=0.0, atol=1e-12)
+    )
     best = best_fit or fit(model, tolerance=tolerance, strategy=strategy)
     out = np.full((len(x), len(y)), np.nan)
     conv = np.zeros((len(x), len(y)), dtype=bool)
@@ -172,4 +244,5 @@ def scan2d(
         best_twice_nll=float(best.twice_nll),
         correlation=float(best.correlation[ia, ib]),
         contours=contours,
+        open_edges=open_edges,
     )

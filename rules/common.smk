@@ -198,6 +198,9 @@ def fit_outputs():
     ]
     if "oracle" in WS_KINDS:
         out.append(f"{RESULTS}/validation/closure.json")
+        out += [
+            f"{RESULTS}/validation/closure2d/{a}__{b}.json" for a, b in (s["pois"] for s in config["fit"]["scan2d"])
+        ]
     return out
 
 

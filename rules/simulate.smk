@@ -1,4 +1,5 @@
-# Built-in simulator: gg -> (H* ->) ZZ -> 4l with interference, and qq -> ZZ.
+# Built-in simulator: gg -> (H* ->) ZZ -> 4l with interference, electroweak (VBF-like) ZZ with
+# its own signal strength, and qq -> ZZ.
 # One job per simulated process (nominal + lepton-energy-scale variations), one for data.
 SIM = config["simulation"]
 
@@ -50,6 +51,9 @@ rule simulate_data:
                 "lumi_ifb": SIM["lumi_ifb"],
                 "tree": config["input"]["tree"],
             }
+            # the electroweak signal strength only where the config simulates that production,
+            # so that one-POI runs keep their parameters (and are not rerun)
+            | ({"mu_V": SIM["data"]["mu_V"]} if "mu_V" in SIM["data"] else {})
         ),
     script:
         "../scripts/simulate_data.py"

@@ -65,6 +65,29 @@ rule closure_summary:
         "../scripts/closure_summary.py"
 
 
+rule closure2d:
+    input:
+        scans=lambda w: [f"{RESULTS}/fit/{k}/asimov/scan2d/{w.poix}__{w.poiy}.json" for k in WS_KINDS],
+        code=code_inputs("scripts/closure2d.py"),
+    output:
+        summary=f"{RESULTS}/validation/closure2d/{{poix}}__{{poiy}}.json",
+        plot=report(
+            f"{RESULTS}/validation/closure2d/{{poix}}__{{poiy}}.png",
+            category="Validation",
+            subcategory="oracle closure",
+        ),
+    log:
+        f"{RESULTS}/logs/validation/closure2d_{{poix}}__{{poiy}}.log",
+    conda:
+        CONDA_ENV
+    params:
+        kinds=WS_KINDS,
+        target_ratio=1.10,
+        axis_labels=lambda w: [poi_labels(w)[w.poix], poi_labels(w)[w.poiy]],
+    script:
+        "../scripts/closure2d.py"
+
+
 # --- Neyman construction with pseudo-experiments: one job per (POI grid point, toy batch)
 VAL = config["validation"]
 VAL_WS = f"{RESULTS}/workspace/{VAL['workspace']}.json"

@@ -5,7 +5,7 @@ from nsbi.workflow import job_logging
 
 with job_logging(snakemake, "nsbi.simulate") as log:
     s = snakemake.params.settings
-    log.info("pseudo-data at mu=%g, nuisances=%s, seed %d", s["mu"], s["nuisances"], s["seed"])
+    log.info("pseudo-data at mu=%g, mu_V=%s, nuisances=%s, seed %d", s["mu"], s.get("mu_V"), s["nuisances"], s["seed"])
     write_data(
         snakemake.output[0],
         mu=s["mu"],
@@ -13,5 +13,6 @@ with job_logging(snakemake, "nsbi.simulate") as log:
         seed=s["seed"],
         lumi_ifb=s["lumi_ifb"],
         tree=s["tree"],
+        mu_v=s.get("mu_V"),
     )
     log.info("wrote %s", snakemake.output[0])

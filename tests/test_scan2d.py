@@ -120,3 +120,44 @@ def test_polygon_area_and_raw_grid_contours():
 def test_bad_scans_are_refused_before_any_fit(pois, x, msg):
     with pytest.raises(ValueError, match=msg):
         scan2d(gaussian(), x, [0.0, 1.0], pois)
+
+
+def test_filled_region_areas_with_a_hole_and_at_a_bound():
+    from nsbi.scan2d import filled_region, region_area
+
+    g = np.linspace(-3.0, 3.0, 61)
+    r = np.hypot(*np.meshgrid(g, g, indexing="ij"))
+    # an annulus 1 <= r <= 2 as the region (r - 1.5)^2 <= 0.25: area 3 pi, not the outer disc's 4 pi
+    area, edges = filled_region(g, g, (r - 1.5) ** 2, 0.25)
+    assert area == pytest.approx(3 * math.pi, rel=2e-3) and edges == []
+    # two discs of radius 0.5: twice pi / 4
+    two = np.minimum(
+        np.hypot(*np.meshgrid(g - 1.5, g, indexing="ij")), np.hypot(*np.meshgrid(g + 1.5, g, indexing="ij"))
+    )
+    assert filled_region(g, g, two**2, 0.25)[0] == pytest.approx(math.pi / 2, rel=2e-3)
+    # the disc r <= 1 scanned on x >= 0 only: it reaches the side x_low; at a parameter's bound
+    # the half disc is the region, else its area is unknown
+    half = g[g >= 0]
+    z = np.add.outer(half**2, g**2)
+    assert filled_region(half, g, z, 1.0) == (pytest.approx(math.pi / 2, rel=2e-3), ["x_low"])
+    assert region_area(half, g, z, 1.0, open_edges=("x_high", "y_low", "y_high")) == pytest.approx(
+        math.pi / 2, rel=2e-3
+    )
+    assert math.isnan(region_area(half, g, z, 1.0))
+    assert math.isnan(region_area(g, g, r, -1.0))  # empty
+
+
+def test_a_region_at_a_parameter_bound_has_an_area():
+    """A scan that starts at a parameter's lower bound: that side is not open, so a region cut
+    by the bound has the area inside the bounds (the Gaussian's half ellipse)."""
+    model = gaussian()
+    model.bounds[0] = (MEAN[0], 10.0)
+    x = np.linspace(MEAN[0], MEAN[0] + 4 * SIG[0], 9)
+    y = np.linspace(MEAN[1] - 4 * SIG[1], MEAN[1] + 4 * SIG[1], 17)
+    res = scan2d(model, x, y, ("a", "b"))
+    assert res.open_edges == ("x_high", "y_low", "y_high")
+    S = model.cov[:2, :2]
+    assert res.areas()["68"] == pytest.approx(0.5 * math.pi * LEVELS_2D["68"] * math.sqrt(np.linalg.det(S)), rel=5e-3)
+    assert res.edges_reached()["68"] == ["x_low"]
+    back = type(res).from_dict(res.to_dict())
+    assert back.open_edges == res.open_edges and back.areas() == pytest.approx(res.areas())
