@@ -122,7 +122,7 @@ def test_xsec_ratios():
     assert -2.2 < i / s < -1.5
     # electroweak: larger S/B, destructive interference (documented in nsbi.simulate.physics)
     vs, vb, vi = sim.xsec("VS"), sim.xsec("VB"), sim.xsec("VI")
-    assert vs == pytest.approx(0.442, abs=1e-3) and vi == pytest.approx(-0.580, abs=1e-3)
+    assert vs == pytest.approx(0.442, abs=1e-3) and vi == pytest.approx(-0.410, abs=1e-3)
     assert 0.1 < vs / vb < 0.2 and vi < 0
 
 
