@@ -43,6 +43,7 @@ import numpy as np
 
 __all__ = [
     "InputError",
+    "ParquetRowGroup",
     "ParquetStream",
     "ROW_GROUP_ROWS",
     "as_float64",
@@ -50,6 +51,7 @@ __all__ = [
     "check_inputs",
     "input_problems",
     "iter_parquet",
+    "iter_row_groups",
     "iterate_chunks",
     "json_text",
     "jsonable",
@@ -592,6 +594,15 @@ def read_validation_json(path: str | os.PathLike[str], kind: str) -> Any:
 #: was produced in, and readers that go row group by row group hold at most this many rows
 ROW_GROUP_ROWS = 65_536
 
+#: bytes of a parquet data page (pyarrow's default is 1 MiB, more than a float64 column of a
+#: row group, 512 KiB): the writer encodes and compresses one page at a time, so that writing
+#: a row group does not allocate two whole column chunks
+DATA_PAGE_BYTES = 64 * 1024
+
+#: bytes read from a parquet file at a time (:func:`iter_row_groups`): a column of a row group is
+#: read and decompressed in pieces, not read whole first
+READ_BUFFER_BYTES = 64 * 1024
+
 
 def _arrow_column(values: Any) -> Any:
     import pyarrow as pa
@@ -610,9 +621,12 @@ class ParquetStream:
     The whole row groups of a chunk are written straight from its arrays (numeric columns
     reach pyarrow without a copy); only the rows that do not fill a group are copied, into a
     buffer of one row group allocated once, so the stream never keeps a chunk alive after
-    :meth:`write` returns. Only string columns are dictionary-encoded: a float column's row
-    group of 65 536 rows never reaches pyarrow's dictionary size limit, so dictionary encoding
-    made continuous features larger on disk, slower to write and costlier in memory."""
+    :meth:`write` returns. With ``rows``, :meth:`write` copies only those rows into the buffer,
+    one column at a time (:meth:`_write_rows`): a job that keeps part of each row group of a
+    file (the region split) then holds one column of its input, not the row group. Only string
+    columns are dictionary-encoded: a float column's row group of 65 536 rows never reaches
+    pyarrow's dictionary size limit, so dictionary encoding made continuous features larger on
+    disk, slower to write and costlier in memory. Data pages hold :data:`DATA_PAGE_BYTES`."""
 
     def __init__(self, path: str | os.PathLike[str], row_group_rows: int = ROW_GROUP_ROWS):
         self.path, self.rows = Path(path), int(row_group_rows)
@@ -622,8 +636,12 @@ class ParquetStream:
         self._closed = False
         self.n_rows = 0
 
-    def write(self, columns: Mapping[str, Any]) -> None:
-        """Append equal-length columns (the same names in every call)."""
+    def write(self, columns: Mapping[str, Any], rows: np.ndarray | None = None) -> None:
+        """Append equal-length columns (the same names in every call). With ``rows`` (increasing
+        row indices), only those rows: see :meth:`_write_rows`."""
+        if rows is not None:
+            self._write_rows(columns, np.asarray(rows))
+            return
         chunk = {k: np.asarray(v) for k, v in columns.items()}
         n = len(next(iter(chunk.values()))) if chunk else 0
         if self._writer is None:
@@ -642,6 +660,34 @@ class ParquetStream:
         if end < n:
             self._fill(chunk, end, n)
 
+    def _write_rows(self, columns: Mapping[str, Any], rows: np.ndarray) -> None:
+        """Append rows ``rows`` of ``columns``, copied straight into the row-group buffer column
+        by column; each column is looked up when it is copied and let go of before the next, so
+        that a mapping that reads its columns on lookup (:class:`ParquetRowGroup`) is held one
+        column at a time. A column is looked up again for the rows that start the next group."""
+        if self._writer is None:
+            self._open({k: np.asarray(columns[k])[:0].copy() for k in columns})
+        self.n_rows += len(rows)
+        start = 0
+        while start < len(rows):
+            part = rows[start : start + self.rows - self._n_buffer]
+            self._fill_rows(columns, part)
+            start += len(part)
+            if self._n_buffer == self.rows:
+                self._write_buffer()
+
+    def _fill_rows(self, columns: Mapping[str, Any], rows: np.ndarray) -> None:
+        """Copy rows ``rows`` of ``columns`` into the row-group buffer (dtypes as :meth:`_fill`)."""
+        buffer, at = self._buffers(), self._n_buffer
+        for k in columns:
+            values, out = np.asarray(columns[k]), buffer[k][at : at + len(rows)]
+            if values.dtype == out.dtype:
+                np.take(values, rows, out=out)
+            else:
+                np.copyto(out, values[rows], casting="same_kind")
+            del values  # before the next column is read
+        self._n_buffer += len(rows)
+
     def _open(self, chunk: Mapping[str, np.ndarray]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -649,22 +695,26 @@ class ParquetStream:
         self._empty = {k: v[:0].copy() for k, v in chunk.items()}  # the columns of a file without rows
         schema = pa.schema([(k, _arrow_column(v).type) for k, v in self._empty.items()])
         strings = [f.name for f in schema if pa.types.is_string(f.type)]
-        self._writer = pq.ParquetWriter(self.path, schema, use_dictionary=strings)
+        self._writer = pq.ParquetWriter(self.path, schema, use_dictionary=strings, data_page_size=DATA_PAGE_BYTES)
         self._schema = schema
 
     def _fill(self, chunk: Mapping[str, np.ndarray], start: int, stop: int) -> None:
         """Copy rows ``[start, stop)`` of ``chunk`` into the row-group buffer, which has the
         dtypes of the first chunk (strings as objects; values that would need a change of kind,
         e.g. floats into an integer column, are an error)."""
+        buffer, at = self._buffers(), self._n_buffer
+        for k, v in chunk.items():
+            np.copyto(buffer[k][at : at + stop - start], v[start:stop], casting="same_kind")
+        self._n_buffer += stop - start
+
+    def _buffers(self) -> dict[str, np.ndarray]:
+        """The row-group buffer, allocated at the first use."""
         if self._buffer is None:
             self._buffer = {
                 k: np.empty(self.rows, dtype=object if v.dtype.kind in "OU" else v.dtype)
                 for k, v in self._empty.items()
             }
-        at = self._n_buffer
-        for k, v in chunk.items():
-            np.copyto(self._buffer[k][at : at + stop - start], v[start:stop], casting="same_kind")
-        self._n_buffer += stop - start
+        return self._buffer
 
     def _write_buffer(self) -> None:
         """Write the buffered rows as one row group and empty the buffer."""
@@ -717,16 +767,22 @@ def write_parquet(columns: Mapping[str, Any], path: str | os.PathLike[str]) -> N
         out.write(columns)
 
 
-def _numpy_columns(table: Any) -> dict[str, np.ndarray]:
+def _numpy_column(col: Any, view: bool = False) -> np.ndarray:
+    """One column (a pyarrow ChunkedArray) as a numpy array: strings as ``str``, other types
+    copied, or with ``view`` a read-only view of pyarrow's buffer where the column is one chunk
+    of integers or floats without nulls (no copy)."""
     import pyarrow as pa
 
-    out = {}
-    for name, col in zip(table.column_names, table.columns):
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            out[name] = np.asarray(col.to_pylist(), dtype=str)
-        else:
-            out[name] = col.to_numpy()
-    return out
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(col.to_pylist(), dtype=str)
+    numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+    if view and numeric and col.num_chunks == 1 and col.null_count == 0:
+        return col.chunk(0).to_numpy(zero_copy_only=True)
+    return col.to_numpy()
+
+
+def _numpy_columns(table: Any) -> dict[str, np.ndarray]:
+    return {name: _numpy_column(col) for name, col in zip(table.column_names, table.columns)}
 
 
 def parquet_columns(path: str | os.PathLike[str]) -> list[str]:
@@ -750,6 +806,41 @@ def iter_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
     fh = pq.ParquetFile(path)
     for i in range(fh.num_row_groups):
         yield _numpy_columns(fh.read_row_group(i, columns=None if columns is None else list(columns)))
+
+
+class ParquetRowGroup(Mapping[str, np.ndarray]):
+    """One row group of a parquet file as a mapping of column name -> numpy array, each column
+    read alone when it is looked up (and read again at each lookup: nothing is cached), so
+    that a consumer that uses one column at a time holds one column, not the row group.
+    Numeric columns are read-only views of pyarrow's buffers (:func:`_numpy_column`)."""
+
+    def __init__(self, fh: Any, index: int):
+        self._fh, self._index = fh, int(index)
+        self._names = list(fh.schema_arrow.names)
+        self.num_rows = int(fh.metadata.row_group(self._index).num_rows)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        table = self._fh.read_row_group(self._index, [name], use_threads=False)
+        return _numpy_column(table.column(0), view=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def iter_row_groups(path: str | os.PathLike[str]) -> Iterator[ParquetRowGroup]:
+    """The row groups of a parquet file, each a :class:`ParquetRowGroup` (columns read on
+    lookup, one at a time, in pieces of :data:`READ_BUFFER_BYTES`, without pre-buffering:
+    memory is the columns the consumer holds)."""
+    import pyarrow.parquet as pq
+
+    fh = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+    for i in range(fh.num_row_groups):
+        yield ParquetRowGroup(fh, i)
 
 
 def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> dict[str, Any]:

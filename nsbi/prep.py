@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 from . import config as nconfig
 from .expr import ExpressionError, parse
-from .io import InputError, check_inputs, iter_parquet, iterate_chunks, parquet_stream, write_json
+from .io import InputError, check_inputs, iter_row_groups, iterate_chunks, parquet_stream, write_json
 
 __all__ = [
     "PrepError",
@@ -291,7 +292,7 @@ def yields_of_parquet(path: str | Path) -> dict[str, Any]:
     size wrote the file, in bounded memory."""
     parts: dict[str, list[float]] = {"sumw": [], "sumw2": [], "sumw_negative": []}
     n = n_neg = 0
-    for group in iter_parquet(path, ["weight"]):
+    for group in iter_row_groups(path):
         w = group["weight"]
         parts["sumw"].append(float(np.sum(w)))
         parts["sumw2"].append(float(np.sum(w**2)))
@@ -306,23 +307,28 @@ def yields_of_parquet(path: str | Path) -> dict[str, Any]:
     }
 
 
-def _write_streamed(
-    chunks: Iterable[Mapping[str, np.ndarray]], parquet: str, yields: str, meta, check
-) -> dict[str, Any]:
+def _write_streamed(chunks: Iterable[Any], parquet: str, yields: str, meta, check) -> dict[str, Any]:
     """Stream ``chunks`` into ``parquet`` and write its yield summary to ``yields``; ``check(n,
-    any_nonzero_weight)`` runs before either file appears (a failure leaves neither)."""
+    any_nonzero_weight)`` runs before either file appears (a failure leaves neither). A chunk is
+    a mapping of columns, or a pair (columns, indices of the rows to write)."""
     with parquet_stream(parquet) as out:
         nonzero, columns = False, None
         for chunk in chunks:
-            out.write(chunk)
-            nonzero = nonzero or bool(np.any(chunk["weight"] != 0))
-            columns = columns or {k: v[:0].copy() for k, v in chunk.items()}  # a view would keep the chunk
-            del chunk  # before the next chunk is made
+            chunk, rows = chunk if isinstance(chunk, tuple) else (chunk, None)
+            out.write(chunk, rows)
+            nonzero = nonzero or _any_nonzero(chunk["weight"], rows)
+            columns = columns or {k: np.asarray(chunk[k])[:0].copy() for k in chunk}  # a view would keep the chunk
+            del chunk, rows  # before the next chunk is made
         check(out.n_rows, nonzero)
         out.close(columns)
         summary = {**yields_of_parquet(out.path), **dict(meta or {})}
         write_json(summary, yields)
     return summary
+
+
+def _any_nonzero(weight: np.ndarray, rows: np.ndarray | None) -> bool:
+    """Whether a weight (of the rows ``rows``, all when None) is not zero."""
+    return bool(np.any((weight if rows is None else weight[rows]) != 0))
 
 
 def select_to_files(parquet: str, yields: str, meta: Mapping[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -414,15 +420,27 @@ def _region_expr(selection: str, key: str) -> Any:
         raise PrepError(f"config key '{key}': {err}") from None
 
 
-def _region_rows(columns, expr, key: str, scores, label: str) -> dict[str, np.ndarray]:
-    """The rows of ``columns`` (and their ``scores``) that pass the region selection."""
-    ns = dict(columns)
-    ns.update(dict(scores or {}))
+def _region_mask(ns: Mapping[str, Any], n: int, expr, key: str, label: str) -> np.ndarray:
+    """Which of the ``n`` rows of ``ns`` (columns and scores) pass the region selection; only
+    the columns the selection names are looked up, each once."""
     try:
-        mask = _mask(expr.evaluate(ns), len(columns["weight"]), key, label)
+        used = {name: ns[name] for name in expr.names if name in ns}  # a missing name: the error below
+        return _mask(expr.evaluate(used), n, key, label)
     except ExpressionError as err:
         raise PrepError(f"config key '{key}': {err}") from None
-    return {k: np.asarray(v)[mask] for k, v in ns.items()}
+
+
+def _region_parts(sample: str, expr, key: str, scorer, label: str) -> Iterator[tuple[Mapping[str, Any], np.ndarray]]:
+    """Per row group of ``sample``: its columns and scores (``scorer`` of the row group), which
+    replace a column of the same name and follow the columns, as a mapping that reads each
+    column on lookup (:class:`nsbi.io.ParquetRowGroup`), with the indices of the rows that pass
+    the region selection. Nothing of a row group is held while the next one is read."""
+    for group in iter_row_groups(sample):
+        ns = ChainMap(dict(scorer(group)) if scorer else {}, group)  # lookups: scores first
+        rows = np.flatnonzero(_region_mask(ns, group.num_rows, expr, key, label))
+        del group
+        yield ns, rows
+        del ns, rows
 
 
 def _check_region(
@@ -455,7 +473,9 @@ def split_region(
     """Events of one region: ``selection`` evaluated on the prepared columns and, when a
     region classifier is configured, its per-event class probabilities ``score_<class>``
     (which are kept as columns)."""
-    out = _region_rows(columns, _region_expr(selection, key), key, scores, label)
+    ns = ChainMap(dict(scores or {}), columns)  # the columns, then the scores, which replace a column
+    mask = _region_mask(ns, len(columns["weight"]), _region_expr(selection, key), key, label)
+    out = {k: np.asarray(ns[k])[mask] for k in ns}
     _check_region(len(out["weight"]), bool(np.any(out["weight"] != 0)), selection, key, label, allow_empty)
     return out
 
@@ -473,13 +493,19 @@ def split_region_to_files(
 ) -> dict[str, Any]:
     """The prep job: :func:`split_region` of the selected events in ``sample`` (a parquet file
     of the select job), row group by row group (``scorer`` gives the region-classifier scores
-    of each group), streamed into ``parquet`` with its yield summary in ``yields``. Memory: a
-    row group, not the file. An empty region is an error, and nothing is written, unless
-    ``allow_empty`` (a binned region): then both files are written (no row, zero yields)."""
+    of each group), streamed into ``parquet`` with its yield summary in ``yields``. Memory: the
+    writer's row group, the columns the selection (and ``scorer``) reads, and one column of a
+    row group at a time, whose kept rows are copied straight into the writer's row group
+    (:func:`_region_parts`, :meth:`nsbi.io.ParquetStream.write` with ``rows``); not the file.
+    An empty region is an error, and nothing is written, unless ``allow_empty`` (a binned
+    region): then both files are written (no row, zero yields)."""
     expr = _region_expr(selection, key)
-    groups = (_region_rows(g, expr, key, scorer(g) if scorer else None, label) for g in iter_parquet(sample))
     return _write_streamed(
-        groups, parquet, yields, meta, lambda n, nz: _check_region(n, nz, selection, key, label, allow_empty)
+        _region_parts(sample, expr, key, scorer, label),
+        parquet,
+        yields,
+        meta,
+        lambda n, nz: _check_region(n, nz, selection, key, label, allow_empty),
     )
 
 

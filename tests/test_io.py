@@ -392,6 +392,50 @@ def test_parquet_stream_keeps_no_chunk_alive_and_writes_fixed_row_groups(tmp_pat
     assert nio.parquet_num_rows(tmp_path / "one.parquet") == 1000
 
 
+class _OneColumnAtATime(dict):
+    """Columns handed out as fresh copies; a lookup while an earlier one is alive fails."""
+
+    def __init__(self, columns):
+        super().__init__(columns)
+        self.alive = []
+
+    def __getitem__(self, key):
+        import weakref
+
+        assert all(r() is None for r in self.alive), "a column is still held"
+        values = super().__getitem__(key).copy()
+        self.alive.append(weakref.ref(values))
+        return values
+
+
+def test_parquet_stream_writes_selected_rows_one_column_at_a_time(tmp_path):
+    """write(columns, rows) writes the file write() writes for those rows (the same bytes), in
+    row groups that straddle the chunks, looking up one column at a time; iter_row_groups gives
+    each row group as a mapping whose columns (read-only views for numbers) are read on lookup."""
+    rng = np.random.default_rng(3)
+    n = 1000
+    cols = {"x": rng.normal(size=n), "kind": np.array(["a", "bb", "ccc"])[rng.integers(0, 3, n)]}
+    cols["n"] = np.arange(n, dtype=np.uint64)
+    nio.write_parquet(cols, tmp_path / "in.parquet")
+    keep = cols["x"] > -0.3
+    with nio.parquet_stream(tmp_path / "ref.parquet", row_group_rows=100) as out:
+        for a, b in [(0, 128), (128, 256), (256, 1000)]:
+            out.write({k: v[a:b][keep[a:b]] for k, v in cols.items()})
+    with nio.parquet_stream(tmp_path / "rows.parquet", row_group_rows=100) as out:
+        for a, b in [(0, 128), (128, 256), (256, 1000)]:
+            out.write(_OneColumnAtATime({k: v[a:b] for k, v in cols.items()}), np.flatnonzero(keep[a:b]))
+        assert out.n_rows == int(keep.sum())
+    assert (tmp_path / "rows.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()
+    groups = list(nio.iter_row_groups(tmp_path / "rows.parquet"))
+    assert [g.num_rows for g in groups] == [100] * (int(keep.sum()) // 100) + [int(keep.sum()) % 100]
+    assert list(groups[0]) == ["x", "kind", "n"] and len(groups[0]) == 3 and "y" not in groups[0]
+    assert not groups[0]["x"].flags.writeable and groups[0]["n"].dtype == np.uint64
+    for k in cols:
+        np.testing.assert_array_equal(np.concatenate([g[k] for g in groups]), cols[k][keep])
+    with pytest.raises(KeyError):
+        groups[0]["y"]
+
+
 def test_coffea_is_only_a_test_dependency():
     import tomllib
 

@@ -1,5 +1,6 @@
 """Data preparation on small synthetic ROOT files (flat, jagged and NanoAOD-like)."""
 
+import gc
 import json
 import logging
 
@@ -372,6 +373,7 @@ def test_select_memory_does_not_grow_with_the_input(tmp_path, monkeypatch):
         spec = _spec(str(path), step_size=2000, selections={"preselection": "m4l > 0"})  # keeps every event
         select_to_files(tmp_path / "warm.parquet", tmp_path / "warm.json", None, **spec)  # caches, lazy imports
         for mode in ("stream", "one-shot"):
+            gc.collect()  # the same garbage collections during the measure whatever ran before
             tracemalloc.start()
             if mode == "stream":
                 select_to_files(tmp_path / f"o{n}.parquet", tmp_path / f"o{n}.json", None, **spec)
@@ -404,6 +406,7 @@ def test_select_holds_about_one_chunk(tmp_path, monkeypatch):
     select_to_files(tmp_path / "warm.parquet", tmp_path / "warm.json", None, **dict(spec, step_size=1000))
     peaks = {}
     for step in (20_000, 40_000):
+        gc.collect()
         tracemalloc.start()
         select_to_files(tmp_path / "o.parquet", tmp_path / "o.json", None, **dict(spec, step_size=step))
         peaks[step] = tracemalloc.get_traced_memory()[1]
