@@ -66,6 +66,7 @@ import numpy as np
 from nsbi.io import atomic_path
 from nsbi.jax_setup import jax, jnp
 from nsbi.model import Model
+from nsbi.model.kernels import DENSITY_FLOOR_REL
 
 _log = logging.getLogger(__name__)
 
@@ -313,8 +314,8 @@ class ToyGenerator:
     def expected_weights(self, theta, info: dict | None = None) -> list[np.ndarray]:
         """w_i(theta) of the MC events per unbinned channel (expected events).
 
-        Events where the model density S_i(theta) is not positive (ln S not finite) get
-        weight 0; ``info`` (if given) receives per channel ``nonpositive_events`` and
+        Events where the model density S_i(theta) is not positive (ln S not finite, or at the model's
+        density floor, :data:`nsbi.model.kernels.DENSITY_FLOOR_REL`) get weight 0; ``info`` (if given) receives per channel ``nonpositive_events`` and
         ``nonpositive_weight_fraction`` (their share of the MC weight)."""
         theta = param_vector(self.model, theta)
         out = []
@@ -324,7 +325,10 @@ class ToyGenerator:
             info.setdefault("nonpositive_events", [])
             info.setdefault("nonpositive_weight_fraction", [])
         for j, w in enumerate(self._w):
-            bad = ~np.isfinite(logS[j])
+            # not positive: ln S is not finite, or it is the kernels' density floor
+            floor = DENSITY_FLOOR_REL * float(np.sum(np.abs(np.asarray(ys[j]))))
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(logS[j]) | (logS[j] <= np.log(floor) + 1e-9)
             with np.errstate(invalid="ignore", over="ignore"):
                 wt = np.where(bad, 0.0, w * np.exp(np.where(bad, 0.0, logS[j])) / self._den[j])
             frac = float(w[bad].sum() / w.sum()) if w.sum() > 0 else 0.0

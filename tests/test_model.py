@@ -607,7 +607,7 @@ def test_events_of_zero_weight_add_nothing_where_the_density_is_not_positive():
     """An event of weight 0 (toy padding; an Asimov MC event where the model density is not
     positive, which gets expected weight 0) adds exactly nothing to -2 ln L, its gradient and
     Hessian, even at a point where its density is negative (0 log s would be NaN there); with
-    a weight it makes -2 ln L NaN, as it should."""
+    a weight its ln S is the ln of the density floor (the model calls it all but impossible)."""
 
     def model(events):
         spec = {
@@ -641,4 +641,72 @@ def test_events_of_zero_weight_add_nothing_where_the_density_is_not_positive():
     np.testing.assert_allclose(H0, H, rtol=1e-12)
     assert m0.twice_nll(p) == pytest.approx(v, rel=1e-14)
     np.testing.assert_allclose(m0.hessian_autodiff(p), H, rtol=1e-10)
-    assert np.isnan(m1.twice_nll(p))
+    from nsbi.model.kernels import DENSITY_FLOOR_REL
+
+    floor = DENSITY_FLOOR_REL * (15.0 + 25.0 + 40.0)  # sum of |yields| at mu = 1.5
+    assert m1.twice_nll(p) == pytest.approx(v - 2.0 * np.log(floor), rel=1e-12)
+
+
+def test_a_density_that_is_not_positive_is_floored_with_consistent_derivatives():
+    """Where a morphing sum of estimated terms is not positive (strong interference, learned
+    ratios), ln S_i is the ln of the floor (DENSITY_FLOOR_REL * sum |y_c|) instead of NaN, and
+    the event leaves the derivatives: the custom gradient and the structured Hessian equal
+    plain autodiff of the floored likelihood."""
+    from nsbi.jax_setup import jax, jnp
+    from nsbi.model.kernels import DENSITY_FLOOR_REL
+
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.uniform(0, 1, n)
+    ev = {"weight": rng.uniform(0.5, 1.5, n)}
+    ev["logr_A"] = np.log(0.2 + 1.6 * x)  # rises
+    ev["logr_B"] = np.log(1.8 - 1.6 * x)  # falls: A - B < 0 at small x when mu > 1
+    ev["logr_B__s_up"] = 0.1 * (x - 0.5)
+    ev["logr_B__s_down"] = -0.1 * (x - 0.5)
+    spec = {
+        "channels": [
+            {
+                "name": "u",
+                "type": "unbinned",
+                "samples": [
+                    {"name": "A", "yield": 300.0, "morphing": "mu", "modifiers": []},
+                    {
+                        "name": "B",
+                        "yield": 200.0,
+                        "morphing": "2 - mu",
+                        "modifiers": [{"name": "s", "type": "eventsys"}],
+                    },
+                ],
+            }
+        ]
+    }
+    meas = {"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 5.0]]}]}}
+    model = Model(spec, {"u": ev}, meas)
+    ia, isys = model.index("mu"), model.index("s")
+
+    def numpy_twice_nll(mu):
+        ya, yb = 300.0 * mu, 200.0 * (2 - mu)
+        s = ya * np.exp(ev["logr_A"]) + yb * np.exp(ev["logr_B"])
+        floor = DENSITY_FLOOR_REL * (abs(ya) + abs(yb))
+        return -2.0 * (np.sum(ev["weight"] * np.log(np.maximum(s, floor))) - (ya + yb)), int(np.sum(s <= floor))
+
+    p = np.zeros(model.npars)
+    values = {}
+    for mu in (0.5, 1.0, 3.0):
+        p[ia] = mu
+        values[mu] = model.twice_nll(p)
+        assert np.isfinite(values[mu])
+    (ref, n0), (high, n_floored) = numpy_twice_nll(0.5), numpy_twice_nll(3.0)
+    assert n0 == 0 and n_floored > 20  # the floor acts at mu = 3 only
+    assert values[3.0] - values[0.5] == pytest.approx(high - ref, rel=1e-10)
+
+    # derivatives of the floored likelihood: custom VJP and structured Hessian vs autodiff
+    u = model.unbinned_terms[0]
+    for mu, alpha in ((3.0, 0.4), (3.0, 1.7), (0.5, 0.4)):
+        q = np.zeros(model.npars)
+        q[ia], q[isys] = mu, alpha
+        qj = jnp.asarray(q)
+        g_custom = np.asarray(jax.grad(lambda t: u.logl(t))(qj))
+        g_auto = np.asarray(jax.grad(lambda t: u.logl(t, custom_grad=False))(qj))
+        np.testing.assert_allclose(g_custom, g_auto, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(model.hessian(q), model.hessian_autodiff(q), rtol=1e-8, atol=1e-7)

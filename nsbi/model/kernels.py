@@ -11,7 +11,8 @@ out as chunks, (nchunks, ..., chunk), and scanned once:
 * :func:`events_term` -- E with a custom VJP using that gradient (used by ``jax.grad``);
 * :func:`events_hessian` -- E, its gradient and its exact Hessian w.r.t. (y, alpha).
 
-Each picks the polynomial-only variant when all ``|alpha_k| <= 1`` (``lax.cond``).
+Each picks the polynomial-only variant when all ``|alpha_k| <= 1`` (``lax.cond``). A density
+``S_i`` that is not positive is floored (:func:`_density`), so that ``E`` stays finite.
 """
 
 from __future__ import annotations
@@ -20,16 +21,38 @@ from nsbi.jax_setup import jax, jnp
 
 from .interpolation import code4_d2weights, code4_dweights, code4_poly_factor, code4_poly_weights
 
-__all__ = ["STORE_RHO_MAX_K", "events_hessian", "events_hessian_kernel", "events_kernel", "events_term"]
+__all__ = [
+    "DENSITY_FLOOR_REL",
+    "STORE_RHO_MAX_K",
+    "events_hessian",
+    "events_hessian_kernel",
+    "events_kernel",
+    "events_term",
+]
 
 STORE_RHO_MAX_K = 7  # measured (1M events x 4 processes): K = 3, 5, 7 faster stored; K = 10 faster recomputed
 
 
-def _weighted_only(s, w):
-    """The density ``s`` of events with a weight; 1 for events of weight 0 (toy padding, or
-    Asimov MC events where the model density is not positive and the expected weight is 0),
-    so that they add exactly nothing (0 log s would be NaN where s <= 0), nor to derivatives."""
-    return jnp.where(w != 0, s, 1.0)
+#: floor of the per-event density S_i, relative to the sum of |y_c| (see :func:`_density`)
+DENSITY_FLOOR_REL = 1e-9
+
+
+def _density(s, w, y):
+    """The per-event density for ``ln``, and the weights of the events in the derivatives.
+
+    * Events of weight 0 (toy padding, or Asimov MC events where the model density is not
+      positive and the expected weight is 0) get 1 and derivative weight 0, so that they add
+      exactly nothing (0 ln s would be NaN where s <= 0).
+    * A density below ``DENSITY_FLOOR_REL * sum_c |y_c|`` is raised to that floor. The true
+      density is never negative, but a morphing sum of estimated terms (learned ratios, MC
+      yields) can be where the interference nearly cancels it: there the model says the event
+      is all but impossible, ln S_i is the (very negative) ln of the floor instead of NaN, and
+      the event adds nothing to the derivatives (the floor is held constant). With a positive
+      density above the floor, nothing changes."""
+    floor = jax.lax.stop_gradient(DENSITY_FLOOR_REL * jnp.sum(jnp.abs(y)))
+    weighted = w != 0
+    above = weighted & (s > floor)
+    return jnp.where(weighted, jnp.maximum(s, floor), 1.0), jnp.where(above, w, 0.0)
 
 
 def events_kernel(y, alpha, d, want_grad: bool, general: bool):
@@ -71,7 +94,7 @@ def events_kernel(y, alpha, d, want_grad: bool, general: bool):
                 for k in range(K):
                     t = t * factor(k, x["lu"][k, c], x["ld"][k, c], x["gu"][k, c], x["gd"][k, c])[0]
                 s = s + y[c] * t
-            s = _weighted_only(s, x["w"])
+            s, _ = _density(s, x["w"], y)
             return carry + jnp.sum(x["w"] * jnp.log(s)), None
         # Value and gradient in three stages per chunk (the chunk stays cache resident):
         #   1. T_c = r_c prod_k g_ck and rho_ck = g'_ck / g_ck  (C + CK rows, materialised)
@@ -104,9 +127,9 @@ def events_kernel(y, alpha, d, want_grad: bool, general: bool):
         s = 0.0
         for c in range(C):
             s = s + y[c] * M[c]
-        s = _weighted_only(s, x["w"])
+        s, wd = _density(s, x["w"], y)
         val = jnp.sum(x["w"] * jnp.log(s))
-        g = M @ (x["w"] / s)
+        g = M @ (wd / s)
         v0, g0 = carry
         return (v0 + val, g0 + g), None
 
@@ -171,7 +194,7 @@ def events_hessian_kernel(y, alpha, d, general: bool):
         else:
             T = jnp.stack(T)
         YT = [y[c] * T[c] for c in range(C)]
-        s = _weighted_only(sum(YT), x["w"])
+        s, wd = _density(sum(YT), x["w"], y)
         rows = [T[c] for c in range(C)]
         rows += [sum(YT[c] * R[c * K + k] for c in range(C)) for k in range(K)]  # Q_k
         rows += [T[c] * R[c * K + k] for c in range(C) for k in range(K)]
@@ -179,7 +202,7 @@ def events_hessian_kernel(y, alpha, d, general: bool):
             sum(YT[c] * (S[c * K + k] if k == m else R[c * K + k] * R[c * K + m]) for c in range(C)) for k, m in pairs
         ]
         Z = jax.lax.optimization_barrier(jnp.stack(rows))
-        ws = x["w"] / s
+        ws = wd / s
         lin = Z @ ws
         D = Z[:n]
         DD = (D * (ws / s)) @ D.T
