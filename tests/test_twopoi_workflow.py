@@ -23,6 +23,11 @@ def test_two_poi_config_end_to_end(tmp_path):
     cfg = ncfg.load(TWIN)
     assert ncfg.poi_names(cfg) == ["mu", "mu_V"]
     snakemake("--cores", "2", "--configfile", str(TWIN), "--directory", str(tmp_path))
+    check_run(tmp_path, cfg)
+
+
+def check_run(tmp_path, cfg):
+    """The checks of a finished run of the twin config in ``tmp_path``."""
     res = tmp_path / "results" / cfg["analysis"]
 
     # the pseudo-data contain the electroweak production: their count is the expected one
@@ -41,11 +46,13 @@ def test_two_poi_config_end_to_end(tmp_path):
             d = read_json(res / f"fit/{kind}/{ds}/scan2d/{PAIR}.json", nan_keys=("twice_nll", "delta_twice_nll"))
             s = Scan2DResult.from_dict(d)
             assert s.pois == ("mu", "mu_V") and s.converged.mean() >= 0.9, (kind, ds)
-            assert np.nanmin(s.delta) >= -1e-6 and np.nanmin(s.delta) < 0.5
+            assert np.nanmin(s.delta) >= -1e-6
+            if ds == "asimov":  # the grid holds the generation point (1, 1), the minimum
+                assert np.nanmin(s.delta) < 1e-3
             assert (res / f"fit/{kind}/{ds}/scan2d/{PAIR}.png").stat().st_size > 0
             # the 1-D profile of mu_V, every other parameter profiled
             one = read_json(res / f"fit/{kind}/{ds}/scan_mu_V.json", nan_keys=("twice_nll", "delta_twice_nll"))
-            assert one["poi"] == "mu_V" and min(one["delta_twice_nll"]) < 0.5
+            assert one["poi"] == "mu_V" and np.nanmin(one["delta_twice_nll"]) >= -1e-6
             scans[kind, ds] = s
         assert scans[kind, "asimov"].best == pytest.approx((1.0, 1.0), abs=2e-3), kind
         # x starts at mu = 0, y at mu_V = 0: the POIs' lower bounds, not open sides
