@@ -161,3 +161,42 @@ def test_a_region_at_a_parameter_bound_has_an_area():
     assert res.edges_reached()["68"] == ["x_low"]
     back = type(res).from_dict(res.to_dict())
     assert back.open_edges == res.open_edges and back.areas() == pytest.approx(res.areas())
+
+
+def test_closure2d_report_area_ratios():
+    """The 2-D closure: areas of each kind's regions and their ratios to the oracle's, against
+    the 10 % target; a region that leaves the scanned rectangle has no area and no ratio."""
+    from nsbi.analysis import closure2d_report
+    from nsbi.scan2d import Scan2DResult
+
+    g = np.linspace(-3.0, 3.0, 25)
+    X, Y = np.meshgrid(g, g, indexing="ij")
+
+    def result(scale, y_shift=0.0):
+        delta = (X**2 + (Y - y_shift) ** 2) / scale**2
+        return Scan2DResult(
+            pois=("a", "b"),
+            x=g,
+            y=g,
+            twice_nll=delta,
+            delta=delta,
+            converged=np.ones_like(delta, bool),
+            best=(0.0, y_shift),
+            best_twice_nll=0.0,
+            correlation=0.0,
+            contours={k: contour_lines(g, g, delta, lv) for k, lv in LEVELS_2D.items()},
+        )
+
+    rep = closure2d_report({"nsbi": result(1.04), "hist": result(1.3, y_shift=2.5), "oracle": result(1.0)})
+    assert rep["pois"] == ["a", "b"]
+    assert rep["scans"]["oracle"]["area_68"] == pytest.approx(math.pi * LEVELS_2D["68"], rel=2e-3)
+    assert rep["nsbi_over_oracle_area_68"] == pytest.approx(1.04**2, rel=2e-3)
+    assert rep["nsbi_over_oracle_area_95"] == pytest.approx(1.04**2, rel=2e-3)
+    assert rep["within_target"] is True
+    # the histogram's region reaches the upper side of b: no area, no ratio
+    assert rep["scans"]["hist"]["area_68"] is None and rep["hist_over_oracle_area_68"] is None
+    assert closure2d_report({"nsbi": result(1.2), "oracle": result(1.0)})["within_target"] is False
+    with pytest.raises(ValueError, match="different parameter pairs"):
+        other = result(1.0)
+        other.pois = ("a", "c")
+        closure2d_report({"nsbi": other, "oracle": result(1.0)})
