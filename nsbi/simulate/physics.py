@@ -274,44 +274,35 @@ def _h(c1, c2, cs):
     return 0.5 * np.sqrt((1.0 + c1**2) * (1.0 + c2**2) * (1.0 + 0.5 * cs**2))
 
 
-def amplitude_parts(m, cs, c1, c2, phi):
-    """Real and imaginary parts of A_S and A_B (arrays)."""
-    m = np.asarray(m, dtype=float)
+def _amplitude_parts(cs, c1, c2, phi, amp_s, phase_s, amp_b, c_l, c_t, phase_t):
+    """Real and imaginary parts of A_S = amp_s e^(i phase_s) s1 s2 and
+    A_B = amp_b [c_l s1 s2 + c_t h e^(i (Phi + phase_t))], given their m4l-dependent moduli."""
     c1 = np.asarray(c1, dtype=float)
     c2 = np.asarray(c2, dtype=float)
     cs = np.asarray(cs, dtype=float)
-    r = m / M_REF
     s12 = _sin(c1) * _sin(c2)
-    dphi = delta_phi(m)
-    a_s = K_S * r * s12
-    rb = K_B * r ** (-0.3)
-    bt = rb * C_T * _h(c1, c2, cs)
-    ph = np.asarray(phi, dtype=float) + PHASE_T
+    a_s = amp_s * s12
+    bt = amp_b * c_t * _h(c1, c2, cs)
+    ph = np.asarray(phi, dtype=float) + phase_t
     return (
-        a_s * np.cos(dphi),
-        a_s * np.sin(dphi),
-        rb * C_L * s12 + bt * np.cos(ph),
+        a_s * np.cos(phase_s),
+        a_s * np.sin(phase_s),
+        amp_b * c_l * s12 + bt * np.cos(ph),
         bt * np.sin(ph),
     )
 
 
+def amplitude_parts(m, cs, c1, c2, phi):
+    """Real and imaginary parts of A_S and A_B (arrays)."""
+    r = np.asarray(m, dtype=float) / M_REF
+    return _amplitude_parts(cs, c1, c2, phi, K_S * r, delta_phi(m), K_B * r ** (-0.3), C_L, C_T, PHASE_T)
+
+
 def ew_amplitude_parts(m, cs, c1, c2, phi):
     """Real and imaginary parts of A_VS and A_VB (electroweak production, arrays)."""
-    m = np.asarray(m, dtype=float)
-    c1 = np.asarray(c1, dtype=float)
-    c2 = np.asarray(c2, dtype=float)
-    cs = np.asarray(cs, dtype=float)
-    r = m / M_REF
-    s12 = _sin(c1) * _sin(c2)
-    a_s = V_K_S * r**V_P_S * s12
-    rb = V_K_B * r**V_P_B
-    bt = rb * V_C_T * _h(c1, c2, cs)
-    ph = np.asarray(phi, dtype=float) + V_PHASE_T
-    return (
-        a_s * np.cos(V_SIGNAL_PHASE),
-        a_s * np.sin(V_SIGNAL_PHASE),
-        rb * V_C_L * s12 + bt * np.cos(ph),
-        bt * np.sin(ph),
+    r = np.asarray(m, dtype=float) / M_REF
+    return _amplitude_parts(
+        cs, c1, c2, phi, V_K_S * r**V_P_S, V_SIGNAL_PHASE, V_K_B * r**V_P_B, V_C_L, V_C_T, V_PHASE_T
     )
 
 
@@ -412,13 +403,31 @@ def _m_integral_ew_interference(moment_t: bool) -> float:
 
 # angular integrals over (cs, c1, c2, Phi, Phi1), Phi1 included
 _ANG_PHI = TWO_PI**2
-ANG_S = K_S**2 * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
-ANG_B = K_B**2 * (C_L**2 * (4.0 / 3.0) ** 2 * 2.0 + C_T**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0)) * _ANG_PHI
-ANG_I_COS = 2.0 * K_S * K_B * C_L * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI  # times cos(dphi(m))
+
+
+def _ang_s(k_s):
+    """Angular integral of |A_S|^2 / amp_s^2."""
+    return k_s**2 * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
+
+
+def _ang_b(k_b, c_l, c_t):
+    """Angular integral of |A_B|^2 / amp_b^2 (the Phi-dependent cross term integrates to 0)."""
+    return k_b**2 * (c_l**2 * (4.0 / 3.0) ** 2 * 2.0 + c_t**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0)) * _ANG_PHI
+
+
+def _ang_i_cos(k_s, k_b, c_l):
+    """Angular integral of 2 Re(A_S conj(A_B)) / (amp_s amp_b cos(phase_s)): only the longitudinal
+    term survives the Phi integral."""
+    return 2.0 * k_s * k_b * c_l * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
+
+
+ANG_S = _ang_s(K_S)
+ANG_B = _ang_b(K_B, C_L, C_T)
+ANG_I_COS = _ang_i_cos(K_S, K_B, C_L)  # times cos(dphi(m))
 ANG_QQ = ((8.0 / 3.0) ** 2 + QQ_LT * (4.0 / 3.0) ** 2) * (2.0 + QQ_CS * 2.0 / 3.0) * _ANG_PHI
-ANG_VS = V_K_S**2 * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI
-ANG_VB = V_K_B**2 * (V_C_L**2 * (4.0 / 3.0) ** 2 * 2.0 + V_C_T**2 * 0.25 * (8.0 / 3.0) ** 2 * (7.0 / 3.0)) * _ANG_PHI
-ANG_VI_COS = 2.0 * V_K_S * V_K_B * V_C_L * (4.0 / 3.0) ** 2 * 2.0 * _ANG_PHI  # times cos(phase)
+ANG_VS = _ang_s(V_K_S)
+ANG_VB = _ang_b(V_K_B, V_C_L, V_C_T)
+ANG_VI_COS = _ang_i_cos(V_K_S, V_K_B, V_C_L)  # times cos(phase)
 
 
 @cache
