@@ -66,7 +66,7 @@ import numpy as np
 from nsbi.io import atomic_path
 from nsbi.jax_setup import jax, jnp
 from nsbi.model import Model
-from nsbi.model.kernels import DENSITY_FLOOR_REL
+from nsbi.model.kernels import density_floor
 
 _log = logging.getLogger(__name__)
 
@@ -314,9 +314,10 @@ class ToyGenerator:
     def expected_weights(self, theta, info: dict | None = None) -> list[np.ndarray]:
         """w_i(theta) of the MC events per unbinned channel (expected events).
 
-        Events where the model density S_i(theta) is not positive (ln S not finite, or at the model's
-        density floor, :data:`nsbi.model.kernels.DENSITY_FLOOR_REL`) get weight 0; ``info`` (if given) receives per channel ``nonpositive_events`` and
-        ``nonpositive_weight_fraction`` (their share of the MC weight)."""
+        Events where the model density S_i(theta) is not positive (ln S not finite, or at the
+        model's density floor, :func:`nsbi.model.kernels.density_floor`) get weight 0; ``info``
+        (if given) receives per channel ``nonpositive_events`` and ``nonpositive_weight_fraction``
+        (their share of the MC weight)."""
         theta = param_vector(self.model, theta)
         out = []
         logS = self.log_density(theta)
@@ -326,7 +327,7 @@ class ToyGenerator:
             info.setdefault("nonpositive_weight_fraction", [])
         for j, w in enumerate(self._w):
             # not positive: ln S is not finite, or it is the kernels' density floor
-            floor = DENSITY_FLOOR_REL * float(np.sum(np.abs(np.asarray(ys[j]))))
+            floor = float(density_floor(ys[j]))
             with np.errstate(invalid="ignore"):
                 bad = ~np.isfinite(logS[j]) | (logS[j] <= np.log(floor) + 1e-9)
             with np.errstate(invalid="ignore", over="ignore"):

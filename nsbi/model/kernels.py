@@ -24,6 +24,7 @@ from .interpolation import code4_d2weights, code4_dweights, code4_poly_factor, c
 __all__ = [
     "DENSITY_FLOOR_REL",
     "STORE_RHO_MAX_K",
+    "density_floor",
     "events_hessian",
     "events_hessian_kernel",
     "events_kernel",
@@ -35,6 +36,12 @@ STORE_RHO_MAX_K = 7  # measured (1M events x 4 processes): K = 3, 5, 7 faster st
 
 #: floor of the per-event density S_i, relative to the sum of |y_c| (see :func:`_density`)
 DENSITY_FLOOR_REL = 1e-9
+
+
+def density_floor(y):
+    """The floor of the per-event density of an unbinned channel with yields ``y`` (C,):
+    ``DENSITY_FLOOR_REL * sum_c |y_c|`` (numpy or JAX arrays)."""
+    return DENSITY_FLOOR_REL * jnp.sum(jnp.abs(y))
 
 
 def _density(s, w, y):
@@ -49,7 +56,7 @@ def _density(s, w, y):
       is all but impossible, ln S_i is the (very negative) ln of the floor instead of NaN, and
       the event adds nothing to the derivatives (the floor is held constant). With a positive
       density above the floor, nothing changes."""
-    floor = jax.lax.stop_gradient(DENSITY_FLOOR_REL * jnp.sum(jnp.abs(y)))
+    floor = jax.lax.stop_gradient(density_floor(y))
     weighted = w != 0
     above = weighted & (s > floor)
     return jnp.where(weighted, jnp.maximum(s, floor), 1.0), jnp.where(above, w, 0.0)
