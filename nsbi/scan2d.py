@@ -54,13 +54,17 @@ class Scan2DResult:
     #: sides of the rectangle beyond which the parameters go on (not at a parameter's bound)
     open_edges: tuple[str, ...] = EDGES
 
-    def areas(self) -> dict[str, float]:
-        """Area of each level's region (:func:`region_area`): NaN where it reaches an open edge."""
-        return {k: region_area(self.x, self.y, self.delta, LEVELS_2D[k], self.open_edges) for k in self.contours}
+    def _filled(self) -> dict[str, tuple[float, list[str]]]:
+        return {k: filled_region(self.x, self.y, self.delta, LEVELS_2D[k]) for k in self.contours}
 
-    def edges_reached(self) -> dict[str, list[str]]:
+    def areas(self, filled=None) -> dict[str, float]:
+        """Area of each level's region (:func:`region_area`): NaN where it reaches an open edge."""
+        filled = filled or self._filled()
+        return {k: _closed_area(area, reached, self.open_edges) for k, (area, reached) in filled.items()}
+
+    def edges_reached(self, filled=None) -> dict[str, list[str]]:
         """The sides of the rectangle each level's region reaches (:func:`filled_region`)."""
-        return {k: filled_region(self.x, self.y, self.delta, LEVELS_2D[k])[1] for k in self.contours}
+        return {k: reached for k, (_area, reached) in (filled or self._filled()).items()}
 
     @classmethod
     def from_dict(cls, d) -> Scan2DResult:
@@ -80,6 +84,7 @@ class Scan2DResult:
         )
 
     def to_dict(self) -> dict:
+        filled = self._filled()
         return {
             "pois": list(self.pois),
             "x": self.x.tolist(),
@@ -92,17 +97,22 @@ class Scan2DResult:
             "correlation": float(self.correlation),
             "levels": dict(LEVELS_2D),
             "contours": {k: [np.asarray(p).tolist() for p in polys] for k, polys in self.contours.items()},
-            "areas": self.areas(),
+            "areas": self.areas(filled),
             "open_edges": list(self.open_edges),
-            "edges_reached": self.edges_reached(),
+            "edges_reached": self.edges_reached(filled),
         }
+
+
+def _signed_area(poly: np.ndarray) -> float:
+    """Shoelace area of a polygon ``(n, 2)``: positive when anticlockwise."""
+    p = np.asarray(poly, float)
+    x, y = p[:, 0], p[:, 1]
+    return float(0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def polygon_area(poly: np.ndarray) -> float:
     """Area enclosed by a polygon ``(n, 2)`` (shoelace formula; orientation ignored)."""
-    p = np.asarray(poly, float)
-    x, y = p[:, 0], p[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return abs(_signed_area(poly))
 
 
 def filled_region(x: np.ndarray, y: np.ndarray, delta: np.ndarray, level: float) -> tuple[float, list[str]]:
@@ -122,14 +132,8 @@ def filled_region(x: np.ndarray, y: np.ndarray, delta: np.ndarray, level: float)
         return 0.0, reached
     gen = contourpy.contour_generator(x, y, np.ma.masked_invalid(z).T, fill_type=contourpy.FillType.OuterOffset)
     points, offsets = gen.filled(float(np.nanmin(z)) - 1.0, float(level))
-    area = 0.0
-    for pts, offs in zip(points, offsets):
-        for start, stop in zip(offs[:-1], offs[1:]):
-            ring = pts[start:stop]
-            area += 0.5 * float(
-                np.dot(ring[:, 0], np.roll(ring[:, 1], -1)) - np.dot(ring[:, 1], np.roll(ring[:, 0], -1))
-            )
-    return abs(area), reached
+    rings = (pts[a:b] for pts, offs in zip(points, offsets) for a, b in zip(offs[:-1], offs[1:]))
+    return abs(sum(_signed_area(ring) for ring in rings)), reached
 
 
 def region_area(
@@ -138,7 +142,10 @@ def region_area(
     """Area of the region ``delta <= level`` (:func:`filled_region`); NaN when it is empty or
     reaches a side in ``open_edges`` (there the region goes on beyond the scanned rectangle, so
     its area is unknown). A side at a parameter's bound is not open: the region ends there."""
-    area, reached = filled_region(x, y, delta, level)
+    return _closed_area(*filled_region(x, y, delta, level), open_edges)
+
+
+def _closed_area(area: float, reached: Sequence[str], open_edges: Sequence[str]) -> float:
     return float("nan") if area == 0.0 or set(reached) & set(open_edges) else area
 
 
