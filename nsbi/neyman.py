@@ -15,6 +15,8 @@ the critical value ``c_CL(mu)`` is the CL quantile of its distribution. The inte
 ``{mu : t_mu(observed) <= c_CL(mu)}`` (end points by linear interpolation of
 ``t_obs - c`` between grid points). It is compared with the asymptotic (Wilks) interval, with
 ``c = chi2_1 quantile`` (``kind="t"``) or the half-chi2 quantile (``kind="q"``).
+``kind="focused"`` replaces the maximum in the denominator by the average over a focus density
+(:mod:`nsbi.focused`); it has no asymptotic form, so its intervals come from the toys only.
 
 Splitting: :func:`compute_chunk` does one (mu grid point, toy batch) job and returns a small
 JSON-able dict (written with :func:`write_chunk`, JSON or npz, no pickle); :func:`gather`
@@ -45,6 +47,7 @@ import numpy as np
 from scipy import stats
 
 from nsbi import io as nio
+from nsbi.focused import WINDOW, FocusDensity, focused_t
 from nsbi.minimize import entry_hessian, minimize_batch, take
 from nsbi.toys import ToyGenerator, ToySet, param_vector
 
@@ -52,6 +55,7 @@ __all__ = [
     "acceptance_interval",
     "asymptotic_critical",
     "binomial_coverage",
+    "check_kind",
     "cl_key",
     "quantile_with_error",
     "compute_chunk",
@@ -76,6 +80,8 @@ CHUNK_FORMATS = ("nsbi-neyman-chunk-1", CHUNK_FORMAT)
 #: chunk entries stored as arrays in an ``.npz`` chunk
 CHUNK_ARRAYS = ("t", "poi_hat", "converged", "theta")
 DEFAULT_CLS = (0.68, 0.95)
+#: the test statistics: two-sided t_mu, one-sided q~_mu, focused (:mod:`nsbi.focused`)
+KINDS = ("t", "q", "focused")
 
 
 def _f(v) -> float:
@@ -92,12 +98,15 @@ def cl_key(cl: float) -> str:
 
 
 def asymptotic_critical(cl: float, kind: str = "t") -> float:
-    """Wilks: chi2_1 quantile (two-sided t_mu); half-chi2 mixture for q~_mu (one-sided)."""
+    """Wilks: chi2_1 quantile (two-sided t_mu); half-chi2 mixture for q~_mu (one-sided); NaN for
+    the focused statistic, which has no asymptotic distribution (its intervals come from toys)."""
     if kind == "t":
         return float(stats.chi2.ppf(cl, 1))
     if kind == "q":
         return float(stats.chi2.ppf(2 * cl - 1, 1)) if cl > 0.5 else 0.0
-    raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
+    if kind == "focused":
+        return float("nan")
+    raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
 
 
 def _poi(model) -> int:
@@ -198,19 +207,23 @@ def toy_t(
     batch_size: int | None = None,
     progress: bool = False,
     tol: float = 1e-10,
+    focus: FocusDensity | None = None,
 ) -> dict[str, Any]:
     """t_mu of every toy: batched free fit (POI within its bounds) and conditional fit (POI = mu),
     both started at the generation point, in the coordinates of :func:`_fit_space` (sqrt(mu)
     for interference morphing). ``mu`` may be a point ``{parameter: value}`` of several POIs
     (:func:`tested_point`; ``kind="t"`` only): all of them are fixed in the conditional fit,
     and ``"hat"`` gives each one's free-fit values. ``mu=None``: every toy is tested at its own
-    POI value, its row of ``toys.theta`` (toys made at several points, :meth:`ToySet.concatenate`)."""
+    POI value, its row of ``toys.theta`` (toys made at several points, :meth:`ToySet.concatenate`).
+    ``kind="focused"`` (one POI; needs ``focus``): the focused statistic of :mod:`nsbi.focused`,
+    with one more conditional fit per node of the focus density, each started at the free fit."""
     model = gen.model
     ip = _poi(model)
     # mu None: every toy at its own POI value (toys.theta has a row per toy)
     point = tested_point(model, mu) if mu is not None else {model.par_names[ip]: np.nan}
+    check_kind(kind, focus)
     if len(point) > 1 and kind != "t":
-        raise ValueError("the one-sided q is defined for one POI; a point of several POIs takes kind='t'")
+        raise ValueError(f"the statistic {kind!r} is defined for one POI; a point of several POIs takes kind='t'")
     fs = _fit_space(gen)
     free = ~np.asarray(model.fixed, bool)
     data = toys.data()
@@ -222,7 +235,7 @@ def toy_t(
         "progress": progress,
         "tol": tol,
     }
-    rf = minimize_batch(fs.fun, data, x0, fs.bounds, free, **kw)
+    rf = minimize_batch(fs.fun, data, x0, fs.bounds, free, hessian=kind == "focused", **kw)
     xc = x0.copy()
     fc = free.copy()
     for name, v in point.items():
@@ -236,47 +249,107 @@ def toy_t(
     t = np.maximum(t, 0.0)
     hat = fs.from_fit(rf.values)
     poi_hat = hat[:, ip]
-    if kind == "q":
+    extra = {}
+    if kind == "focused":
+        nodes, log_w = focus.quadrature(*_window(fs, rf, free))
+        fk = free.copy()
+        fk[ip] = False
+        at_nodes = np.empty(nodes.shape)
+        for k in range(nodes.shape[1]):
+            xk = np.array(rf.values, float)
+            xk[..., ip] = fs.poi_to_fit(nodes[:, k])
+            rk = minimize_batch(fs.fun, data, xk, fs.bounds, fk, **kw)
+            at_nodes[:, k] = rk.twice_nll
+            extra["n_fallback"] = extra.get("n_fallback", 0) + rk.n_fallback
+            extra["n_failed"] = extra.get("n_failed", 0) + rk.n_failed
+            extra["converged"] = extra.get("converged", True) & rk.converged
+        t = focused_t(rc.twice_nll, at_nodes, log_w)
+    elif kind == "q":
         tested = (
             np.broadcast_to(np.asarray(toys.theta, float)[..., ip], t.shape)
             if mu is None
             else point[model.par_names[ip]]
         )
         t = np.where(poi_hat > tested, 0.0, t)
-    elif kind != "t":
-        raise ValueError(f"kind must be 't' or 'q', got {kind!r}")
     return {
         "t": t,
         "poi_hat": poi_hat,
         "hat": {name: hat[:, model.index(name)] for name in point},
         "twice_nll_free": rf.twice_nll,
         "twice_nll_cond": rc.twice_nll,
-        "converged": rf.converged & rc.converged,
-        "n_fallback": rf.n_fallback + rc.n_fallback,
-        "n_failed": rf.n_failed + rc.n_failed,
+        "converged": rf.converged & rc.converged & extra.get("converged", True),
+        "n_fallback": rf.n_fallback + rc.n_fallback + extra.get("n_fallback", 0),
+        "n_failed": rf.n_failed + rc.n_failed + extra.get("n_failed", 0),
         "n_negative_t": n_neg,
     }
 
 
-def observed_t(model, mu_values: Sequence[float], kind: str = "t", tolerance: float = 1e-6) -> dict[str, Any]:
+def _window(fs: _FitSpace, free_fit, free) -> tuple[np.ndarray, np.ndarray]:
+    """Each toy's likelihood window in the POI (:meth:`nsbi.focused.FocusDensity.quadrature`):
+    the free fit's POI +- WINDOW standard deviations from its Hessian, in the fit coordinate
+    (clipped to its bounds) and mapped back to the POI; NaN where the Hessian is not positive."""
+    free = np.asarray(free, bool)
+    j = int(np.sum(free[: fs.ip]))  # the POI's index among the free parameters
+    h = np.asarray(free_fit.hessian, float)[:, free][:, :, free]
+    with np.errstate(all="ignore"):
+        try:
+            var = 2.0 * np.linalg.inv(h)[:, j, j]  # -2 ln L: covariance = 2 H^-1
+        except np.linalg.LinAlgError:
+            var = np.array([2.0 * np.linalg.pinv(x)[j, j] for x in h])
+        sd = np.where(var > 0, np.sqrt(np.abs(var)), np.nan)
+    u = np.asarray(free_fit.values, float)[:, fs.ip]
+    lo_u, hi_u = fs.bounds[fs.ip]
+    lo = np.clip(u - WINDOW * sd, lo_u, hi_u)
+    hi = np.clip(u + WINDOW * sd, lo_u, hi_u)
+    if fs.sqrt:
+        lo, hi = np.square(lo), np.square(hi)
+    return lo, hi
+
+
+def check_kind(kind: str, focus=None) -> None:
+    """``kind`` is a test statistic of this module: ``"t"`` (two-sided -2 ln lambda), ``"q"``
+    (one-sided q~_mu) or ``"focused"`` (:mod:`nsbi.focused`, which needs a ``focus`` density)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    if kind == "focused" and focus is None:
+        raise ValueError("the focused statistic needs a focus density (validation.focus)")
+
+
+def observed_t(
+    model, mu_values: Sequence[float], kind: str = "t", tolerance: float = 1e-6, focus: FocusDensity | None = None
+) -> dict[str, Any]:
     """t_mu of one dataset (the model's own data, e.g. observed or an Asimov
-    :meth:`ToyGenerator.model_for`) on a grid, with iminuit (:func:`nsbi.fit.fit`)."""
+    :meth:`ToyGenerator.model_for`) on a grid, with iminuit (:func:`nsbi.fit.fit`);
+    ``kind="focused"`` with the ``focus`` density (:mod:`nsbi.focused`)."""
     from nsbi import fit as F
 
+    check_kind(kind, focus)
     ip = _poi(model)
-    best = F.fit(model, tolerance=tolerance, strategy=2, hesse=False)
+    best = F.fit(model, tolerance=tolerance, strategy=2, hesse=kind == "focused")
+
+    def profile(values) -> np.ndarray:
+        out = np.empty(len(values))
+        for j, mu in enumerate(values):
+            x0 = best.values.copy()
+            x0[ip] = mu
+            fixed = {model.poi_name: float(mu)}
+            out[j] = F.fit(model, init=x0, fixed=fixed, tolerance=tolerance, strategy=2, hesse=False).twice_nll
+        return out
+
     mu_values = np.asarray(mu_values, float)
-    cond = np.empty(len(mu_values))
-    for j, mu in enumerate(mu_values):
-        x0 = best.values.copy()
-        x0[ip] = mu
-        r = F.fit(model, init=x0, fixed={model.poi_name: float(mu)}, tolerance=tolerance, strategy=2, hesse=False)
-        cond[j] = r.twice_nll
+    cond = profile(mu_values)
     ref = min(best.twice_nll, float(np.min(cond)))
     t = np.maximum(cond - ref, 0.0)
     poi_hat = float(best.values[ip])
+    extra: dict[str, Any] = {}
     if kind == "q":
         t = np.where(poi_hat > mu_values, 0.0, t)
+    elif kind == "focused":
+        sd = float(best.errors[ip])
+        nodes, log_w = focus.quadrature(poi_hat - WINDOW * sd, poi_hat + WINDOW * sd)
+        at_nodes = profile(nodes)
+        t = focused_t(cond, at_nodes, log_w)
+        extra = {"focus": focus.to_dict(), "twice_nll_nodes": at_nodes.tolist()}
     return {
         "poi": model.poi_name,
         "kind": kind,
@@ -285,6 +358,7 @@ def observed_t(model, mu_values: Sequence[float], kind: str = "t", tolerance: fl
         "poi_hat": poi_hat,
         "twice_nll_free": float(best.twice_nll),
         "twice_nll_cond": cond.tolist(),
+        **extra,
     }
 
 
@@ -301,11 +375,13 @@ def compute_chunk(
     theta=None,
     batch_size: int | None = None,
     progress: bool = False,
+    focus: FocusDensity | None = None,
 ) -> dict:
     """One (mu grid point, toy batch) job: ``n_toys`` toys at ``theta`` (default
     :func:`theta_at` nominal) with seed ``(seed, mu_index, batch)``; returns a JSON-able dict.
     ``mu`` may be a point ``{parameter: value}`` of several POIs (``mu_index``: its index in
-    the flattened grid); the chunk then also holds ``point`` and ``point_hat``."""
+    the flattened grid); the chunk then also holds ``point`` and ``point_hat``. ``focus``: the
+    focus density of ``kind="focused"`` (recorded in the chunk)."""
     t0 = time.perf_counter()
     model = gen.model
     point = tested_point(model, mu)
@@ -316,7 +392,7 @@ def compute_chunk(
     ip = _poi(model)
     toys = gen.generate(theta, n_toys, seed=(int(seed), int(mu_index), int(batch)))
     t1 = time.perf_counter()
-    res = toy_t(gen, toys, mu, kind=kind, batch_size=batch_size, progress=progress)
+    res = toy_t(gen, toys, mu, kind=kind, batch_size=batch_size, progress=progress, focus=focus)
     t2 = time.perf_counter()
     return {
         "format": CHUNK_FORMAT,
@@ -340,6 +416,7 @@ def compute_chunk(
         "nonpositive_events": toys.meta.get("nonpositive_events", []),
         "nonpositive_weight_fraction": toys.meta.get("nonpositive_weight_fraction", []),
         "seconds": {"generate": t1 - t0, "fit": t2 - t1},
+        **({"focus": focus.to_dict()} if kind == "focused" else {}),
         **(
             {"point": point, "point_hat": {k: v.tolist() for k, v in res["hat"].items()}}
             if isinstance(mu, Mapping)
@@ -449,6 +526,9 @@ def gather(
     if len(kinds) != 1:
         raise ValueError(f"chunks mix test statistics {sorted(kinds)}")
     kind = kinds.pop()
+    foci = {json.dumps(c.get("focus"), sort_keys=True) for c in chunks}
+    if len(foci) != 1:
+        raise ValueError("chunks mix focus densities of the focused statistic")
     seen = set()
     by_mu: dict[float, list] = {}
     for c in chunks:
@@ -497,10 +577,11 @@ def gather(
         ds = {"t": t_obs.tolist(), "poi_hat": obs.get("poi_hat"), "intervals": {}}
         for cl in cls:
             k = cl_key(cl)
-            ds["intervals"][k] = {
-                "toys": acceptance_interval(mus, t_obs - np.asarray(crit[k]["value"])),
-                "asymptotic": acceptance_interval(mus, t_obs - asym[k]),
-            }
+            ds["intervals"][k] = {"toys": acceptance_interval(mus, t_obs - np.asarray(crit[k]["value"]))}
+            if kind == "focused":  # no asymptotic form: intervals from the toys only
+                ds["intervals"][k].update(asymptotic=None, asymptotic_fine=None)
+                continue
+            ds["intervals"][k]["asymptotic"] = acceptance_interval(mus, t_obs - asym[k])
             # asymptotic interval on the (possibly finer) grid of the t_mu curve itself
             ds["intervals"][k]["asymptotic_fine"] = acceptance_interval(
                 obs["poi_values"], np.asarray(obs["t"], float) - asym[k]
@@ -556,7 +637,8 @@ def coverage_from_chunks(
         }
         for cl in cls:
             k = cl_key(cl)
-            row["asymptotic"][k] = binomial_coverage(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
+            if kind != "focused":  # no asymptotic critical value for the focused statistic
+                row["asymptotic"][k] = binomial_coverage(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
             if belt is not None:
                 bm = np.asarray(belt["poi_values"], float)
                 if not bm.min() <= mu <= bm.max():

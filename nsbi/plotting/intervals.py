@@ -32,6 +32,8 @@ def _arr(v):
 
 def _t_symbol(kind: str | None, m: str) -> str:
     """Math-mode test statistic of the POI with math form ``m``: t or the one-sided q~."""
+    if kind == "focused":
+        return rf"t^{{f}}_{{{m}}}"
     return rf"\tilde q_{{{m}}}" if kind == "q" else rf"t_{{{m}}}"
 
 
@@ -50,7 +52,9 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None, poi_label: str |
         col = _COLORS[i % len(_COLORS)]
         ax.fill_between(mu, _arr(c["lo"]), _arr(c["hi"]), color=col, alpha=0.25, lw=0)
         ax.plot(mu, _arr(c["value"]), "o-", color=col, ms=3, label=f"toys, CL = {k}")
-        ax.axhline(belt["critical_asymptotic"][k], color=col, ls="--", lw=1, label=rf"$\chi^2$ quantile, CL = {k}")
+        asym = belt["critical_asymptotic"][k]
+        if asym is not None and np.isfinite(asym):  # the focused statistic has none
+            ax.axhline(asym, color=col, ls="--", lw=1, label=rf"$\chi^2$ quantile, CL = {k}")
     styles = {"observed": ("k-", "observed"), "asimov": ("k:", "Asimov")}
     for name, ds in belt.get("datasets", {}).items():
         fmt, lab = styles.get(name, ("k-.", name))
@@ -63,7 +67,11 @@ def plot_belt(belt: dict, path=None, xlabel: str | None = None, poi_label: str |
                 for x in (t["lo"], t["hi"]):
                     ax.axvline(x, color=_COLORS[i % len(_COLORS)], lw=0.8, alpha=0.7)
     ymax = np.nanmax([np.nanmax(_arr(c["hi"])) for c in belt["critical"].values()])
-    ax.set_ylim(0, max(1.6 * ymax, 1.0))
+    if belt.get("kind") == "focused":  # t_f can be negative
+        ymin = np.nanmin([np.nanmin(_arr(c["lo"])) for c in belt["critical"].values()])
+        ax.set_ylim(min(ymin, 0.0) - 0.5, max(1.6 * ymax, 1.0))
+    else:
+        ax.set_ylim(0, max(1.6 * ymax, 1.0))
     ax.set_xlabel(xlabel or label)
     ax.set_ylabel(rf"${t_sym} = -2\ln\lambda({m})$" if belt.get("kind") == "t" else rf"${t_sym}$")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
