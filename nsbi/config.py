@@ -374,6 +374,16 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
                 f"config key 'validation.learned.audit.points[{j}]': {value} is outside the range "
                 f"[{val['grid']['low']}, {val['grid']['high']}] of validation.grid"
             )
+    if val["kind"] == "focused":
+        if "focus" not in val:
+            raise ConfigError("config key 'validation.focus': required by validation.kind focused")
+        from .focused import FocusDensity
+
+        try:  # the 1-D construction's POI is the first one
+            FocusDensity.from_config(val["focus"], m["pois"][0]["bounds"])
+        except ValueError as err:
+            reason = str(err).removeprefix("validation.focus: ")
+            raise ConfigError(f"config key 'validation.focus': {reason}") from err
     if val["method"] == "quantile_regression" and val["kind"] != "t":
         raise ConfigError(
             "config key 'validation.method': quantile_regression learns the two-sided t (validation.kind: t)"

@@ -75,6 +75,9 @@ class FocusDensity:
         nodes = int(spec.get("nodes", 32))
         try:
             if kind == "gaussian":
+                missing = [k for k in ("mean", "sigma") if k not in spec]
+                if missing:
+                    raise ValueError(f"a Gaussian focus density needs {missing} (a mean and a positive sigma)")
                 mean, sigma = float(spec["mean"]), float(spec["sigma"])
                 lo, hi = max(lo_b, mean - GAUSS_CUT * sigma), min(hi_b, mean + GAUSS_CUT * sigma)
                 return cls("gaussian", lo, hi, mean, sigma, nodes)
@@ -82,7 +85,7 @@ class FocusDensity:
             if lo < lo_b or hi > hi_b:
                 raise ValueError(f"the range [{lo}, {hi}] leaves the POI's bounds [{lo_b}, {hi_b}]")
             return cls(kind, lo, hi, None, None, nodes)
-        except (KeyError, ValueError) as err:
+        except ValueError as err:
             raise ValueError(f"validation.focus: {err}") from err
 
     def to_dict(self) -> dict:

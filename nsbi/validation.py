@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from . import workspace as W
+from .focused import FocusDensity
 from .toys import ToyGenerator
 
-__all__ = ["generator_for", "toy_generator", "linearity_points"]
+__all__ = ["focus_density", "generator_for", "toy_generator", "linearity_points"]
 
 
 def generator_for(ws: W.Workspace, model: Any, mc_dataset: str = "asimov") -> ToyGenerator:
@@ -39,6 +40,14 @@ def toy_generator(ws_path: str, dataset: str = "observed", mc_dataset: str = "as
     ws = W.load(ws_path)
     model = ws.model(dataset=dataset)
     return model, generator_for(ws, model, mc_dataset)
+
+
+def focus_density(model: Any, spec) -> FocusDensity | None:
+    """The focus density of the config's ``validation.focus`` (``None`` when not given) over
+    the bounds of ``model``'s POI."""
+    if not spec:
+        return None
+    return FocusDensity.from_config(spec, model.bounds[model.poi_index])
 
 
 def linearity_points(poi: str, values, nuisances=(), poi_init: float = 1.0) -> list[dict[str, float]]:

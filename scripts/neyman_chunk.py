@@ -1,7 +1,7 @@
 """Snakemake script: toys and t_mu at one POI grid point, one batch (Neyman construction or coverage)."""
 
 from nsbi.neyman import compute_chunk, theta_at, write_chunk
-from nsbi.validation import toy_generator
+from nsbi.validation import focus_density, toy_generator
 from nsbi.workflow import interactive, job_logging
 
 with job_logging(snakemake, "nsbi.neyman") as log:
@@ -19,6 +19,7 @@ with job_logging(snakemake, "nsbi.neyman") as log:
         theta=theta,
         batch_size=p.batch_size,
         progress=interactive(),
+        focus=focus_density(model, p.focus),
     )
     write_chunk(chunk, sm.output[0])
     log.info(

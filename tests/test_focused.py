@@ -3,13 +3,17 @@ acceptance regions for a Gaussian measurement against the analytic ones (noncent
 the toy engine's focused t (batched fits) against iminuit fits of the same datasets, its belt
 and its coverage through the Neyman machinery."""
 
+import copy
 import math
 
 import numpy as np
 import pytest
+import yaml
+from conftest import TEST_CONFIG, job_counts, snakemake
 from scipy import stats
 from test_neyman import counting
 
+from nsbi import config as ncfg
 from nsbi import neyman as N
 from nsbi.focused import WINDOW, FocusDensity, focused_t, log_marginal
 from nsbi.plotting.intervals import plot_belt
@@ -175,3 +179,25 @@ def test_focused_belt_and_coverage_through_the_neyman_machinery(large_counting, 
     stray = N.compute_chunk(gen, 0.5, 20, seed=21, mu_index=99, kind="focused", focus=other)
     with pytest.raises(ValueError, match="focus densities"):
         N.gather([*chunks, stray])
+
+
+def test_config_with_the_focused_statistic_is_checked_and_reaches_the_neyman_jobs(tmp_path):
+    """validation.kind focused needs validation.focus (errors name the key); a valid config's
+    Neyman and coverage jobs get the focus density as a parameter (dry run)."""
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    raw["validation"]["kind"] = "focused"
+    with pytest.raises(ncfg.ConfigError, match=r"'validation.focus': required by validation.kind focused"):
+        ncfg.validate(copy.deepcopy(raw))
+    raw["validation"]["focus"] = {"density": "gaussian", "mean": 1.0}
+    with pytest.raises(ncfg.ConfigError, match=r"'validation.focus': .*positive sigma"):
+        ncfg.validate(copy.deepcopy(raw))
+    raw["validation"]["focus"] = {"density": "uniform", "low": -1.0, "high": 2.0}
+    with pytest.raises(ncfg.ConfigError, match=r"'validation.focus': the range \[-1.0, 2.0\] leaves"):
+        ncfg.validate(copy.deepcopy(raw))
+    raw["validation"]["focus"] = {"density": "gaussian", "mean": 1.0, "sigma": 0.5, "nodes": 16}
+    assert ncfg.validate(copy.deepcopy(raw))["validation"]["focus"]["nodes"] == 16
+    cfg = tmp_path / "focused.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = snakemake("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--forceall").stdout
+    counts = job_counts(out)
+    assert counts["neyman_chunk"] >= 2 and counts["neyman_gather"] == 1
