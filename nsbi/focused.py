@@ -13,8 +13,8 @@ construction (:mod:`nsbi.neyman`, :mod:`nsbi.learned_critical`) is the same as f
 likelihood ratio, but there is no asymptotic (Wilks) distribution, and ``t_f`` can be negative.
 
 The integral is a Gauss-Legendre sum over ``nodes`` points (:meth:`FocusDensity.quadrature`)
-of the part of ``f``'s support where the profile likelihood is not negligible (its maximum
-+- :data:`WINDOW` standard deviations from the fit's Hessian): one conditional fit per node and
+of the part of ``f``'s support where the integrand is not negligible (found from the free
+fit's Hessian, :meth:`FocusDensity.window`): one conditional fit per node and
 dataset, so a toy costs ``nodes + 1`` fits instead of the likelihood ratio's 2.
 
 For a Gaussian measurement ``x ~ N(mu, 1)`` and ``f = N(mu0, tau^2)`` the statistic is
@@ -27,20 +27,23 @@ check the construction against it).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["WINDOW", "FocusDensity", "focused_t", "log_marginal"]
+__all__ = ["DEFAULT_NODES", "WINDOW", "FocusDensity", "focused_t", "log_marginal"]
 
-#: half-width, in standard deviations of the POI, of the likelihood's window that
-#: :meth:`FocusDensity.quadrature` integrates over
-WINDOW = 8.0
+#: Gauss-Legendre nodes of the focused statistic's integral (each a conditional fit per toy):
+#: over the window below, -2 ln of a Gaussian likelihood's integral is exact to about 1e-7
+DEFAULT_NODES = 24
+#: :meth:`FocusDensity.quadrature` integrates over the POI values where the integrand is
+#: within exp(-WINDOW**2 / 2) of its maximum (WINDOW standard deviations of a Gaussian likelihood)
+WINDOW = 6.0
 #: a Gaussian focus density is cut at its mean +- this many standard deviations (and at the
-#: POI's bounds); what lies beyond is below 1e-15 of the integral
-GAUSS_CUT = 8.0
+#: POI's bounds); what lies beyond is 2e-9 of its mass
+GAUSS_CUT = 6.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class FocusDensity:
     high: float
     mean: float | None = None
     sigma: float | None = None
-    nodes: int = 32
+    nodes: int = DEFAULT_NODES
 
     def __post_init__(self):
         if self.kind not in ("gaussian", "uniform"):
@@ -72,7 +75,7 @@ class FocusDensity:
         ``high``, ``nodes``) and the POI's ``bounds``; errors name the key."""
         lo_b, hi_b = (float(b) for b in bounds)
         kind = spec.get("density", "gaussian")
-        nodes = int(spec.get("nodes", 32))
+        nodes = int(spec.get("nodes", DEFAULT_NODES))
         try:
             if kind == "gaussian":
                 missing = [k for k in ("mean", "sigma") if k not in spec]
@@ -102,36 +105,44 @@ class FocusDensity:
             val = stats.norm.logpdf(mu, self.mean, self.sigma) - math.log(norm)
         return np.where(inside, val, -np.inf)
 
-    def quadrature(self, lo=None, hi=None) -> tuple[np.ndarray, np.ndarray]:
+    def window(self, log_like: Callable[[np.ndarray], np.ndarray], points: int = 513) -> tuple[np.ndarray, np.ndarray]:
+        """Where the integrand ``L f`` lives, per dataset: the part of ``[low, high]`` where
+        ``ln L + ln f`` is within ``WINDOW**2 / 2`` of its maximum, from an approximation of
+        ``ln L``: ``log_like(mu)`` maps POI values (T, G) to (T, G) (e.g. the quadratic form
+        of the free fit's Hessian; NaN rows are taken as flat). Found on a grid of ``points``
+        values, refined once on a grid over the first window; returns ``(lo, hi)``, (T,)."""
+        lo = np.full(1, float(self.low))
+        hi = np.full(1, float(self.high))
+        u = np.linspace(0.0, 1.0, int(points))
+        for _ in range(2):
+            grid = lo[:, None] + (hi - lo)[:, None] * u
+            ll = np.asarray(log_like(grid), float)
+            grid = np.broadcast_to(grid, ll.shape)
+            ll = np.where(np.all(np.isfinite(ll), axis=-1, keepdims=True), ll, 0.0)
+            g = ll + self.log_pdf(grid)
+            keep = g >= np.max(g, axis=-1, keepdims=True) - 0.5 * WINDOW**2
+            first = np.argmax(keep, axis=-1)
+            last = keep.shape[-1] - 1 - np.argmax(keep[:, ::-1], axis=-1)
+            rows = np.arange(len(grid))
+            lo = grid[rows, np.maximum(first - 1, 0)]
+            hi = grid[rows, np.minimum(last + 1, keep.shape[-1] - 1)]
+        return lo, hi
+
+    def quadrature(self, log_like: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Nodes ``mu_k`` and log weights ``ln(w_k f(mu_k))`` with ``sum_k w_k f(mu_k) g(mu_k)``
         approximating ``integral f(m) g(m) dm`` (Gauss-Legendre).
 
-        Without ``lo``/``hi``: on ``[low, high]``, accurate where the likelihood ``g`` is wide
-        against the node spacing. With ``lo``/``hi`` (arrays, one entry per dataset: the
-        likelihood's window, e.g. its maximum +- :data:`WINDOW` standard deviations): on the part
-        of ``[low, high]`` inside the window, where the integrand lives, so that a likelihood
-        much narrower than the focus is still resolved; a window outside ``[low, high]`` is moved
-        to its nearest end (the integrand then peaks there). Returns arrays of shape (K,) or
-        (T, K)."""
+        Without ``log_like``: on ``[low, high]``, shape (K,); accurate only where the likelihood
+        ``g`` is wide against the node spacing. With ``log_like`` (an approximation of ``ln g``
+        per dataset, see :meth:`window`): on each dataset's :meth:`window`, shape (T, K), so
+        that a likelihood much narrower than the focus, or one whose maximum lies outside
+        ``[low, high]``, is still resolved."""
         x, w = np.polynomial.legendre.leggauss(int(self.nodes))
-        if lo is None and hi is None:
+        if log_like is None:
             a, b = np.float64(self.low), np.float64(self.high)
         else:
-            lo, hi = np.broadcast_arrays(np.asarray(lo, float), np.asarray(hi, float))
-            ok = np.isfinite(lo) & np.isfinite(hi) & (hi > lo)
-            lo, hi = np.where(ok, lo, self.low), np.where(ok, hi, self.high)
-            a, b = np.maximum(lo, self.low), np.minimum(hi, self.high)
-            below, above = b <= self.low, a >= self.high  # window entirely outside
-            # there the integrand falls from the end as exp(-D s / sd^2) (D: distance of the
-            # likelihood's maximum from the end): e^-50 at s = 5 WINDOW sd^2 / D
-            sd, centre = (hi - lo) / (2 * WINDOW), 0.5 * (lo + hi)
-            dist = np.where(above, centre - self.high, self.low - centre)
-            with np.errstate(divide="ignore"):
-                width = np.minimum(hi - lo, self.high - self.low)
-                width = np.where(below | above, np.minimum(width, 5 * WINDOW * sd**2 / dist), width)
-            a = np.where(above, self.high - width, np.where(below, self.low, a))
-            b = np.where(above, self.high, np.where(below, self.low + width, b))
-            a, b = a[..., None], b[..., None]
+            a, b = self.window(log_like)
+            a, b = a[:, None], b[:, None]
         half = 0.5 * (b - a)
         mu = a + half * (x + 1.0)
         return mu, np.log(w * half) + self.log_pdf(mu)

@@ -47,7 +47,7 @@ import numpy as np
 from scipy import stats
 
 from nsbi import io as nio
-from nsbi.focused import WINDOW, FocusDensity, focused_t
+from nsbi.focused import FocusDensity, focused_t, log_marginal
 from nsbi.minimize import entry_hessian, minimize_batch, take
 from nsbi.toys import ToyGenerator, ToySet, param_vector
 
@@ -62,11 +62,13 @@ __all__ = [
     "coverage",
     "coverage_from_chunks",
     "gather",
+    "interval_lengths",
     "linearity",
     "observed_t",
     "read_belt",
     "read_chunk",
     "theta_at",
+    "toy_profiles",
     "toy_t",
     "tested_point",
     "write_chunk",
@@ -251,19 +253,8 @@ def toy_t(
     poi_hat = hat[:, ip]
     extra = {}
     if kind == "focused":
-        nodes, log_w = focus.quadrature(*_window(fs, rf, free))
-        fk = free.copy()
-        fk[ip] = False
-        at_nodes = np.empty(nodes.shape)
-        for k in range(nodes.shape[1]):
-            xk = np.array(rf.values, float)
-            xk[..., ip] = fs.poi_to_fit(nodes[:, k])
-            rk = minimize_batch(fs.fun, data, xk, fs.bounds, fk, **kw)
-            at_nodes[:, k] = rk.twice_nll
-            extra["n_fallback"] = extra.get("n_fallback", 0) + rk.n_fallback
-            extra["n_failed"] = extra.get("n_failed", 0) + rk.n_failed
-            extra["converged"] = extra.get("converged", True) & rk.converged
-        t = focused_t(rc.twice_nll, at_nodes, log_w)
+        extra = _marginal_fits(fs, data, rf, free, focus, kw)
+        t = rc.twice_nll - extra["log_marginal"]
     elif kind == "q":
         tested = (
             np.broadcast_to(np.asarray(toys.theta, float)[..., ip], t.shape)
@@ -284,10 +275,84 @@ def toy_t(
     }
 
 
-def _window(fs: _FitSpace, free_fit, free) -> tuple[np.ndarray, np.ndarray]:
-    """Each toy's likelihood window in the POI (:meth:`nsbi.focused.FocusDensity.quadrature`):
-    the free fit's POI +- WINDOW standard deviations from its Hessian, in the fit coordinate
-    (clipped to its bounds) and mapped back to the POI; NaN where the Hessian is not positive."""
+def _marginal_fits(fs: _FitSpace, data, free_fit, free, focus: FocusDensity, kw: Mapping) -> dict[str, Any]:
+    """The focused statistic's denominator for every toy (:func:`nsbi.focused.log_marginal`):
+    one batched conditional fit per node of ``focus`` over each toy's likelihood window
+    (:func:`_approx_log_like`), started at the toy's free fit (with its Hessian); plus the fits' counts."""
+    ip = fs.ip
+    nodes, log_w = focus.quadrature(_approx_log_like(fs, free_fit, free))
+    fk = np.array(free, bool)
+    fk[ip] = False
+    at_nodes = np.empty(nodes.shape)
+    out: dict[str, Any] = {"n_fallback": 0, "n_failed": 0, "converged": True}
+    for k in range(nodes.shape[1]):
+        xk = np.array(free_fit.values, float)
+        xk[..., ip] = fs.poi_to_fit(nodes[:, k])
+        rk = minimize_batch(fs.fun, data, xk, fs.bounds, fk, **kw)
+        at_nodes[:, k] = rk.twice_nll
+        out["n_fallback"] += rk.n_fallback
+        out["n_failed"] += rk.n_failed
+        out["converged"] = out["converged"] & rk.converged
+    out["log_marginal"] = log_marginal(at_nodes, log_w)
+    return out
+
+
+def toy_profiles(
+    gen: ToyGenerator,
+    toys: ToySet,
+    mu_values: Sequence[float],
+    focus: FocusDensity | None = None,
+    batch_size: int | None = None,
+    tol: float = 1e-10,
+) -> dict[str, Any]:
+    """Every toy's profile likelihood on the POI values ``mu_values``, for intervals toy by toy
+    (e.g. interval lengths, :func:`interval_lengths`): the free fit, one batched conditional
+    fit per value (started at the free fit) and, with ``focus``, the focused statistic's
+    denominator. Returns ``twice_nll_free`` (T,), ``twice_nll_cond`` (T, M), ``t`` (T, M; the
+    two-sided t_mu), ``t_focused`` (T, M; with ``focus``) and the fits' counts."""
+    model = gen.model
+    ip = _poi(model)
+    fs = _fit_space(gen)
+    free = ~np.asarray(model.fixed, bool)
+    data = toys.data()
+    kw = {"shared": (gen.mc_arrays,), "vgh": fs.vgh, "batch_size": batch_size, "tol": tol}
+    rf = minimize_batch(fs.fun, data, fs.to_fit(toys.theta), fs.bounds, free, hessian=focus is not None, **kw)
+    fc = free.copy()
+    fc[ip] = False
+    mu_values = np.asarray(mu_values, float)
+    cond = np.empty((len(rf.twice_nll), len(mu_values)))
+    n_fallback, n_failed, converged = rf.n_fallback, rf.n_failed, rf.converged.copy()
+    for j, v in enumerate(mu_values):
+        xc = np.array(rf.values, float)
+        xc[..., ip] = fs.poi_to_fit(v)
+        rc = minimize_batch(fs.fun, data, xc, fs.bounds, fc, **kw)
+        cond[:, j] = rc.twice_nll
+        n_fallback, n_failed, converged = n_fallback + rc.n_fallback, n_failed + rc.n_failed, converged & rc.converged
+    # the free fit's minimum, or a conditional one where that is lower (a free fit that stopped early)
+    best = np.minimum(rf.twice_nll, cond.min(axis=1))
+    out: dict[str, Any] = {
+        "poi_values": mu_values,
+        "twice_nll_free": rf.twice_nll,
+        "twice_nll_cond": cond,
+        "t": cond - best[:, None],
+        "poi_hat": fs.from_fit(rf.values)[:, ip],
+    }
+    if focus is not None:
+        m = _marginal_fits(fs, data, rf, free, focus, kw)
+        out["t_focused"] = cond - m["log_marginal"][:, None]
+        n_fallback, n_failed, converged = (
+            n_fallback + m["n_fallback"],
+            n_failed + m["n_failed"],
+            converged & m["converged"],
+        )
+    out.update(n_fallback=int(n_fallback), n_failed=int(n_failed), converged=converged)
+    return out
+
+
+def _approx_log_like(fs: _FitSpace, free_fit, free) -> Callable[[np.ndarray], np.ndarray]:
+    """Each toy's profile ln L in the POI, approximated by the quadratic form of its free fit's
+    Hessian in the fit coordinate (sqrt(mu) where the toys are fitted in it): the input of
+    :meth:`nsbi.focused.FocusDensity.window`; NaN where the Hessian is not positive."""
     free = np.asarray(free, bool)
     j = int(np.sum(free[: fs.ip]))  # the POI's index among the free parameters
     h = np.asarray(free_fit.hessian, float)[:, free][:, :, free]
@@ -296,14 +361,13 @@ def _window(fs: _FitSpace, free_fit, free) -> tuple[np.ndarray, np.ndarray]:
             var = 2.0 * np.linalg.inv(h)[:, j, j]  # -2 ln L: covariance = 2 H^-1
         except np.linalg.LinAlgError:
             var = np.array([2.0 * np.linalg.pinv(x)[j, j] for x in h])
-        sd = np.where(var > 0, np.sqrt(np.abs(var)), np.nan)
-    u = np.asarray(free_fit.values, float)[:, fs.ip]
-    lo_u, hi_u = fs.bounds[fs.ip]
-    lo = np.clip(u - WINDOW * sd, lo_u, hi_u)
-    hi = np.clip(u + WINDOW * sd, lo_u, hi_u)
-    if fs.sqrt:
-        lo, hi = np.square(lo), np.square(hi)
-    return lo, hi
+    var = np.where(var > 0, var, np.nan)[:, None]
+    u_hat = np.asarray(free_fit.values, float)[:, fs.ip][:, None]
+
+    def log_like(mu):
+        return -0.5 * (fs.poi_to_fit(mu) - u_hat) ** 2 / var
+
+    return log_like
 
 
 def check_kind(kind: str, focus=None) -> None:
@@ -345,9 +409,10 @@ def observed_t(
     if kind == "q":
         t = np.where(poi_hat > mu_values, 0.0, t)
     elif kind == "focused":
-        sd = float(best.errors[ip])
-        nodes, log_w = focus.quadrature(poi_hat - WINDOW * sd, poi_hat + WINDOW * sd)
-        at_nodes = profile(nodes)
+        var = float(best.errors[ip]) ** 2
+        nodes, log_w = focus.quadrature(lambda m: -0.5 * (m - poi_hat) ** 2 / var)
+        at_nodes = profile(nodes[0])
+        log_w = log_w[0]
         t = focused_t(cond, at_nodes, log_w)
         extra = {"focus": focus.to_dict(), "twice_nll_nodes": at_nodes.tolist()}
     return {
@@ -496,6 +561,24 @@ def acceptance_interval(mu: Sequence[float], d: Sequence[float]) -> dict[str, An
         "open_hi": i1 == len(mu) - 1,
         "connected": bool(acc[i0 : i1 + 1].all()),
         "empty": False,
+    }
+
+
+def interval_lengths(mu: Sequence[float], t, critical) -> dict[str, Any]:
+    """Toy by toy (rows of ``t``, the test statistic on the POI values ``mu``), the length of the
+    interval ``{mu : t(mu) <= critical(mu)}`` (:func:`acceptance_interval`; the hull where it
+    has holes, 0 where it is empty); with the median and the counts of empty, open and
+    disconnected intervals."""
+    mu, t = np.asarray(mu, float), np.atleast_2d(np.asarray(t, float))
+    c = np.broadcast_to(np.asarray(critical, float), mu.shape)
+    ivs = [acceptance_interval(mu, row - c) for row in t]
+    lengths = np.array([0.0 if iv["empty"] else iv["hi"] - iv["lo"] for iv in ivs])
+    return {
+        "lengths": lengths,
+        "median": float(np.median(lengths)),
+        "n_empty": sum(iv["empty"] for iv in ivs),
+        "n_open": sum(iv["open_lo"] or iv["open_hi"] for iv in ivs),
+        "n_disconnected": sum(not iv["connected"] for iv in ivs),
     }
 
 

@@ -15,7 +15,7 @@ from test_neyman import counting
 
 from nsbi import config as ncfg
 from nsbi import neyman as N
-from nsbi.focused import WINDOW, FocusDensity, focused_t, log_marginal
+from nsbi.focused import DEFAULT_NODES, FocusDensity, focused_t, log_marginal
 from nsbi.plotting.intervals import plot_belt
 from nsbi.toys import ToyGenerator
 
@@ -42,18 +42,23 @@ def analytic_critical(mu, mu0, tau, cl, sigma=1.0):
 
 @pytest.mark.parametrize("sigma", [1.0, 0.1])
 def test_marginal_of_a_gaussian_equals_the_closed_form(sigma):
-    """The quadrature over the likelihood's window (its maximum +- WINDOW sigma) is exact to
-    5e-8 for a likelihood wider or much narrower than the focus; over the whole support (no
-    window) 32 nodes resolve only a likelihood that is not much narrower than the focus."""
+    """The quadrature over the integrand's window (FocusDensity.window) is exact to 1e-7 for a
+    likelihood wider or much narrower than the focus, and for one whose maximum lies outside a
+    uniform focus; over the whole support (no window) the default nodes resolve only a
+    likelihood that is not much narrower than the focus."""
     mu0, tau = 1.2, 0.7
     focus = FocusDensity.from_config({"density": "gaussian", "mean": mu0, "sigma": tau}, (-20.0, 20.0))
     x = np.linspace(-2.0, 4.0, 13)
     s2 = sigma**2 + tau**2  # x ~ N(mu0, sigma^2 + tau^2) after integrating mu over the focus
     want = (x - mu0) ** 2 / s2 + LN2PI + math.log(s2)
-    nodes, log_w = focus.quadrature(x - WINDOW * sigma, x + WINDOW * sigma)
-    assert nodes.shape == (len(x), 32)
+
+    def log_like(mu):  # the Gaussian likelihood of each x
+        return -0.5 * ((mu - x[:, None]) / sigma) ** 2
+
+    nodes, log_w = focus.quadrature(log_like)
+    assert nodes.shape == (len(x), DEFAULT_NODES)
     got = log_marginal(gaussian_twice_nll(x, nodes, sigma), log_w)
-    np.testing.assert_allclose(got, want, rtol=0, atol=5e-8)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
     nodes, log_w = focus.quadrature()
     assert np.exp(log_w).sum() == pytest.approx(1.0, abs=1e-10)
     whole = log_marginal(gaussian_twice_nll(x, nodes, sigma), log_w)
@@ -65,7 +70,7 @@ def test_marginal_of_a_gaussian_equals_the_closed_form(sigma):
     # also where the window lies outside [a, b] (x = 4 with sigma = 0.1)
     a, b = 0.0, 3.0
     uni = FocusDensity.from_config({"density": "uniform", "low": a, "high": b}, (0.0, 5.0))
-    nodes, log_w = uni.quadrature(x - WINDOW * sigma, x + WINDOW * sigma)
+    nodes, log_w = uni.quadrature(log_like)
     got = log_marginal(gaussian_twice_nll(x, nodes, sigma), log_w)
     za, zb = (a - x) / sigma, (b - x) / sigma  # in logs: the far tails underflow
     with np.errstate(divide="ignore"):  # np.where evaluates both forms; each is used where it is finite
@@ -201,3 +206,32 @@ def test_config_with_the_focused_statistic_is_checked_and_reaches_the_neyman_job
     out = snakemake("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--forceall").stdout
     counts = job_counts(out)
     assert counts["neyman_chunk"] >= 2 and counts["neyman_gather"] == 1
+
+
+def test_intervals_toy_by_toy_and_their_lengths_in_the_gaussian_limit(large_counting):
+    """toy_profiles gives every toy's t and t_f on a grid (the same values as toy_t at a grid
+    point); with the Gaussian limit's critical values the median interval lengths are those of
+    the Gaussian measurement mu_hat ~ N(mu, sigma^2): 2 sigma sqrt(chi2 quantile) for t, and
+    the closed form of t_f evaluated at the toys' mu_hat for the focused statistic."""
+    m, gen, focus = large_counting
+    sigma = math.sqrt(1100.0 + 20.0**2) / 100.0
+    grid = np.round(np.linspace(-2.0, 4.0, 121), 10)
+    toys = gen.generate(N.theta_at(gen, 1.0), 400, seed=(5, 0, 0))
+    prof = N.toy_profiles(gen, toys, grid, focus=focus)
+    assert prof["n_failed"] == 0 and prof["t"].shape == prof["t_focused"].shape == (400, len(grid))
+    j = int(np.flatnonzero(grid == 1.0)[0])
+    np.testing.assert_allclose(prof["t"][:, j], N.toy_t(gen, toys, 1.0)["t"], atol=1e-5)
+    np.testing.assert_allclose(
+        prof["t_focused"][:, j], N.toy_t(gen, toys, 1.0, kind="focused", focus=focus)["t"], atol=1e-5
+    )
+    for cl in (0.68, 0.95):
+        lr = N.interval_lengths(grid, prof["t"], stats.chi2.ppf(cl, 1))
+        assert lr["n_empty"] == lr["n_open"] == lr["n_disconnected"] == 0
+        assert lr["median"] == pytest.approx(2 * sigma * math.sqrt(stats.chi2.ppf(cl, 1)), rel=0.03)
+        c_f = np.array([analytic_critical(v, 1.5, 0.5, cl, sigma)[0] for v in grid])
+        got = N.interval_lengths(grid, prof["t_focused"], c_f)
+        x = prof["poi_hat"][:, None]
+        s2 = sigma**2 + 0.5**2
+        t_gauss = (x - grid) ** 2 / sigma**2 - (x - 1.5) ** 2 / s2 - math.log(s2 / sigma**2)
+        want = N.interval_lengths(grid, t_gauss, c_f)
+        assert got["median"] == pytest.approx(want["median"], rel=0.05), (cl, got["median"], want["median"])
