@@ -384,9 +384,10 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
         except ValueError as err:
             reason = str(err).removeprefix("validation.focus: ")
             raise ConfigError(f"config key 'validation.focus': {reason}") from err
-    if val["method"] == "quantile_regression" and val["kind"] != "t":
+    if val["method"] == "quantile_regression" and val["kind"] == "q":
         raise ConfigError(
-            "config key 'validation.method': quantile_regression learns the two-sided t (validation.kind: t)"
+            "config key 'validation.method': quantile_regression learns the two-sided t or the focused "
+            "statistic (validation.kind: t or focused), not the one-sided q"
         )
     r2 = cfg["validation"].get("region2d")
     if r2 is not None:

@@ -78,11 +78,14 @@ def toys_over_range(
     batch: int = 0,
     nuisances: str | Mapping[str, float] = "nominal",
     batch_size: int | None = None,
+    kind: str = "t",
+    focus=None,
 ) -> dict[str, Any]:
     """One toy at each POI value of ``points``, generated at :func:`generation_points`, and the
-    ``t_mu`` of each at its own POI; returns ``{"poi", "t", "n_fallback", "n_failed"}``. The
-    i-th toy is the first toy of :func:`nsbi.neyman.compute_chunk` at the same point with seed
-    ``(seed, i, batch)``."""
+    ``t_mu`` of each at its own POI (``kind``: ``"t"``, or ``"focused"`` with the ``focus``
+    density of :mod:`nsbi.focused`); returns ``{"poi", "t", "kind", "n_fallback", "n_failed"}``.
+    The i-th toy is the first toy of :func:`nsbi.neyman.compute_chunk` at the same point with
+    seed ``(seed, i, batch)``."""
     from .neyman import toy_t
     from .toys import ToySet
 
@@ -116,9 +119,10 @@ def toys_over_range(
         )
         for s in sets
     ]
-    res = toy_t(gen, ToySet.concatenate(sets), None, batch_size=batch_size)
+    res = toy_t(gen, ToySet.concatenate(sets), None, kind=kind, batch_size=batch_size, focus=focus)
     return {
         "poi": points.tolist(),
+        "kind": kind,
         "t": np.asarray(res["t"], float).tolist(),
         "n_fallback": int(res["n_fallback"]),
         "n_failed": int(res["n_failed"]),
@@ -327,16 +331,23 @@ def learned_construction(
     ``{mu: t(mu) <= c_CL(mu)}`` next to Wilks'."""
     from .neyman import acceptance_interval, asymptotic_critical, read_chunk
 
+    kinds = {b.get("kind", "t") for b in toys}
+    if len(kinds) != 1:
+        raise ValueError(f"the toys mix test statistics {sorted(kinds)}")
+    kind = kinds.pop()
     poi = np.concatenate([np.asarray(b["poi"], float) for b in toys])
     t = np.concatenate([np.asarray(b["t"], float) for b in toys])
     reg = QuantileRegressor(cls, low, high, seed=seed, settings=settings).fit(poi, t)
     chunks = [read_chunk(c) if not isinstance(c, Mapping) else c for c in audit_chunks]
+    if any(c["kind"] != kind for c in chunks):
+        raise ValueError(f"the audit toys' statistic is not the training toys' {kind!r}")
     a_poi = np.concatenate([np.full(len(c["t"]), float(c["poi_value"])) for c in chunks]) if chunks else np.empty(0)
     a_t = np.concatenate([np.asarray(c["t"], float) for c in chunks]) if chunks else np.empty(0)
     fine = np.asarray(fine, float)
     crit = reg.predict(fine)
     out: dict[str, Any] = {
         "method": "quantile_regression",
+        "kind": kind,
         "cls": [float(c) for c in cls],
         "n_toys": len(t),
         "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
@@ -344,7 +355,7 @@ def learned_construction(
         "training": reg.history,
         "poi_values": fine.tolist(),
         "critical": {k: v.tolist() for k, v in crit.items()},
-        "critical_asymptotic": {cl_key(c): asymptotic_critical(c, "t") for c in cls},
+        "critical_asymptotic": {cl_key(c): asymptotic_critical(c, kind) for c in cls},
         "audit": audit(reg, a_poi, a_t, tolerance) if len(a_t) else None,
         "datasets": {},
     }
@@ -355,7 +366,10 @@ def learned_construction(
             "intervals": {
                 cl_key(c): {
                     "learned": acceptance_interval(fine, tc - crit[cl_key(c)]),
-                    "asymptotic": acceptance_interval(fine, tc - asymptotic_critical(c, "t")),
+                    # the focused statistic has no asymptotic form
+                    "asymptotic": None
+                    if kind == "focused"
+                    else acceptance_interval(fine, tc - asymptotic_critical(c, kind)),
                 }
                 for c in cls
             },

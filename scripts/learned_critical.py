@@ -8,15 +8,16 @@ from nsbi.io import write_json
 from nsbi.learned_critical import learned_construction
 from nsbi.neyman import observed_t
 from nsbi.plotting.intervals import plot_learned
-from nsbi.validation import toy_generator
+from nsbi.validation import focus_density, toy_generator
 from nsbi.workflow import job_logging
 
 with job_logging(snakemake, "nsbi.neyman") as log:
     sm, p = snakemake, snakemake.params
     model, gen = toy_generator(sm.input.ws, p.dataset)
+    kw = {"kind": p.kind, "focus": focus_density(model, p.focus)}
     curves = {
-        "observed": observed_t(model, p.fine),
-        "asimov": observed_t(gen.model_for(gen.asimov(model.init)), p.fine),
+        "observed": observed_t(model, p.fine, **kw),
+        "asimov": observed_t(gen.model_for(gen.asimov(model.init)), p.fine, **kw),
     }
     toys = [json.loads(open(f).read()) for f in sm.input.toys]
     net = dict(p.network)

@@ -235,3 +235,35 @@ def test_intervals_toy_by_toy_and_their_lengths_in_the_gaussian_limit(large_coun
         t_gauss = (x - grid) ** 2 / sigma**2 - (x - 1.5) ** 2 / s2 - math.log(s2 / sigma**2)
         want = N.interval_lengths(grid, t_gauss, c_f)
         assert got["median"] == pytest.approx(want["median"], rel=0.05), (cl, got["median"], want["median"])
+
+
+def test_learned_critical_values_of_the_focused_statistic(large_counting):
+    """The learned construction with t_f: toys spread over the range, each at its own POI,
+    the quantile regression, its audit, and the learned c_68 against the Gaussian limit."""
+    from nsbi.learned_critical import learned_construction, sample_points, toys_over_range
+
+    m, gen, focus = large_counting
+    pts = sample_points(0.0, 3.0, 600, seed=4)
+    toys = toys_over_range(gen, pts, 8, 0, kind="focused", focus=focus, batch_size=100)
+    assert toys["kind"] == "focused" and toys["n_failed"] == 0
+    audit = [N.compute_chunk(gen, v, 300, 9, mu_index=i, kind="focused", focus=focus) for i, v in enumerate((0.5, 2.5))]
+    fine = np.linspace(0.0, 3.0, 31)
+    curve = N.observed_t(m, fine, kind="focused", focus=focus)
+    out = learned_construction([toys], audit, (0.68, 0.95), 0.0, 3.0, fine, {"observed": curve}, seed=3)
+    assert out["kind"] == "focused" and out["audit"]["passed"], out["audit"]
+    assert out["datasets"]["observed"]["intervals"]["0.68"]["asymptotic"] is None
+    sigma = math.sqrt(1100.0 + 20.0**2) / 100.0
+    want = np.array([analytic_critical(v, 1.5, 0.5, 0.68, sigma)[0] for v in fine])
+    # 600 toys in all: a few tenths of statistical error (more at the ends of the range, where
+    # the regression flattens; the likelihood ratio's c_68 would be about 2 above)
+    inner = (fine >= 0.5) & (fine <= 2.5)
+    assert np.max(np.abs(np.array(out["critical"]["0.68"]) - want)[inner]) < 0.45
+    lr = N.compute_chunk(gen, 0.5, 20, 9, mu_index=0)
+    with pytest.raises(ValueError, match="audit toys' statistic"):
+        learned_construction([toys], [lr], (0.68,), 0.0, 3.0, fine, seed=3)
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    raw["validation"].update(method="quantile_regression", kind="focused", focus={"mean": 1.0, "sigma": 0.5})
+    assert ncfg.validate(copy.deepcopy(raw))["validation"]["kind"] == "focused"
+    raw["validation"]["kind"] = "q"
+    with pytest.raises(ncfg.ConfigError, match="'validation.method': quantile_regression learns"):
+        ncfg.validate(raw)

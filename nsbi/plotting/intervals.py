@@ -216,10 +216,14 @@ def plot_learned(result: dict, toys=(), path=None, xlabel: str | None = None, po
     x = _arr(result["poi_values"])
     for k, (key, c) in enumerate(result["critical"].items()):
         ax.plot(x, _arr(c), "-", color=f"C{k}", label=f"learned c, {float(key):.0%}")
-        ax.axhline(result["critical_asymptotic"][key], color=f"C{k}", ls=":", lw=1)
+        asym = result["critical_asymptotic"][key]
+        if asym is not None and np.isfinite(asym):  # the focused statistic has none
+            ax.axhline(asym, color=f"C{k}", ls=":", lw=1)
     for style, (name, ds) in zip(("k-", "k--"), result["datasets"].items()):
         ax.plot(x, _arr(ds["t"]), style, lw=1.2, label=f"t {name}")
-    ax.set_ylim(0, 1.5 * max(_arr(v).max() for v in result["critical"].values()))
+    top = max(1.5 * max(_arr(v).max() for v in result["critical"].values()), 1.0)
+    low = min(0.0, min(_arr(v).min() for v in result["critical"].values()) - 1.0)  # t_f can be negative
+    ax.set_ylim(low, top)
     ax.set_xlabel(label)
     ax.set_ylabel("t")
     ax.legend(fontsize=8)
