@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--audit", type=float, nargs="+", default=[0.45, 1.5, 2.55])
     ap.add_argument("--audit-toys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1357)
+    ap.add_argument("--margin", type=float, default=0.1, help="as validation.learned.toys.margin")
     ap.add_argument("--save", default=None, help="write the toys and the audit toys to this .npz")
     args = ap.parse_args()
     res = Path(args.results)
@@ -61,16 +62,19 @@ def main() -> None:
             grid_cpu += float(next(csv.DictReader(fh, delimiter="\t"))["cpu_time"])
     model, gen = toy_generator(str(res / "workspace/nsbi.json"), "observed")
     lo, hi = float(grid[0]), float(grid[-1])
+    b_lo, b_hi = model.bounds[model.poi_index]
+    t_lo, t_hi = max(lo - args.margin * (hi - lo), b_lo), min(hi + args.margin * (hi - lo), b_hi)
+    print(f"toys over [{t_lo:g}, {t_hi:g}] (grid [{lo:g}, {hi:g}], margin {args.margin})")
 
     c0, w0 = time.process_time(), time.perf_counter()
     batches = []
     for b in range(args.batches):
-        pts = sample_points(lo, hi, args.per_batch, seed=(args.seed, b))
+        pts = sample_points(t_lo, t_hi, args.per_batch, seed=(args.seed, b))
         batches.append(toys_over_range(gen, pts, args.seed, b, nuisances="profiled", batch_size=50))
     c1 = time.process_time()
     poi = np.concatenate([b["poi"] for b in batches])
     t = np.concatenate([b["t"] for b in batches])
-    reg = QuantileRegressor(cls, lo, hi, seed=97).fit(poi, t)
+    reg = QuantileRegressor(cls, t_lo, t_hi, seed=97).fit(poi, t)
     c2, w2 = time.process_time(), time.perf_counter()
     learned_cpu = c2 - c0
     print(

@@ -651,6 +651,17 @@ def audit_points(cfg: Mapping[str, Any]) -> list[float]:
     return [float(p) for p in v["learned"]["audit"]["points"]] or [lo + f * (hi - lo) for f in (0.15, 0.5, 0.85)]
 
 
+def learned_range(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    """POI range the learned construction's toys are spread over: ``validation.grid``'s range
+    widened on each side by ``validation.learned.toys.margin`` of its width, within the POI's
+    bounds (a regression is least constrained at the ends of its training range)."""
+    v = cfg["validation"]
+    lo, hi = float(v["grid"]["low"]), float(v["grid"]["high"])
+    m = float(v["learned"]["toys"]["margin"]) * (hi - lo)
+    b_lo, b_hi = (float(b) for b in cfg["morphing"]["pois"][0]["bounds"])
+    return max(lo - m, b_lo), min(hi + m, b_hi)
+
+
 def grid_values(g: Mapping[str, Any]) -> list[float]:
     """The points of a grid ``{low, high, points}``."""
     return [float(v) for v in np.linspace(g["low"], g["high"], g["points"])]

@@ -332,6 +332,7 @@ if R2:
 # --- learned critical values (validation.method: quantile_regression)
 LEARN = VAL["learned"]
 AUDIT_POINTS = ncfg.audit_points(config)
+LEARN_RANGE = ncfg.learned_range(config)
 
 
 rule learned_toys:
@@ -349,8 +350,8 @@ rule learned_toys:
         CONDA_ENV
     threads: 1
     params:
-        low=VAL["grid"]["low"],
-        high=VAL["grid"]["high"],
+        low=LEARN_RANGE[0],
+        high=LEARN_RANGE[1],
         n=LEARN["toys"]["per_batch"],
         seed=LEARN["toys"]["seed"],
         kind=VAL["kind"],
@@ -409,8 +410,8 @@ rule learned_critical:
         CONDA_ENV
     threads: 1
     params:
-        low=VAL["grid"]["low"],
-        high=VAL["grid"]["high"],
+        low=LEARN_RANGE[0],
+        high=LEARN_RANGE[1],
         fine=[float(x) for x in np.linspace(VAL["grid"]["low"], VAL["grid"]["high"], VAL["observed_points"])],
         cls=VAL["cls"],
         network=LEARN["network"],

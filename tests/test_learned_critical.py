@@ -3,6 +3,7 @@ quantiles of t_mu for a Gaussian mean with a constrained nuisance parameter and 
 mu >= 0, the audit, determinism from the seed, and the toys spread over the POI range against
 the grid construction's toys."""
 
+import copy
 import math
 
 import numpy as np
@@ -177,3 +178,18 @@ def test_learned_construction_in_the_workflow(tmp_path):
     for k in out["critical"]:
         np.testing.assert_allclose(out["critical"][k], again["critical"][k], rtol=1e-6)
     assert (base / "critical.png").stat().st_size > 0
+
+
+def test_learned_toys_cover_the_grid_range_widened_within_the_poi_bounds():
+    import yaml
+    from conftest import TEST_CONFIG
+
+    from nsbi import config as ncfg
+
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    raw["validation"]["grid"] = {"low": 0.0, "high": 3.0, "points": 7}
+    raw["morphing"]["poi_bounds"] = [0.0, 3.2]
+    assert ncfg.learned_range(ncfg.validate(copy.deepcopy(raw))) == pytest.approx((0.0, 3.2))  # default 10 %
+    raw["validation"]["grid"]["low"] = 1.0
+    raw["validation"]["learned"] = {"toys": {"margin": 0.05}}
+    assert ncfg.learned_range(ncfg.validate(raw)) == pytest.approx((0.9, 3.1))
