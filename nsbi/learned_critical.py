@@ -37,7 +37,9 @@ __all__ = [
     "audit",
     "generation_points",
     "learned_construction",
+    "learned_region",
     "pinball_loss",
+    "sample_box",
     "sample_points",
     "toys_over_range",
 ]
@@ -51,23 +53,48 @@ def sample_points(low: float, high: float, n: int, seed) -> np.ndarray:
     return np.sort(rng.uniform(float(low), float(high), int(n)))
 
 
-def generation_points(gen, points: Sequence[float], nuisances="nominal", nodes: int = 21) -> np.ndarray:
-    """The parameter vector each toy is generated at, one row per POI value of ``points``: the
-    other parameters ``"nominal"``, from a mapping, or ``"profiled"`` -- the conditional MLE on
-    the data (:func:`nsbi.neyman.theta_at`) at ``nodes`` POI values spanning ``points``,
-    interpolated linearly in the POI (one fit per node instead of one per toy)."""
+def sample_box(low: Sequence[float], high: Sequence[float], n: int, seed) -> np.ndarray:
+    """``n`` points drawn uniformly in the box ``[low, high]`` (one entry per POI; seeded), (n, d)."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    if low.shape != high.shape or not np.all(low < high):
+        raise ValueError(f"the box [{low.tolist()}, {high.tolist()}] is empty")
+    return np.random.default_rng(seed).uniform(low, high, (int(n), len(low)))
+
+
+def generation_points(
+    gen, points, nuisances="nominal", nodes: int | None = None, pois: Sequence[str] | None = None
+) -> np.ndarray:
+    """The parameter vector each toy is generated at, one row per POI value of ``points``
+    ((N,), or (N, d) for the POIs ``pois``): the other parameters ``"nominal"``, from a
+    mapping, or ``"profiled"`` -- the conditional MLE on the data
+    (:func:`nsbi.neyman.theta_at`) at ``nodes`` values per POI spanning ``points`` (default
+    21, or 6 per POI for several), interpolated linearly (one fit per node instead of one per
+    toy)."""
+    from scipy.interpolate import RegularGridInterpolator
+
     from .neyman import theta_at
 
-    points = np.asarray(points, float)
-    ip = gen.model.poi_index
+    model = gen.model
+    names = list(pois) if pois else [model.par_names[model.poi_index]]
+    pts = np.asarray(points, float).reshape(len(points), -1)
+    if pts.shape[1] != len(names):
+        raise ValueError(f"points have {pts.shape[1]} coordinates for the POIs {names}")
+    idx = [model.index(n) for n in names]
+
+    def point(v) -> dict[str, float] | float:
+        return float(v[0]) if not pois else {n: float(x) for n, x in zip(names, v)}
+
     if nuisances != "profiled":
-        base = theta_at(gen, float(points[0]), nuisances)
-        rows = np.tile(base, (len(points), 1))
+        rows = np.tile(theta_at(gen, point(pts[0]), nuisances), (len(pts), 1))
     else:
-        grid = np.linspace(points.min(), points.max(), max(2, int(nodes)))
-        at = np.array([theta_at(gen, float(v), "profiled") for v in grid])
-        rows = np.stack([np.interp(points, grid, at[:, j]) for j in range(at.shape[1])], axis=1)
-    rows[:, ip] = points
+        n = max(2, int(nodes or (21 if len(names) == 1 else 6)))
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        hi = np.where(hi > lo, hi, lo + 1.0)  # all points at one value: any second node will do
+        axes = [np.linspace(lo[k], hi[k], n) for k in range(len(names))]
+        mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(names))
+        at = np.array([theta_at(gen, point(v), "profiled") for v in mesh]).reshape(*([n] * len(names)), -1)
+        rows = RegularGridInterpolator(axes, at)(pts)
+    rows[:, idx] = pts
     return rows
 
 
@@ -80,17 +107,19 @@ def toys_over_range(
     batch_size: int | None = None,
     kind: str = "t",
     focus=None,
+    pois: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """One toy at each POI value of ``points``, generated at :func:`generation_points`, and the
     ``t_mu`` of each at its own POI (``kind``: ``"t"``, or ``"focused"`` with the ``focus``
     density of :mod:`nsbi.focused`); returns ``{"poi", "t", "kind", "n_fallback", "n_failed"}``.
     The i-th toy is the first toy of :func:`nsbi.neyman.compute_chunk` at the same point with
-    seed ``(seed, i, batch)``."""
+    seed ``(seed, i, batch)``. Several POIs: ``points`` (N, d) for the POIs ``pois``, each toy
+    tested at its own point (all of them fixed; ``kind="t"``)."""
     from .neyman import toy_t
     from .toys import ToySet
 
     points = np.asarray(points, float)
-    thetas = generation_points(gen, points, nuisances)
+    thetas = generation_points(gen, points, nuisances, pois=pois)
     # one summary instead of a warning per generation point about MC events of non-positive density
     quiet = _Quiet("model density not positive")
     toys_log = logging.getLogger("nsbi.toys")
@@ -119,9 +148,10 @@ def toys_over_range(
         )
         for s in sets
     ]
-    res = toy_t(gen, ToySet.concatenate(sets), None, kind=kind, batch_size=batch_size, focus=focus)
+    res = toy_t(gen, ToySet.concatenate(sets), None, kind=kind, batch_size=batch_size, focus=focus, pois=pois)
     return {
         "poi": points.tolist(),
+        **({"pois": list(pois)} if pois else {}),
         "kind": kind,
         "t": np.asarray(res["t"], float).tolist(),
         "n_fallback": int(res["n_fallback"]),
@@ -156,31 +186,43 @@ def pinball_loss(pred, target, quantiles):
 class QuantileRegressor:
     """c_CL(mu) for several CLs by quantile regression (see the module docstring).
 
-    ``settings``: ``hidden`` (layer widths, default [32, 32]), ``max_epochs`` (default 400),
-    ``learning_rate`` (default 0.01), ``validation_fraction`` (default 0.2; the weights of the
-    epoch with the lowest validation loss are kept), ``patience`` (default 40)."""
+    One POI: ``low``/``high`` numbers and POI values of shape (N,); several POIs (e.g. the 2-D
+    construction): ``low``/``high`` sequences (one entry per POI, the box the toys were spread
+    over) and POI values of shape (N, d). ``settings``: ``hidden`` (layer widths, default
+    [32, 32]), ``max_epochs`` (default 400), ``learning_rate`` (default 0.01),
+    ``validation_fraction`` (default 0.2; the weights of the epoch with the lowest validation
+    loss are kept), ``patience`` (default 40)."""
 
-    def __init__(self, cls: Sequence[float], low: float, high: float, seed: int = 0, settings: Mapping | None = None):
+    def __init__(self, cls: Sequence[float], low, high, seed: int = 0, settings: Mapping | None = None):
         self.cls = [float(c) for c in cls]
         if not self.cls or any(not 0 < c < 1 for c in self.cls) or sorted(self.cls) != self.cls:
             raise ValueError(f"confidence levels must increase within (0, 1), got {list(cls)}")
-        if not low < high:
+        self.low, self.high = np.atleast_1d(np.asarray(low, float)), np.atleast_1d(np.asarray(high, float))
+        if self.low.shape != self.high.shape or self.low.ndim != 1 or not np.all(self.low < self.high):
             raise ValueError(f"the POI range [{low}, {high}] is empty")
-        self.low, self.high, self.seed = float(low), float(high), int(seed)
+        self.dim, self.seed = len(self.low), int(seed)
         s = {"hidden": [32, 32], "max_epochs": 400, "learning_rate": 0.01, "validation_fraction": 0.2, "patience": 40}
         s.update(dict(settings or {}))
         self.settings = s
         self.net = None
         self.history: dict[str, Any] = {}
 
+    def _points(self, poi) -> np.ndarray:
+        """POI values as (N, d)."""
+        poi = np.asarray(poi, float)
+        poi = poi[:, None] if poi.ndim == 1 and self.dim == 1 else poi
+        if poi.ndim != 2 or poi.shape[1] != self.dim:
+            raise ValueError(f"expected POI values of {self.dim} parameter(s), got an array of shape {poi.shape}")
+        return poi
+
     def _x(self, poi):
-        return (2.0 * (np.asarray(poi, float) - self.low) / (self.high - self.low) - 1.0)[:, None]
+        return 2.0 * (self._points(poi) - self.low) / (self.high - self.low) - 1.0
 
     def _build(self):
         import torch
         from torch import nn
 
-        layers, n_in = [], 1
+        layers, n_in = [], self.dim
         for width in self.settings["hidden"]:
             layers += [nn.Linear(n_in, int(width)), nn.SiLU()]
             n_in = int(width)
@@ -206,7 +248,7 @@ class QuantileRegressor:
         import torch
 
         poi, t = np.asarray(poi, float), np.asarray(t, float)
-        if poi.shape != t.shape or poi.ndim != 1 or len(poi) < 10:
+        if len(self._points(poi)) != len(t) or t.ndim != 1 or len(t) < 10:
             raise ValueError(f"need at least 10 (poi, t) pairs of equal length, got {poi.shape} and {t.shape}")
         if not np.all(np.isfinite(t)):
             raise ValueError("t contains non-finite values")
@@ -296,12 +338,13 @@ def audit(regressor: QuantileRegressor, poi: Sequence[float], t: Sequence[float]
     distinct values of ``poi``), the fraction of its toys with ``t <= c_CL(poi)`` with
     binomial errors; ``passed`` when every |pull| (fraction - CL)/error is at most
     ``tolerance``."""
-    poi, t = np.asarray(poi, float), np.asarray(t, float)
+    pts, t = regressor._points(poi), np.asarray(t, float)
     rows, worst = [], 0.0
-    for v in np.unique(poi):
-        sel = poi == v
-        c = regressor.predict([v])
-        row: dict[str, Any] = {"poi": float(v), "n_toys": int(sel.sum()), "levels": {}}
+    for v in np.unique(pts, axis=0):
+        sel = np.all(pts == v, axis=1)
+        c = regressor.predict(v[None, :])
+        where = float(v[0]) if regressor.dim == 1 else v.tolist()
+        row: dict[str, Any] = {"poi": where, "n_toys": int(sel.sum()), "levels": {}}
         for cl in regressor.cls:
             k = cl_key(cl)
             b = binomial_coverage(int(np.sum(t[sel] <= c[k][0])), int(sel.sum()), cl)
@@ -375,3 +418,65 @@ def learned_construction(
             },
         }
     return out
+
+
+def learned_region(
+    toys: Sequence[Mapping],
+    audit_chunks: Sequence[Mapping],
+    cls: Sequence[float],
+    low: Sequence[float],
+    high: Sequence[float],
+    scans: Mapping[str, Mapping],
+    seed: int = 0,
+    settings: Mapping | None = None,
+    tolerance: float = 3.0,
+) -> dict[str, Any]:
+    """The learned construction for two POIs: train :class:`QuantileRegressor` on toys spread
+    over the box ``[low, high]`` (:func:`toys_over_range` outputs with ``pois``), audit it on the
+    2-D Neyman chunks ``audit_chunks`` (:func:`nsbi.neyman.compute_chunk` at points
+    ``{a: .., b: ..}`` not used for training), predict ``c_CL`` at every node of the 2-D scans
+    ``scans`` (``{dataset: Scan2DResult.to_dict()}``, one grid) and draw each dataset's region
+    next to Wilks' (:func:`nsbi.neyman2d.regions`)."""
+    from .neyman import read_chunk
+    from .neyman2d import asymptotic_critical_2d, regions
+
+    names = {tuple(b.get("pois", ())) for b in toys}
+    if len(names) != 1 or len(next(iter(names))) != 2:
+        raise ValueError(f"the toys must all test the same two POIs, got {sorted(names)}")
+    pois = list(names.pop())
+    if any(b.get("kind", "t") != "t" for b in toys):
+        raise ValueError("the 2-D construction uses the two-sided t")
+    poi = np.concatenate([np.asarray(b["poi"], float) for b in toys])
+    t = np.concatenate([np.asarray(b["t"], float) for b in toys])
+    reg = QuantileRegressor(cls, low, high, seed=seed, settings=settings).fit(poi, t)
+    chunks = [read_chunk(c) if not isinstance(c, Mapping) else c for c in audit_chunks]
+    for c in chunks:
+        if set(c.get("point", {})) != set(pois) or c["kind"] != "t":
+            raise ValueError(f"an audit chunk does not test t at a point of {pois}")
+    a_poi = (
+        np.concatenate([np.tile([c["point"][pois[0]], c["point"][pois[1]]], (len(c["t"]), 1)) for c in chunks])
+        if chunks
+        else np.empty((0, 2))
+    )
+    a_t = np.concatenate([np.asarray(c["t"], float) for c in chunks]) if chunks else np.empty(0)
+    first = next(iter(scans.values()))
+    if list(first["pois"]) != pois:
+        raise ValueError(f"the scans are of {first['pois']}, the toys of {pois}")
+    x, y = np.asarray(first["x"], float), np.asarray(first["y"], float)
+    mesh = np.stack(np.meshgrid(x, y, indexing="ij"), axis=-1).reshape(-1, 2)
+    crit = {k: v.reshape(len(x), len(y)) for k, v in reg.predict(mesh).items()}
+    return {
+        "method": "quantile_regression",
+        "pois": pois,
+        "x": x.tolist(),
+        "y": y.tolist(),
+        "cls": [float(c) for c in cls],
+        "n_toys": len(t),
+        "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
+        "n_failed": int(sum(int(b["n_failed"]) for b in toys)),
+        "training": reg.history,
+        "critical": {k: v.tolist() for k, v in crit.items()},
+        "critical_asymptotic": {cl_key(c): asymptotic_critical_2d(c) for c in cls},
+        "audit": audit(reg, a_poi, a_t, tolerance) if len(a_t) else None,
+        "datasets": regions(scans, crit, cls),
+    }

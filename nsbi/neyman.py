@@ -210,19 +210,24 @@ def toy_t(
     progress: bool = False,
     tol: float = 1e-10,
     focus: FocusDensity | None = None,
+    pois: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """t_mu of every toy: batched free fit (POI within its bounds) and conditional fit (POI = mu),
     both started at the generation point, in the coordinates of :func:`_fit_space` (sqrt(mu)
     for interference morphing). ``mu`` may be a point ``{parameter: value}`` of several POIs
     (:func:`tested_point`; ``kind="t"`` only): all of them are fixed in the conditional fit,
     and ``"hat"`` gives each one's free-fit values. ``mu=None``: every toy is tested at its own
-    POI value, its row of ``toys.theta`` (toys made at several points, :meth:`ToySet.concatenate`).
+    POI value, its row of ``toys.theta`` (toys made at several points, :meth:`ToySet.concatenate`);
+    with ``pois`` (names of several POIs), every one of them is fixed at the toy's own values.
     ``kind="focused"`` (one POI; needs ``focus``): the focused statistic of :mod:`nsbi.focused`,
     with one more conditional fit per node of the focus density, each started at the free fit."""
     model = gen.model
     ip = _poi(model)
-    # mu None: every toy at its own POI value (toys.theta has a row per toy)
-    point = tested_point(model, mu) if mu is not None else {model.par_names[ip]: np.nan}
+    # mu None: every toy at its own POI value(s) (toys.theta has a row per toy)
+    if mu is not None:
+        point = tested_point(model, mu)
+    else:
+        point = {name: np.nan for name in (pois or [model.par_names[ip]])}
     check_kind(kind, focus)
     if len(point) > 1 and kind != "t":
         raise ValueError(f"the statistic {kind!r} is defined for one POI; a point of several POIs takes kind='t'")

@@ -25,7 +25,7 @@ from scipy import stats
 from .neyman import DEFAULT_CLS, binomial_coverage, cl_key, quantile_with_error, read_chunk
 from .scan2d import contour_lines, region_area
 
-__all__ = ["asymptotic_critical_2d", "coverage_2d", "critical_grid", "gather_region"]
+__all__ = ["asymptotic_critical_2d", "coverage_2d", "critical_grid", "gather_region", "regions"]
 
 
 def asymptotic_critical_2d(cl: float) -> float:
@@ -115,14 +115,24 @@ def gather_region(
         "n_failed": grid["n_failed"].tolist(),
         "critical": {k: {kk: vv.tolist() for kk, vv in v.items()} for k, v in grid["critical"].items()},
         "critical_asymptotic": {cl_key(cl): asymptotic_critical_2d(cl) for cl in cls},
-        "datasets": {},
     }
+    out["datasets"] = regions(scans, {k: v["value"] for k, v in grid["critical"].items()}, cls)
+    return out
+
+
+def regions(scans: Mapping[str, Mapping], critical: Mapping[str, Any], cls: Sequence[float]) -> dict[str, Any]:
+    """Each dataset's Neyman region ``{t <= c_CL}`` on the grid of its 2-D scan (``scans``:
+    ``{dataset: Scan2DResult.to_dict()}``, one grid) for the critical values ``critical``
+    (``{cl_key: array [len(x), len(y)]}`` on that grid, from toys at its nodes or learned),
+    next to Wilks' region: the nodes inside, the boundary lines, their areas and the ratio."""
+    out: dict[str, Any] = {}
     for name, s in scans.items():
+        x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
         t = np.asarray(s["delta_twice_nll"], float)
         ds: dict[str, Any] = {"best": s["best"], "regions": {}}
         for cl in cls:
             k = cl_key(cl)
-            d = t - grid["critical"][k]["value"]
+            d = t - np.asarray(critical[k], float)
             lines = contour_lines(x, y, d, 0.0)
             w = asymptotic_critical_2d(cl)
             wlines = contour_lines(x, y, t, w)
@@ -132,7 +142,7 @@ def gather_region(
                 "asymptotic": {"inside": (t <= w).tolist(), "contours": [p.tolist() for p in wlines], "area": warea},
                 "area_ratio_toys_over_asymptotic": area / warea if warea > 0 else float("nan"),
             }
-        out["datasets"][name] = ds
+        out[name] = ds
     return out
 
 
