@@ -392,6 +392,13 @@ def _check_semantics(cfg: dict[str, Any]) -> None:
     r2 = cfg["validation"].get("region2d")
     if r2 is not None:
         _check_poi_pair(r2, "validation.region2d", pois)
+        for j, point in enumerate(r2["learned"]["audit"]["points"]):
+            for axis, v in zip("xy", point):
+                if not r2[axis]["low"] <= v <= r2[axis]["high"]:
+                    raise ConfigError(
+                        f"config key 'validation.region2d.learned.audit.points[{j}]': {v} is outside the range "
+                        f"[{r2[axis]['low']}, {r2[axis]['high']}] of validation.region2d.{axis}"
+                    )
         for j, point in enumerate(r2["coverage"]["points"]):
             for axis, v in zip("xy", point):
                 if not np.any(np.isclose(grid_values(r2[axis]), v, atol=1e-9)):
@@ -660,6 +667,33 @@ def learned_range(cfg: Mapping[str, Any]) -> tuple[float, float]:
     m = float(v["learned"]["toys"]["margin"]) * (hi - lo)
     b_lo, b_hi = (float(b) for b in cfg["morphing"]["pois"][0]["bounds"])
     return max(lo - m, b_lo), min(hi + m, b_hi)
+
+
+def region2d_box(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The box the learned 2-D construction's toys are spread over: the ranges of
+    ``validation.region2d.x`` and ``.y``, each widened by ``learned.toys.margin`` of its width on
+    both sides, within the POIs' bounds."""
+    r2 = cfg["validation"]["region2d"]
+    bounds = {p["name"]: p["bounds"] for p in cfg["morphing"]["pois"]}
+    m = float(r2["learned"]["toys"]["margin"])
+    low, high = [], []
+    for axis, name in zip("xy", r2["pois"]):
+        lo, hi = float(r2[axis]["low"]), float(r2[axis]["high"])
+        b_lo, b_hi = (float(b) for b in bounds[name])
+        low.append(max(lo - m * (hi - lo), b_lo))
+        high.append(min(hi + m * (hi - lo), b_hi))
+    return low, high
+
+
+def region2d_audit_points(cfg: Mapping[str, Any]) -> list[list[float]]:
+    """Points of the learned 2-D construction's audit toys (``validation.region2d.learned.audit.points``;
+    by default the centre of the x by y box and the points at 25 % and 75 % of both ranges)."""
+    r2 = cfg["validation"]["region2d"]
+    pts = r2["learned"]["audit"]["points"]
+    if pts:
+        return [[float(a), float(b)] for a, b in pts]
+    x, y = (r2[a] for a in "xy")
+    return [[x["low"] + f * (x["high"] - x["low"]), y["low"] + f * (y["high"] - y["low"])] for f in (0.5, 0.25, 0.75)]
 
 
 def grid_values(g: Mapping[str, Any]) -> list[float]:

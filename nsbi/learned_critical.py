@@ -475,7 +475,7 @@ def learned_region(
         "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
         "n_failed": int(sum(int(b["n_failed"]) for b in toys)),
         "training": reg.history,
-        "critical": {k: v.tolist() for k, v in crit.items()},
+        "critical": {k: {"value": v.tolist()} for k, v in crit.items()},  # as nsbi.neyman2d.gather_region
         "critical_asymptotic": {cl_key(c): asymptotic_critical_2d(c) for c in cls},
         "audit": audit(reg, a_poi, a_t, tolerance) if len(a_t) else None,
         "datasets": regions(scans, crit, cls),

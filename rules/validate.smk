@@ -295,13 +295,86 @@ if R2:
         script:
             "../scripts/region2d_chunk.py"
 
+    R2_LEARNED = R2["method"] == "quantile_regression"
+    R2_LEARN = R2["learned"]
+    R2_AUDIT = ncfg.region2d_audit_points(config)
+    R2_BOX = ncfg.region2d_box(config)
+
+    rule region2d_learned_toys:
+        input:
+            ws=VAL_WS,
+            side=ws_side_files(VAL["workspace"]),
+            code=code_inputs("scripts/learned_toys.py"),
+        output:
+            f"{RESULTS}/validation/region2d/learned/toys/b{{batch}}.json",
+        log:
+            f"{RESULTS}/logs/validation/region2d/learned_toys_b{{batch}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/validation/region2d/learned_toys_b{{batch}}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        params:
+            pois=R2["pois"],
+            low=R2_BOX[0],
+            high=R2_BOX[1],
+            n=R2_LEARN["toys"]["per_batch"],
+            seed=R2_LEARN["toys"]["seed"],
+            kind="t",
+            focus=None,
+            nuisances=VAL["nuisances"],
+            dataset=VAL_DATASET,
+            batch_size=VAL["fit_batch_size"],
+        script:
+            "../scripts/learned_toys.py"
+
+    rule region2d_audit_chunk:
+        input:
+            ws=VAL_WS,
+            side=ws_side_files(VAL["workspace"]),
+            code=code_inputs("scripts/region2d_chunk.py"),
+        output:
+            f"{RESULTS}/validation/region2d/learned/audit/point{{ipoint}}.json",
+        log:
+            f"{RESULTS}/logs/validation/region2d/audit_point{{ipoint}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/validation/region2d/audit_point{{ipoint}}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        params:
+            point=lambda w: dict(zip(R2["pois"], R2_AUDIT[int(w.ipoint)])),
+            index=lambda w: int(w.ipoint),
+            batch=0,
+            n=R2_LEARN["audit"]["per_point"],
+            seed=R2_LEARN["audit"]["seed"],
+            nuisances=VAL["nuisances"],
+            dataset=VAL_DATASET,
+            batch_size=VAL["fit_batch_size"],
+        script:
+            "../scripts/region2d_chunk.py"
+
     rule region2d:
         input:
-            chunks=[
-                f"{RESULTS}/validation/region2d/chunks/node{i}_b{b}.json"
-                for i in range(len(R2_NODES))
-                for b in range(R2["toys"]["batches"])
-            ],
+            chunks=(
+                [
+                    f"{RESULTS}/validation/region2d/chunks/node{i}_b{b}.json"
+                    for i in range(len(R2_NODES))
+                    for b in range(R2["toys"]["batches"])
+                ]
+                if not R2_LEARNED
+                else []
+            ),
+            toys=(
+                [f"{RESULTS}/validation/region2d/learned/toys/b{b}.json" for b in range(R2_LEARN["toys"]["batches"])]
+                if R2_LEARNED
+                else []
+            ),
+            audit=(
+                [f"{RESULTS}/validation/region2d/learned/audit/point{i}.json" for i in range(len(R2_AUDIT))]
+                if R2_LEARNED
+                else []
+            ),
             coverage=[f"{RESULTS}/validation/region2d/coverage/point{i}.json" for i in range(len(R2_COVERAGE))],
             ws=VAL_WS,
             side=ws_side_files(VAL["workspace"]),
@@ -325,6 +398,10 @@ if R2:
             cls=VAL["cls"],
             datasets=WS_DATASETS,
             labels=poi_labels,
+            method=R2["method"],
+            box=R2_BOX,
+            network=R2_LEARN["network"],
+            tolerance=R2_LEARN["audit"]["tolerance"],
         script:
             "../scripts/region2d.py"
 
@@ -352,6 +429,7 @@ rule learned_toys:
     params:
         low=LEARN_RANGE[0],
         high=LEARN_RANGE[1],
+        pois=None,
         n=LEARN["toys"]["per_batch"],
         seed=LEARN["toys"]["seed"],
         kind=VAL["kind"],

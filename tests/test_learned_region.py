@@ -106,7 +106,7 @@ def test_toys_over_a_box_and_the_region_against_the_grid_construction():
     grid = critical_grid(grid_chunks, ["a", "b"], nodes, nodes, CLS)
     at = np.ix_([2, 4, 6], [2, 4, 6])  # the nodes on the scan grid
     for k in ("0.68", "0.95"):
-        learned_c, grid_c = np.array(res["critical"][k])[at], grid["critical"][k]["value"]
+        learned_c, grid_c = np.array(res["critical"][k]["value"])[at], grid["critical"][k]["value"]
         band = 0.5 * (grid["critical"][k]["hi"] - grid["critical"][k]["lo"])
         assert np.all(np.abs(learned_c - grid_c) < 3 * band + 0.15), (k, learned_c, grid_c)
         r = res["datasets"]["observed"]["regions"][k]
@@ -114,3 +114,62 @@ def test_toys_over_a_box_and_the_region_against_the_grid_construction():
         assert r["area_ratio_toys_over_asymptotic"] == pytest.approx(1.0, abs=0.2)
     with pytest.raises(ValueError, match="same two POIs"):
         learned_region([toys[0], {**toys[1], "pois": ["b", "a"]}], [], CLS, [0.3, 0.3], [1.7, 1.7], scans)
+
+
+def test_learned_region_jobs_run_on_a_workspace(tmp_path):
+    """validation.region2d.method quantile_regression: the DAG has the learned toys, audit and
+    region jobs instead of the toys per node; run by Snakemake on the binned two-POI workspace,
+    the region equals learned_region on the jobs' own toys (deterministic training), with
+    both datasets and the coverage point."""
+    import json
+
+    import yaml
+    from conftest import job_counts, snakemake
+    from test_multipoi import REGION2D, two_poi_raw, two_poi_workspace
+
+    from nsbi import config as ncfg
+    from nsbi import workspace as W
+
+    raw = two_poi_raw()
+    learned = {
+        "toys": {"per_batch": 300, "batches": 2, "seed": 3},
+        "network": {"max_epochs": 100, "seed": 4},
+        "audit": {"per_point": 100, "tolerance": 4.0},
+    }
+    raw["validation"].update(
+        workspace="hist", region2d={**REGION2D, "method": "quantile_regression", "learned": learned}
+    )
+    cfg_path = tmp_path / "twopoi.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = ncfg.validate(raw)
+    counts = job_counts(snakemake("-n", "--configfile", str(cfg_path), "--directory", str(tmp_path)).stdout)
+    assert counts["region2d_learned_toys"] == 2 and counts["region2d_audit_chunk"] == 3 and counts["region2d"] == 1
+    assert "region2d_chunk" not in counts
+    box = ncfg.region2d_box(cfg)
+    assert box == ([0.4, 0.52], [1.6, 1.48])  # x [0.5, 1.5], y [0.6, 1.4] widened by 10 %
+    ws_path = tmp_path / ncfg.results_dir(cfg) / "workspace" / "hist.json"
+    W.save(two_poi_workspace(cfg), ws_path)
+    target = f"{ncfg.results_dir(cfg)}/validation/region2d/region.json"
+    rules = ("region2d_learned_toys", "region2d_audit_chunk", "region2d_coverage_chunk", "region2d")
+    snakemake(
+        "--cores", "2", "--configfile", str(cfg_path), "--directory", str(tmp_path), target, "--allowed-rules", *rules
+    )
+    region = json.loads((tmp_path / target).read_text())
+    assert region["method"] == "quantile_regression" and region["n_toys"] == 600 and region["audit"]["passed"]
+    assert set(region["datasets"]) == {"asimov", "observed"} and len(region["audit"]["points"]) == 3
+    base = tmp_path / ncfg.results_dir(cfg) / "validation" / "region2d" / "learned"
+    toys = [json.loads((base / f"toys/b{b}.json").read_text()) for b in (0, 1)]
+    again = learned_region(
+        toys,
+        sorted((base / "audit").glob("*.json")),
+        cfg["validation"]["cls"],
+        *box,
+        {"observed": {k: region[k] for k in ("pois", "x", "y")} | {"delta_twice_nll": [[0.0] * 3] * 3, "best": [1, 1]}},
+        seed=4,
+        settings={"max_epochs": 100, "hidden": [32, 32], "learning_rate": 0.01, "patience": 40},
+    )
+    for k in region["critical"]:
+        np.testing.assert_allclose(region["critical"][k]["value"], again["critical"][k]["value"], rtol=1e-6, atol=1e-6)
+    (row,) = region["coverage"]["points"]
+    assert row["point"] == {"mu": 1.0, "mu_qq": 1.0} and row["n_toys"] == 40
+    assert (tmp_path / target).with_suffix(".png").stat().st_size > 0
