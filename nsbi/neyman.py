@@ -614,7 +614,7 @@ def gather(
     if len(kinds) != 1:
         raise ValueError(f"chunks mix test statistics {sorted(kinds)}")
     kind = kinds.pop()
-    foci = {json.dumps(c.get("focus"), sort_keys=True) for c in chunks}
+    foci = {tuple(sorted((c.get("focus") or {}).items())) for c in chunks}
     if len(foci) != 1:
         raise ValueError("chunks mix focus densities of the focused statistic")
     seen = set()
