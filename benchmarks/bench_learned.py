@@ -34,6 +34,7 @@ from nsbi.workflow import limit_threads
 limit_threads(1)  # as the workflow's one-thread toy jobs
 
 import nsbi.jax_setup  # noqa: E402,F401
+from nsbi.config import widened_range  # noqa: E402
 from nsbi.learned_critical import QuantileRegressor, audit, sample_points, toys_over_range  # noqa: E402
 from nsbi.neyman import acceptance_interval, compute_chunk, observed_t, read_belt, theta_at  # noqa: E402
 from nsbi.validation import toy_generator  # noqa: E402
@@ -62,8 +63,7 @@ def main() -> None:
             grid_cpu += float(next(csv.DictReader(fh, delimiter="\t"))["cpu_time"])
     model, gen = toy_generator(str(res / "workspace/nsbi.json"), "observed")
     lo, hi = float(grid[0]), float(grid[-1])
-    b_lo, b_hi = model.bounds[model.poi_index]
-    t_lo, t_hi = max(lo - args.margin * (hi - lo), b_lo), min(hi + args.margin * (hi - lo), b_hi)
+    t_lo, t_hi = widened_range(lo, hi, args.margin, model.bounds[model.poi_index])
     print(f"toys over [{t_lo:g}, {t_hi:g}] (grid [{lo:g}, {hi:g}], margin {args.margin})")
 
     c0, w0 = time.process_time(), time.perf_counter()

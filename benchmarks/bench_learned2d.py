@@ -35,6 +35,7 @@ limit_threads(1)  # as the workflow's one-thread toy jobs
 import nsbi.jax_setup  # noqa: E402,F401
 from nsbi import workspace as W  # noqa: E402
 from nsbi.analysis import scan_pair  # noqa: E402
+from nsbi.config import widened_range  # noqa: E402
 from nsbi.learned_critical import audit, learned_region, sample_box, toys_over_range  # noqa: E402
 from nsbi.neyman import cl_key, compute_chunk, theta_at  # noqa: E402
 from nsbi.validation import toy_generator  # noqa: E402
@@ -61,12 +62,8 @@ def main() -> None:
     a, b = args.pois
     x = np.linspace(*args.x, args.points)
     y = np.linspace(*args.y, args.points)
-    lo = [
-        max(v[0] - args.margin * (v[1] - v[0]), model.bounds[model.index(n)][0]) for v, n in ((args.x, a), (args.y, b))
-    ]
-    hi = [
-        min(v[1] + args.margin * (v[1] - v[0]), model.bounds[model.index(n)][1]) for v, n in ((args.x, a), (args.y, b))
-    ]
+    ranges = [widened_range(*v, args.margin, model.bounds[model.index(n)]) for v, n in ((args.x, a), (args.y, b))]
+    lo, hi = [r[0] for r in ranges], [r[1] for r in ranges]
     ws = W.load(ws_path)
     gx = {"low": args.x[0], "high": args.x[1], "points": args.points}
     gy = {"low": args.y[0], "high": args.y[1], "points": args.points}

@@ -658,15 +658,19 @@ def audit_points(cfg: Mapping[str, Any]) -> list[float]:
     return [float(p) for p in v["learned"]["audit"]["points"]] or [lo + f * (hi - lo) for f in (0.15, 0.5, 0.85)]
 
 
+def widened_range(low: float, high: float, margin: float, bounds) -> tuple[float, float]:
+    """``[low, high]`` widened on each side by ``margin`` of its width, within ``bounds``."""
+    m = float(margin) * (float(high) - float(low))
+    return max(float(low) - m, float(bounds[0])), min(float(high) + m, float(bounds[1]))
+
+
 def learned_range(cfg: Mapping[str, Any]) -> tuple[float, float]:
     """POI range the learned construction's toys are spread over: ``validation.grid``'s range
     widened on each side by ``validation.learned.toys.margin`` of its width, within the POI's
     bounds (a regression is least constrained at the ends of its training range)."""
     v = cfg["validation"]
-    lo, hi = float(v["grid"]["low"]), float(v["grid"]["high"])
-    m = float(v["learned"]["toys"]["margin"]) * (hi - lo)
-    b_lo, b_hi = (float(b) for b in cfg["morphing"]["pois"][0]["bounds"])
-    return max(lo - m, b_lo), min(hi + m, b_hi)
+    bounds = cfg["morphing"]["pois"][0]["bounds"]
+    return widened_range(v["grid"]["low"], v["grid"]["high"], v["learned"]["toys"]["margin"], bounds)
 
 
 def region2d_box(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]]:
@@ -675,14 +679,9 @@ def region2d_box(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]]:
     both sides, within the POIs' bounds."""
     r2 = cfg["validation"]["region2d"]
     bounds = {p["name"]: p["bounds"] for p in cfg["morphing"]["pois"]}
-    m = float(r2["learned"]["toys"]["margin"])
-    low, high = [], []
-    for axis, name in zip("xy", r2["pois"]):
-        lo, hi = float(r2[axis]["low"]), float(r2[axis]["high"])
-        b_lo, b_hi = (float(b) for b in bounds[name])
-        low.append(max(lo - m * (hi - lo), b_lo))
-        high.append(min(hi + m * (hi - lo), b_hi))
-    return low, high
+    margin = r2["learned"]["toys"]["margin"]
+    ranges = [widened_range(r2[a]["low"], r2[a]["high"], margin, bounds[n]) for a, n in zip("xy", r2["pois"])]
+    return [r[0] for r in ranges], [r[1] for r in ranges]
 
 
 def region2d_audit_points(cfg: Mapping[str, Any]) -> list[list[float]]:

@@ -22,6 +22,7 @@ configured tolerance.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -354,6 +355,20 @@ def audit(regressor: QuantileRegressor, poi: Sequence[float], t: Sequence[float]
     return {"points": rows, "max_abs_pull": worst, "tolerance": float(tolerance), "passed": bool(worst <= tolerance)}
 
 
+def _train(toys: Sequence[Mapping], cls, low, high, seed, settings) -> tuple[QuantileRegressor, dict[str, int]]:
+    """:class:`QuantileRegressor` trained on the ``(poi, t)`` pairs of the :func:`toys_over_range`
+    outputs ``toys``, and their counts of toys, fallbacks and failed fits."""
+    poi = np.concatenate([np.asarray(b["poi"], float) for b in toys])
+    t = np.concatenate([np.asarray(b["t"], float) for b in toys])
+    reg = QuantileRegressor(cls, low, high, seed=seed, settings=settings).fit(poi, t)
+    counts = {
+        "n_toys": len(t),
+        "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
+        "n_failed": int(sum(int(b["n_failed"]) for b in toys)),
+    }
+    return reg, counts
+
+
 def learned_construction(
     toys: Sequence[Mapping],
     audit_chunks: Sequence[Mapping],
@@ -378,9 +393,7 @@ def learned_construction(
     if len(kinds) != 1:
         raise ValueError(f"the toys mix test statistics {sorted(kinds)}")
     kind = kinds.pop()
-    poi = np.concatenate([np.asarray(b["poi"], float) for b in toys])
-    t = np.concatenate([np.asarray(b["t"], float) for b in toys])
-    reg = QuantileRegressor(cls, low, high, seed=seed, settings=settings).fit(poi, t)
+    reg, counts = _train(toys, cls, low, high, seed, settings)
     chunks = [read_chunk(c) if not isinstance(c, Mapping) else c for c in audit_chunks]
     if any(c["kind"] != kind for c in chunks):
         raise ValueError(f"the audit toys' statistic is not the training toys' {kind!r}")
@@ -392,9 +405,7 @@ def learned_construction(
         "method": "quantile_regression",
         "kind": kind,
         "cls": [float(c) for c in cls],
-        "n_toys": len(t),
-        "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
-        "n_failed": int(sum(int(b["n_failed"]) for b in toys)),
+        **counts,
         "training": reg.history,
         "poi_values": fine.tolist(),
         "critical": {k: v.tolist() for k, v in crit.items()},
@@ -409,10 +420,10 @@ def learned_construction(
             "intervals": {
                 cl_key(c): {
                     "learned": acceptance_interval(fine, tc - crit[cl_key(c)]),
-                    # the focused statistic has no asymptotic form
-                    "asymptotic": None
-                    if kind == "focused"
-                    else acceptance_interval(fine, tc - asymptotic_critical(c, kind)),
+                    # none where there is no asymptotic form (the focused statistic)
+                    "asymptotic": acceptance_interval(fine, tc - asymptotic_critical(c, kind))
+                    if math.isfinite(asymptotic_critical(c, kind))
+                    else None,
                 }
                 for c in cls
             },
@@ -446,9 +457,7 @@ def learned_region(
     pois = list(names.pop())
     if any(b.get("kind", "t") != "t" for b in toys):
         raise ValueError("the 2-D construction uses the two-sided t")
-    poi = np.concatenate([np.asarray(b["poi"], float) for b in toys])
-    t = np.concatenate([np.asarray(b["t"], float) for b in toys])
-    reg = QuantileRegressor(cls, low, high, seed=seed, settings=settings).fit(poi, t)
+    reg, counts = _train(toys, cls, low, high, seed, settings)
     chunks = [read_chunk(c) if not isinstance(c, Mapping) else c for c in audit_chunks]
     for c in chunks:
         if set(c.get("point", {})) != set(pois) or c["kind"] != "t":
@@ -471,9 +480,7 @@ def learned_region(
         "x": x.tolist(),
         "y": y.tolist(),
         "cls": [float(c) for c in cls],
-        "n_toys": len(t),
-        "n_fallback": int(sum(int(b["n_fallback"]) for b in toys)),
-        "n_failed": int(sum(int(b["n_failed"]) for b in toys)),
+        **counts,
         "training": reg.history,
         "critical": {k: {"value": v.tolist()} for k, v in crit.items()},  # as nsbi.neyman2d.gather_region
         "critical_asymptotic": {cl_key(c): asymptotic_critical_2d(c) for c in cls},

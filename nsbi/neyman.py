@@ -666,7 +666,7 @@ def gather(
         for cl in cls:
             k = cl_key(cl)
             ds["intervals"][k] = {"toys": acceptance_interval(mus, t_obs - np.asarray(crit[k]["value"]))}
-            if kind == "focused":  # no asymptotic form: intervals from the toys only
+            if not math.isfinite(asym[k]):  # no asymptotic form (focused): intervals from the toys only
                 ds["intervals"][k].update(asymptotic=None, asymptotic_fine=None)
                 continue
             ds["intervals"][k]["asymptotic"] = acceptance_interval(mus, t_obs - asym[k])
@@ -725,8 +725,9 @@ def coverage_from_chunks(
         }
         for cl in cls:
             k = cl_key(cl)
-            if kind != "focused":  # no asymptotic critical value for the focused statistic
-                row["asymptotic"][k] = binomial_coverage(int(np.sum(t <= asymptotic_critical(cl, kind))), len(t), cl)
+            w = asymptotic_critical(cl, kind)
+            if math.isfinite(w):  # the focused statistic has no asymptotic critical value
+                row["asymptotic"][k] = binomial_coverage(int(np.sum(t <= w)), len(t), cl)
             if belt is not None:
                 bm = np.asarray(belt["poi_values"], float)
                 if not bm.min() <= mu <= bm.max():
