@@ -36,7 +36,7 @@ limit_threads(1)  # as the workflow's one-thread toy jobs
 import nsbi.jax_setup  # noqa: E402,F401
 from nsbi.config import widened_range  # noqa: E402
 from nsbi.learned_critical import QuantileRegressor, audit, sample_points, toys_over_range  # noqa: E402
-from nsbi.neyman import acceptance_interval, compute_chunk, observed_t, read_belt, theta_at  # noqa: E402
+from nsbi.neyman import acceptance_interval, cl_key, compute_chunk, observed_t, read_belt, theta_at  # noqa: E402
 from nsbi.validation import toy_generator  # noqa: E402
 
 
@@ -45,10 +45,14 @@ def main() -> None:
     ap.add_argument("--results", default="results/hzz4l")
     ap.add_argument("--per-batch", type=int, default=250)
     ap.add_argument("--batches", type=int, default=4)
-    ap.add_argument("--audit", type=float, nargs="+", default=[0.45, 1.5, 2.55])
+    ap.add_argument("--audit", type=float, nargs="+", default=[0.1, 0.45, 1.5, 2.55])
     ap.add_argument("--audit-toys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1357)
     ap.add_argument("--margin", type=float, default=0.1, help="as validation.learned.toys.margin")
+    ap.add_argument("--subsets", type=int, nargs="*", default=[500, 750], help="also train on the first N toys")
+    ap.add_argument(
+        "--regressor-seeds", type=int, nargs="*", default=[1, 2, 3, 4], help="retrain on the same toys with these seeds"
+    )
     ap.add_argument("--save", default=None, help="write the toys and the audit toys to this .npz")
     args = ap.parse_args()
     res = Path(args.results)
@@ -99,10 +103,11 @@ def main() -> None:
     class GridCritical:
         """The belt's critical values, linear between grid points (the audit's interface)."""
 
-        cls = reg.cls
+        cls, dim = reg.cls, 1
 
         @staticmethod
         def predict(x):
+            x = np.ravel(x)
             return {k: np.interp(x, grid, np.asarray(v["value"], float)) for k, v in belt["critical"].items()}
 
     grid_audit = audit(GridCritical(), a_poi, a_t)
@@ -117,6 +122,19 @@ def main() -> None:
                 f"{g['critical']:.3f} | {g['fraction']:.3f} ± {g['error']:.3f} |"
             )
     print(f"max |pull|: learned {learned_audit['max_abs_pull']:.2f}, grid {grid_audit['max_abs_pull']:.2f}")
+    # toys needed: the same construction on the first N toys (whole batches: each batch spans the range)
+    for n in args.subsets:
+        sub = QuantileRegressor(cls, t_lo, t_hi, seed=97).fit(poi[:n], t[:n])
+        au = audit(sub, a_poi, a_t)
+        print(f"first {n} toys: max |pull| {au['max_abs_pull']:.2f}, toys ratio {grid_toys / n:.1f}x")
+    # the regressor's own spread: the same toys, other seeds (validation split and initial weights)
+    for sd in args.regressor_seeds:
+        other = QuantileRegressor(cls, t_lo, t_hi, seed=sd).fit(poi, t)
+        au = audit(other, a_poi, a_t)
+        cs = " ".join(f"{p['poi']:g}:{p['levels'][cl_key(cls[0])]['critical']:.3f}" for p in au["points"])
+        print(
+            f"regressor seed {sd}: max |pull| {au['max_abs_pull']:.2f} (best epoch {other.history['best_epoch']}; c {cs})"
+        )
 
     fine = np.linspace(lo, hi, 61)
     crit = reg.predict(fine)

@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=13, help="region grid points per POI")
     ap.add_argument("--toys", type=int, default=2000, help="learned construction: toys over the box")
     ap.add_argument("--margin", type=float, default=0.1)
+    ap.add_argument(
+        "--subsets", type=int, nargs="*", default=[1000, 1500], help="also train on the first N of the toys"
+    )
     ap.add_argument("--per-node", type=int, default=200, help="grid construction: toys per node")
     ap.add_argument("--audit-toys", type=int, default=300)
     ap.add_argument("--seed", type=int, default=4242)
@@ -114,10 +117,6 @@ def main() -> None:
         dim = 2
 
         @staticmethod
-        def _points(poi):
-            return np.asarray(poi, float).reshape(-1, 2)
-
-        @staticmethod
         def predict(pts):
             pts = np.asarray(pts, float).reshape(-1, 2)
             out = {cl_key(c): np.empty(len(pts)) for c in cls}
@@ -141,6 +140,15 @@ def main() -> None:
                 f"{lv['fraction']:.3f} ± {lv['error']:.3f} | {gv['critical']:.3f} | {gv['fraction']:.3f} ± {gv['error']:.3f} |"
             )
     print(f"max |pull|: learned {region['audit']['max_abs_pull']:.2f}, grid {grid_audit['max_abs_pull']:.2f}")
+    # toys needed: the same construction on the first N toys (same audit toys)
+    for n in args.subsets:
+        sub = [dict(toys[0], poi=np.asarray(toys[0]["poi"])[:n], t=np.asarray(toys[0]["t"])[:n])]
+        r = learned_region(sub, audit_chunks, cls, lo, hi, scans, seed=79)
+        areas = {f"{d} {k}": v["toys"]["area"] for d, ds in r["datasets"].items() for k, v in ds["regions"].items()}
+        print(
+            f"first {n} toys: max |pull| {r['audit']['max_abs_pull']:.2f}, toys ratio {grid_toys / n:.1f}x, "
+            f"areas {', '.join(f'{k} {v:.4f}' for k, v in areas.items())}"
+        )
     print("\nregions (learned | Wilks), areas")
     for name, ds in region["datasets"].items():
         for key, r in ds["regions"].items():

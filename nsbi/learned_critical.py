@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "QuantileRegressor",
     "audit",
+    "as_points",
     "generation_points",
     "learned_construction",
     "learned_region",
@@ -44,6 +45,15 @@ __all__ = [
     "sample_points",
     "toys_over_range",
 ]
+
+
+def as_points(poi, dim: int) -> np.ndarray:
+    """POI values as an (N, ``dim``) array: shape (N,) is read as N values of one POI."""
+    poi = np.asarray(poi, float)
+    poi = poi[:, None] if poi.ndim == 1 and dim == 1 else poi
+    if poi.ndim != 2 or poi.shape[1] != dim:
+        raise ValueError(f"expected POI values of {dim} parameter(s), got an array of shape {poi.shape}")
+    return poi
 
 
 def sample_points(low: float, high: float, n: int, seed) -> np.ndarray:
@@ -209,12 +219,7 @@ class QuantileRegressor:
         self.history: dict[str, Any] = {}
 
     def _points(self, poi) -> np.ndarray:
-        """POI values as (N, d)."""
-        poi = np.asarray(poi, float)
-        poi = poi[:, None] if poi.ndim == 1 and self.dim == 1 else poi
-        if poi.ndim != 2 or poi.shape[1] != self.dim:
-            raise ValueError(f"expected POI values of {self.dim} parameter(s), got an array of shape {poi.shape}")
-        return poi
+        return as_points(poi, self.dim)
 
     def _x(self, poi):
         return 2.0 * (self._points(poi) - self.low) / (self.high - self.low) - 1.0
@@ -338,8 +343,9 @@ def audit(regressor: QuantileRegressor, poi: Sequence[float], t: Sequence[float]
     """Coverage of the learned critical values on independent toys: per audit point (the
     distinct values of ``poi``), the fraction of its toys with ``t <= c_CL(poi)`` with
     binomial errors; ``passed`` when every |pull| (fraction - CL)/error is at most
-    ``tolerance``."""
-    pts, t = regressor._points(poi), np.asarray(t, float)
+    ``tolerance``. Any ``regressor`` with ``cls``, ``dim`` and ``predict`` (e.g. a grid
+    construction's critical values, to audit both on the same toys) will do."""
+    pts, t = as_points(poi, regressor.dim), np.asarray(t, float)
     rows, worst = [], 0.0
     for v in np.unique(pts, axis=0):
         sel = np.all(pts == v, axis=1)

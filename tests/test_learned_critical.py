@@ -192,3 +192,28 @@ def test_learned_toys_cover_the_grid_range_widened_within_the_poi_bounds():
     raw["validation"]["grid"]["low"] = 1.0
     raw["validation"]["learned"] = {"toys": {"margin": 0.05}}
     assert ncfg.learned_range(ncfg.validate(raw)) == pytest.approx((0.9, 3.1))
+
+
+def test_audit_takes_any_critical_values_exact_pass_and_a_coarse_grid_near_the_bound_fails():
+    """The audit interface (``cls``, ``dim``, ``predict``) also serves a grid construction's
+    critical values, so that both are audited on the same toys (benchmarks/bench_learned.py)."""
+
+    class Tabulated:
+        cls, dim = list(CLS), 1
+
+        def __init__(self, nodes):
+            self.nodes = np.asarray(nodes, float)
+            self.values = {N.cl_key(cl): np.array([exact_critical(m, cl) for m in self.nodes]) for cl in CLS}
+
+        def predict(self, x):
+            return {k: np.interp(np.ravel(x), self.nodes, v) for k, v in self.values.items()}
+
+    rng = np.random.default_rng(21)
+    audit_poi = np.repeat([0.05, 0.15, 1.3], 2000)
+    t = simulate(audit_poi, rng)
+    exact = audit(Tabulated(np.linspace(0.0, 3.0, 301)), audit_poi, t, tolerance=3.0)
+    assert exact["passed"] and [r["poi"] for r in exact["points"]] == [0.05, 0.15, 1.3]
+    # nodes 0 and 1.3: linear interpolation misses the steep rise of c_68 just above the bound
+    coarse = audit(Tabulated([0.0, 1.3, 3.0]), audit_poi, t, tolerance=3.0)
+    assert not coarse["passed"]
+    assert coarse["points"][2]["levels"]["0.68"]["pull"] == pytest.approx(exact["points"][2]["levels"]["0.68"]["pull"])
