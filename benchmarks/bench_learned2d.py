@@ -110,10 +110,12 @@ def main() -> None:
     )
     print(f"ratios grid / learned: toys {grid_toys / args.toys:.1f}x, CPU {grid_cpu / learned_cpu:.1f}x")
 
+    levels = list(cls)
+
     class GridAtNodes:
         """The grid construction's critical values at the audit nodes (the audit's interface)."""
 
-        cls = list(cls)
+        cls = levels
         dim = 2
 
         @staticmethod
