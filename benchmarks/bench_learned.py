@@ -49,9 +49,10 @@ def main() -> None:
     ap.add_argument("--audit-toys", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1357)
     ap.add_argument("--margin", type=float, default=0.1, help="as validation.learned.toys.margin")
+    ap.add_argument("--regressor-seed", type=int, default=97)
     ap.add_argument("--subsets", type=int, nargs="*", default=[500, 750], help="also train on the first N toys")
     ap.add_argument(
-        "--regressor-seeds", type=int, nargs="*", default=[1, 2, 3, 4], help="retrain on the same toys with these seeds"
+        "--spread-seeds", type=int, nargs="*", default=[1, 2, 3, 4], help="retrain on the same toys with these seeds"
     )
     ap.add_argument("--save", default=None, help="write the toys and the audit toys to this .npz")
     args = ap.parse_args()
@@ -78,7 +79,7 @@ def main() -> None:
     c1 = time.process_time()
     poi = np.concatenate([b["poi"] for b in batches])
     t = np.concatenate([b["t"] for b in batches])
-    reg = QuantileRegressor(cls, t_lo, t_hi, seed=97).fit(poi, t)
+    reg = QuantileRegressor(cls, t_lo, t_hi, seed=args.regressor_seed).fit(poi, t)
     c2, w2 = time.process_time(), time.perf_counter()
     learned_cpu = c2 - c0
     print(
@@ -124,11 +125,11 @@ def main() -> None:
     print(f"max |pull|: learned {learned_audit['max_abs_pull']:.2f}, grid {grid_audit['max_abs_pull']:.2f}")
     # toys needed: the same construction on the first N toys (whole batches: each batch spans the range)
     for n in args.subsets:
-        sub = QuantileRegressor(cls, t_lo, t_hi, seed=97).fit(poi[:n], t[:n])
+        sub = QuantileRegressor(cls, t_lo, t_hi, seed=args.regressor_seed).fit(poi[:n], t[:n])
         au = audit(sub, a_poi, a_t)
         print(f"first {n} toys: max |pull| {au['max_abs_pull']:.2f}, toys ratio {grid_toys / n:.1f}x")
     # the regressor's own spread: the same toys, other seeds (validation split and initial weights)
-    for sd in args.regressor_seeds:
+    for sd in args.spread_seeds:
         other = QuantileRegressor(cls, t_lo, t_hi, seed=sd).fit(poi, t)
         au = audit(other, a_poi, a_t)
         cs = " ".join(f"{p['poi']:g}:{p['levels'][cl_key(cls[0])]['critical']:.3f}" for p in au["points"])

@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=13, help="region grid points per POI")
     ap.add_argument("--toys", type=int, default=2000, help="learned construction: toys over the box")
     ap.add_argument("--margin", type=float, default=0.1)
+    ap.add_argument("--regressor-seed", type=int, default=79)
     ap.add_argument(
         "--subsets", type=int, nargs="*", default=[1000, 1500], help="also train on the first N of the toys"
     )
@@ -85,7 +86,7 @@ def main() -> None:
     pts = sample_box(lo, hi, args.toys, seed=(args.seed, 0))
     toys = [toys_over_range(gen, pts, args.seed, 0, "profiled", batch_size=50, pois=[a, b])]
     c1 = time.process_time()
-    region = learned_region(toys, audit_chunks, cls, lo, hi, scans, seed=79)
+    region = learned_region(toys, audit_chunks, cls, lo, hi, scans, seed=args.regressor_seed)
     c2 = time.process_time()
     learned_cpu = c2 - c0
 
@@ -145,7 +146,7 @@ def main() -> None:
     # toys needed: the same construction on the first N toys (same audit toys)
     for n in args.subsets:
         sub = [dict(toys[0], poi=np.asarray(toys[0]["poi"])[:n], t=np.asarray(toys[0]["t"])[:n])]
-        r = learned_region(sub, audit_chunks, cls, lo, hi, scans, seed=79)
+        r = learned_region(sub, audit_chunks, cls, lo, hi, scans, seed=args.regressor_seed)
         areas = {f"{d} {k}": v["toys"]["area"] for d, ds in r["datasets"].items() for k, v in ds["regions"].items()}
         print(
             f"first {n} toys: max |pull| {r['audit']['max_abs_pull']:.2f}, toys ratio {grid_toys / n:.1f}x, "

@@ -218,11 +218,8 @@ class QuantileRegressor:
         self.net = None
         self.history: dict[str, Any] = {}
 
-    def _points(self, poi) -> np.ndarray:
-        return as_points(poi, self.dim)
-
     def _x(self, poi):
-        return 2.0 * (self._points(poi) - self.low) / (self.high - self.low) - 1.0
+        return 2.0 * (as_points(poi, self.dim) - self.low) / (self.high - self.low) - 1.0
 
     def _build(self):
         import torch
@@ -254,7 +251,7 @@ class QuantileRegressor:
         import torch
 
         poi, t = np.asarray(poi, float), np.asarray(t, float)
-        if len(self._points(poi)) != len(t) or t.ndim != 1 or len(t) < 10:
+        if len(as_points(poi, self.dim)) != len(t) or t.ndim != 1 or len(t) < 10:
             raise ValueError(f"need at least 10 (poi, t) pairs of equal length, got {poi.shape} and {t.shape}")
         if not np.all(np.isfinite(t)):
             raise ValueError("t contains non-finite values")
