@@ -25,6 +25,7 @@ nan_keys=...)``) on the numeric fields.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -49,6 +50,7 @@ __all__ = [
     "as_float64",
     "atomic_path",
     "check_inputs",
+    "copy_json",
     "input_problems",
     "iter_parquet",
     "iter_row_groups",
@@ -459,6 +461,21 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     return obj
+
+
+def copy_json(obj: Any) -> Any:
+    """A deep copy of a JSON-like document (dicts, lists, tuples, strings, numbers), several
+    times faster than :func:`copy.deepcopy`, which dominated loading a published likelihood;
+    other objects (numpy arrays, ...) are copied by :func:`copy.deepcopy`."""
+    if isinstance(obj, dict):
+        return {k: copy_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [copy_json(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(copy_json(v) for v in obj)
+    if obj is None or isinstance(obj, (str, int, float)):
+        return obj
+    return copy.deepcopy(obj)
 
 
 def json_text(obj: Any, *, indent: int | None = 2, sort_keys: bool = True) -> str:

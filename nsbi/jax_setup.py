@@ -7,7 +7,7 @@ before any array is created, whichever module is imported first.
 Compiled XLA programs are kept on disk (:func:`compilation_cache_dir`), so a second process
 that fits the same model (a later ``nsbi fit``, the next toy chunk of the workflow) loads them
 instead of compiling again. The directory is ``$NSBI_JAX_CACHE`` if set (an empty value
-turns the cache off), else ``$XDG_CACHE_HOME/nsbi/jax`` (``~/.cache/nsbi/jax``), in a
+turns the cache off), else ``jax/`` in nsbi's user cache (:mod:`nsbi.user_cache`), in a
 subdirectory per JAX version, machine type and CPU feature set: a program compiled for one
 CPU is never loaded on another, e.g. on a cluster whose nodes share a home directory.
 """
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+
+from nsbi.user_cache import cache_root
 
 jax.config.update("jax_enable_x64", True)
 
@@ -43,7 +45,7 @@ def compilation_cache_dir() -> Path | None:
     if root == "":
         return None
     if root is None:
-        root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nsbi", "jax")
+        root = cache_root() / "jax"
     key = hashlib.sha256(f"{platform.machine()} {_cpu_flags()}".encode()).hexdigest()[:12]
     return Path(root) / f"jax{jax.__version__}-{platform.machine()}-{key}"
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_path, caller_stacklevel, jsonable, write_json
+from .io import atomic_path, caller_stacklevel, copy_json, jsonable, write_json
 
 __all__ = [
     "Workspace",
@@ -84,9 +84,13 @@ def _where(path) -> str:
 _FAST_VALIDATORS: dict[str, Any] = {}
 
 
-def schema_accepts(key: str, schema_doc: Mapping, instance: Any, handlers: Mapping | None = None) -> bool:
-    """Whether ``instance`` is valid under ``schema_doc``, by a validator compiled once per
-    ``key`` with fastjsonschema (``handlers``: loaders of referenced schema URIs).
+def schema_accepts(
+    key: str, schema_doc: Mapping, instance: Any, handlers: Mapping | None = None, sources: Sequence = ()
+) -> bool:
+    """Whether ``instance`` is valid under ``schema_doc``, by a check that fastjsonschema
+    compiles once per ``key`` and process and keeps in the user cache
+    (:func:`nsbi.user_cache.compiled_schema_check`; ``handlers``: loaders of referenced schema
+    URIs, whose documents go in ``sources``).
 
     Only the answer is used: a workspace the fast validator rejects is validated again by
     jsonschema, whose errors (JSON path, best match) are the ones reported. jsonschema alone
@@ -94,8 +98,10 @@ def schema_accepts(key: str, schema_doc: Mapping, instance: Any, handlers: Mappi
     if/then branches), which dominated a command-line fit; the compiled check takes 0.08 s."""
     import fastjsonschema
 
+    from nsbi.user_cache import compiled_schema_check
+
     if key not in _FAST_VALIDATORS:
-        _FAST_VALIDATORS[key] = fastjsonschema.compile(dict(schema_doc), handlers=dict(handlers or {}))
+        _FAST_VALIDATORS[key] = compiled_schema_check(key, schema_doc, handlers, sources)
     try:
         _FAST_VALIDATORS[key](instance)
     except fastjsonschema.JsonSchemaException:
@@ -108,14 +114,14 @@ def validate(spec: Mapping, source: str = "workspace") -> None:
 
     Raises :class:`WorkspaceError` naming the offending key (JSON path) and the problem.
     """
-    import jsonschema
-
     if not isinstance(spec, Mapping):
         raise WorkspaceError(f"{source}: top level must be a JSON object")
     version = spec.get("version")
     if version != SCHEMA_VERSION:
         raise WorkspaceError(f"{source}: at $.version: unsupported version {version!r} (expected {SCHEMA_VERSION!r})")
     if not schema_accepts(f"nsbi-workspace-{version}", schema(version), spec):  # explain the rejection
+        import jsonschema
+
         v = jsonschema.Draft202012Validator(schema(version))
         errors = sorted(
             v.iter_errors(spec), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path)))
@@ -252,7 +258,7 @@ class Workspace:
         events: Mapping | None = None,
         validate_spec: bool = True,
     ):
-        self.spec = copy.deepcopy(dict(spec))
+        self.spec = copy_json(dict(spec))
         self.base_dir = Path(base_dir)
         self._events: dict[tuple[str, str], dict[str, np.ndarray]] = dict(events or {})
         if validate_spec:
@@ -475,7 +481,8 @@ def _validate_pyhf(spec: Mapping, source: str) -> None:
                 raise WorkspaceError(f"{source}: pyhf schema refers to an unknown document {uri!r}")
             return json.loads((d / uri[len(base) :].split("#")[0]).read_text())
 
-        if schema_accepts(f"pyhf-workspace-{d.name}", load(base + "workspace.json"), spec, {"https": load}):
+        documents = [f.read_bytes() for f in sorted(d.glob("*.json"))]  # what the check inlines
+        if schema_accepts(f"pyhf-workspace-{d.name}", load(base + "workspace.json"), spec, {"https": load}, documents):
             return
     import pyhf
 
@@ -520,7 +527,7 @@ def from_pyhf(
             for m in s["modifiers"]:
                 mm = {"name": m["name"], "type": m["type"]}
                 if m["type"] in ("normsys", "histosys", "staterror", "shapesys"):
-                    mm["data"] = copy.deepcopy(m["data"])
+                    mm["data"] = copy_json(m["data"])
                 mods.append(mm)
             samples.append({"name": s["name"], "data": list(map(float, s["data"])), "modifiers": mods})
         channels.append({"name": ch["name"], "type": "binned", "samples": samples})
@@ -530,7 +537,7 @@ def from_pyhf(
         for p in m["config"].get("parameters", []):
             params.append(
                 {
-                    k: copy.deepcopy(v)
+                    k: copy_json(v)
                     for k, v in p.items()
                     if k in ("name", "inits", "bounds", "fixed", "auxdata", "sigmas")
                 }
@@ -541,7 +548,7 @@ def from_pyhf(
         "metadata": {
             "source": "pyhf",
             "ignored_observations": ignored,
-            **copy.deepcopy(dict(metadata or {})),
+            **copy_json(dict(metadata or {})),
         },
         "channels": channels,
         "observations": [
