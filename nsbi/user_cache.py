@@ -11,8 +11,8 @@ Two things live there, each in its own subdirectory of :func:`cache_root`
   command-line fit).
 
 Everything here can be deleted at any time: it is rebuilt when missing. A cache that cannot be
-written (a read-only home) only costs time. Files are written to a temporary name and renamed,
-so a reader never sees half a file, and are named by a digest of everything they are built
+written (a read-only home) only costs time. Files are written through
+:func:`nsbi.io.atomic_path` (a temporary name, then a rename), so a reader never sees half a file, and are named by a digest of everything they are built
 from, so a changed schema or library version never meets an old file.
 """
 
@@ -21,38 +21,20 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_root", "compiled_schema_check", "write_atomically"]
+from nsbi.io import atomic_path, json_text
+
+__all__ = ["cache_root", "compiled_schema_check"]
 
 
 def cache_root() -> Path:
     """``$XDG_CACHE_HOME/nsbi`` (``~/.cache/nsbi`` when unset or empty)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base) / "nsbi"
-
-
-def write_atomically(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename;
-    False (nothing written) where the directory cannot be created or written."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        return False
 
 
 def compiled_schema_check(
@@ -68,7 +50,7 @@ def compiled_schema_check(
     import fastjsonschema
 
     digest = hashlib.sha256()
-    for part in (fastjsonschema.VERSION, json.dumps(schema_doc, sort_keys=True), *_as_text(sources)):
+    for part in (fastjsonschema.VERSION, json_text(schema_doc, indent=None), *_as_text(sources)):
         digest.update(part.encode() + b"\0")
     path = cache_root() / "schemas" / f"{name}-{digest.hexdigest()[:20]}.py"
     if not path.is_file():
@@ -76,7 +58,10 @@ def compiled_schema_check(
         # the generated code names its entry point after the schema's $id; it is its first function
         entry = next(n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef))
         code += f"\n\nvalidate = {entry}\n"
-        if not write_atomically(path, code.encode()):
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(code)
+        except OSError:  # a cache that cannot be written: the check compiled in memory
             return fastjsonschema.compile(dict(schema_doc), handlers=dict(handlers or {}))
     try:
         spec = importlib.util.spec_from_file_location(f"nsbi_schema_check_{path.stem.replace('-', '_')}", path)

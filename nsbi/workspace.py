@@ -321,8 +321,15 @@ class Workspace:
             out[c["name"]] = c["data"] if "data" in c else self.events(ds["name"], c["name"])
         return out
 
-    def model(self, dataset: str | None = None, measurement: str | None = None, channels: Sequence[str] | None = None):
-        """Build a :class:`nsbi.model.Model` for ``dataset`` (default "observed" or first)."""
+    def model(
+        self,
+        dataset: str | None = None,
+        measurement: str | None = None,
+        channels: Sequence[str] | None = None,
+        backend: str = "auto",
+    ):
+        """Build a :class:`nsbi.model.Model` for ``dataset`` (default "observed" or first);
+        ``backend`` as in :class:`~nsbi.model.Model`."""
         from nsbi.model import Model
 
         spec = self.spec
@@ -334,7 +341,7 @@ class Workspace:
             if channels is not None and c["name"] not in channels:
                 continue
             obs[c["name"]] = c["data"] if "data" in c else self.events(ds["name"], c["name"])
-        return Model(spec, obs, self.measurement(measurement))
+        return Model(spec, obs, self.measurement(measurement), backend=backend)
 
     def __repr__(self) -> str:
         return f"Workspace(channels={self.channels}, datasets={self.datasets}, measurements={self.measurements})"

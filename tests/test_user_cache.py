@@ -58,6 +58,7 @@ def test_cached_check_is_written_then_imported_with_the_same_verdicts(tmp_path, 
     first = user_cache.compiled_schema_check("sample", SCHEMA)
     files = sorted((tmp_path / "nsbi" / "schemas").glob("sample-*.py"))
     assert len(files) == 1 and verdicts(first) == EXPECTED
+    assert not list((tmp_path / "nsbi" / "schemas").glob(".*.tmp"))  # written under a temporary name
     # a later process imports the file: nothing is generated again
     probe = (
         "import fastjsonschema, json, sys\n"
@@ -110,12 +111,6 @@ def test_unwritable_or_damaged_cache_still_checks(tmp_path, monkeypatch):
     assert verdicts(user_cache.compiled_schema_check("sample", SCHEMA)) == EXPECTED
     assert not path.exists()  # removed: the next call writes it again
     assert verdicts(user_cache.compiled_schema_check("sample", SCHEMA)) == EXPECTED and path.is_file()
-
-
-def test_write_atomically_leaves_no_temporary_file(tmp_path):
-    target = tmp_path / "a" / "b.bin"
-    assert user_cache.write_atomically(target, b"xyz")
-    assert target.read_bytes() == b"xyz" and sorted(p.name for p in target.parent.iterdir()) == ["b.bin"]
 
 
 @pytest.mark.parametrize(

@@ -23,11 +23,30 @@ one iminuit MIGRAD wrapper, one result type.
 
 from __future__ import annotations
 
-from .batched import batch_size_of, entry_hessian, entry_objective, minimize_batch, take
+from typing import TYPE_CHECKING
+
 from .core import MAX_STEP_SIGMA, newton, newton_step
 from .migrad import migrad
 from .result import BatchMinimizeResult, MinimizeResult
 from .single import Objective, edm_max_of, fallback, minimize, nonfinite_result
+
+if TYPE_CHECKING:
+    from .batched import batch_size_of, entry_hessian, entry_objective, minimize_batch, take
+
+#: the batched driver needs JAX: imported when one of its names is first used, so that a
+#: single fit of a numpy-evaluated model (nsbi.model.Model.backend) never imports JAX
+_BATCHED = ("batch_size_of", "entry_hessian", "entry_objective", "minimize_batch", "take")
+
+
+def __getattr__(name: str):
+    if name in _BATCHED:
+        from . import batched
+
+        value = getattr(batched, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_STEP_SIGMA",

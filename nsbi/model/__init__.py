@@ -43,9 +43,17 @@ The package, one concept per module:
   normalisation) and :func:`event_columns`;
 * :mod:`~nsbi.model.kernels` -- the one-pass event kernels (value+gradient with a custom VJP,
   exact Hessian);
-* :mod:`~nsbi.model.interpolation` -- code 4 / code 4p and the mean of a per-event code-4
-  factor (numpy or JAX; importing it loads no JAX);
+* :mod:`~nsbi.model.interpolation` -- code 4 / code 4p, their derivatives in closed form and
+  the mean of a per-event code-4 factor (numpy or JAX; importing it loads no JAX);
+* :mod:`~nsbi.model.arrays` -- the array namespaces (numpy, or JAX imported on first use) and
+  the scatter operations written for both;
 * :mod:`~nsbi.model.morphing` -- morphing coefficients and the sqrt with a finite derivative.
+
+Backends: the binned terms and the constraints are written once over an array namespace. A
+pure HistFactory model (binned channels without morphing coefficients: every pyhf workspace)
+is evaluated with numpy (:attr:`Model.backend`), so that a one-off fit of a published
+likelihood imports, traces and compiles no JAX; everything else, and every vmapped
+pseudo-experiment, runs compiled JAX programs built from the same functions.
 
 Public API: :class:`Model` -- numpy entry points ``twice_nll``, ``twice_nll_and_grad``,
 ``hessian`` (exact, one pass over the events), ``hessian_autodiff`` (reference),
@@ -56,7 +64,7 @@ toys: value, or value, gradient and exact Hessian in one pass) with the event ar
 ``binned_observations``, ``binned_offsets``, ``nbins``, ``unbinned_terms``
 (:class:`UnbinnedChannel`), ``n_unbinned_events``; the parameter layout ``parsets``,
 ``par_slices``, ``par_names``, ``init``, ``bounds``, ``fixed``, ``constrained``, ``auxdata``,
-``poi_index``. Names with a leading underscore are internal: ``tests/test_model_api.py`` fails
+``poi_index``, ``backend``. Names with a leading underscore are internal: ``tests/test_model_api.py`` fails
 when code outside ``nsbi/model/`` uses them.
 
 The names below are imported on first use, so ``nsbi.model.interpolation`` (used by the

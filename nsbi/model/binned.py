@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from nsbi.jax_setup import jax, jnp
-
+from .arrays import is_jax, jax, jnp, scatter_add, segment_sum
 from .errors import ModelError
-from .interpolation import code4p_delta
+from .interpolation import code4p_delta, code4p_delta_derivatives
 from .modifiers import NormsysFactors, alpha_parameters, staterror_layout
 from .morphing import MorphingCoefficients
 from .parameters import ParameterSet, poisson_logpdf
@@ -124,54 +123,93 @@ class BinnedChannels:
         """Number of (channel, sample) rows."""
         return len(self.rows)
 
-    def _shifts(self, a):
-        """Code-4p histosys shifts (entries, histosys parameters) at their values ``a``."""
-        return code4p_delta(a[None, :], jnp.asarray(self._hs_up), jnp.asarray(self._hs_dn), xp=jnp)
+    @property
+    def has_morphing(self) -> bool:
+        """Whether some row carries a morphing coefficient (evaluated with JAX only)."""
+        return any(e is not None for e in self._morph)
 
-    def _gathered(self, p):
+    def _gathered(self, p, xp):
         """The per-bin parameter factors (normfactor, lumi, staterror, shapesys, shapefactor)
         gathered into (entries, slots): their product is the entry's factor (unused slots 1)."""
-        pext = jnp.concatenate([p, jnp.ones(1, dtype=p.dtype)])
+        pext = xp.concatenate([p, xp.ones(1, dtype=p.dtype)])
         return pext[self._mult_idx]
 
-    def _row_factors(self, p):
+    def _morph_factors(self, p):
+        """Per-row morphing coefficients (rows,), JAX (autodiff gives their derivatives)."""
+        morph = [self._morphing.value(e, p, self._par_slices) for e in self._morph]
+        return jnp.stack([jnp.asarray(v, dtype=p.dtype) for v in morph])
+
+    def _check_backend(self, xp) -> None:
+        if self.has_morphing and not is_jax(xp):
+            raise ModelError("binned samples with morphing coefficients are evaluated with JAX only")
+
+    def _row_factors(self, p, xp=jnp):
         """Per-row factors (rows,): the normsys code-4 products times the morphing coefficients."""
-        fac = jnp.ones(len(self.rows), dtype=p.dtype)
+        self._check_backend(xp)
+        fac = xp.ones(len(self.rows), dtype=p.dtype)
         if len(self._normsys):
-            fac = fac * self._normsys.product(p)
-        if any(e is not None for e in self._morph):
-            morph = [self._morphing.value(e, p, self._par_slices) for e in self._morph]
-            fac = fac * jnp.stack([jnp.asarray(v, dtype=p.dtype) for v in morph])
+            fac = fac * self._normsys.product(p, xp)
+        if self.has_morphing:
+            fac = fac * self._morph_factors(p)
         return fac
 
-    def _bin_sum(self, values):
+    def _row_factor_derivatives(self, p, xp):
+        """The per-row factors T (rows,), their Jacobian (rows, P) and a function
+        ``u -> sum_r u_r d2T_r/dp dp^T`` (P, P): the normsys products in closed form
+        (:meth:`NormsysFactors.derivatives`), the morphing coefficients by autodiff, joined by
+        the product rule."""
+        self._check_backend(xp)
+        R, P = len(self.rows), p.shape[0]
+        ns = self._normsys
+        if len(ns):
+            NS, JNS, parts = ns.derivatives(p, xp)
+        else:
+            NS, JNS, parts = xp.ones(R, dtype=p.dtype), xp.zeros((R, P), dtype=p.dtype), None
+
+        def normsys_hessian(u):
+            return ns.weighted_hessian(parts, u, P, xp) if len(ns) else xp.zeros((P, P), dtype=p.dtype)
+
+        if not self.has_morphing:
+            return NS, JNS, normsys_hessian
+        MO = self._morph_factors(p)
+        JMO = jax.jacfwd(self._morph_factors)(p)
+
+        def row_hessian(u):
+            uNS = jax.lax.stop_gradient(u * NS)
+            H = jax.hessian(lambda q: jnp.dot(uNS, self._morph_factors(q)))(p)
+            C = JNS.T @ (u[:, None] * JMO)
+            return H + C + C.T + normsys_hessian(u * MO)
+
+        return NS * MO, JNS * MO[:, None] + NS[:, None] * JMO, row_hessian
+
+    def _bin_sum(self, values, xp):
         """Sum per bin of per-entry values (entries, ...) -> (nbins, ...)."""
-        return jax.ops.segment_sum(values, self._e_bin, num_segments=self.nbins, indices_are_sorted=False)
+        return segment_sum(values, self._e_bin, self.nbins, xp)
 
-    def _entry_rates(self, p):
+    def _entry_rates(self, p, xp):
         """Expected counts per entry."""
-        nom = jnp.asarray(self._nominal)
+        nom = xp.asarray(self._nominal)
         if len(self._hs_par):
-            nom = nom + jnp.sum(self._shifts(p[self._hs_par]), axis=1)
-        return nom * jnp.prod(self._gathered(p), axis=-1) * self._row_factors(p)[self._e_row]
+            a = p[self._hs_par][None, :]
+            nom = nom + xp.sum(code4p_delta(a, xp.asarray(self._hs_up), xp.asarray(self._hs_dn), xp=xp), axis=1)
+        return nom * xp.prod(self._gathered(p, xp), axis=-1) * self._row_factors(p, xp)[self._e_row]
 
-    def rates(self, p):
+    def rates(self, p, xp=jnp):
         """Expected counts per (row, bin) following pyhf (0 outside a row's channel)."""
-        return (
-            jnp.zeros((len(self.rows), self.nbins), dtype=p.dtype)
-            .at[self._e_row, self._e_bin]
-            .set(self._entry_rates(p))
+        return scatter_add(
+            (len(self.rows), self.nbins), (self._e_row, self._e_bin), self._entry_rates(p, xp), xp, p.dtype
         )
 
-    def logpdf(self, p, obs=None):
+    def logpdf(self, p, obs=None, xp=jnp):
         """Sum of the Poisson log-probabilities of the observed (or given ``obs``) counts."""
         if not self.rows:
             return 0.0
-        lam = self._bin_sum(self._entry_rates(p))
-        return jnp.sum(poisson_logpdf(jnp.asarray(self.observations if obs is None else obs), lam))
+        lam = self._bin_sum(self._entry_rates(p, xp), xp)
+        return xp.sum(poisson_logpdf(xp.asarray(self.observations if obs is None else obs), lam, xp))
 
-    def logpdf_grad_hessian(self, p, obs=None):
-        """:meth:`logpdf`, its gradient and its exact Hessian (pure JAX, ``vmap``-able).
+    def logpdf_grad_hessian(self, p, obs=None, xp=jnp, hessian=True):
+        """:meth:`logpdf`, its gradient and its exact Hessian (``None`` with ``hessian=False``),
+        with numpy or JAX (``xp``; pure and ``vmap``-able with JAX).
 
         The rate of entry e (row r, bin b) is N_e G_e T_r: N the histosys-shifted nominal, G
         the product of the per-bin parameter factors (:meth:`_gathered`), T the per-row
@@ -181,10 +219,11 @@ class BinnedChannels:
         structure:
 
         * a histosys shift depends on its own alpha only: its first and second derivatives
-          D1, D2 (entries, histosys) come from one forward pass each;
+          D1, D2 (entries, histosys) in closed form (:func:`code4p_delta_derivatives`);
         * G is a product of gathered parameters: its derivatives are leave-one-out and
           leave-two-out products of the slots, scattered once to the parameters they belong to;
-        * T is per row (rows,), cheap to differentiate by autodiff.
+        * T is per row (rows,): the normsys products in closed form, morphing by autodiff
+          (:meth:`_row_factor_derivatives`).
 
         Forward-over-reverse autodiff of the whole rate instead costs parameters x entries x
         (histosys + slots) and dominated the binned fits (0.1-0.5 s per Hessian for the
@@ -192,74 +231,75 @@ class BinnedChannels:
         (tests/test_model.py)."""
         P = p.shape[0]
         if not self.rows:
-            z = jnp.zeros(P, dtype=p.dtype)
-            return jnp.zeros((), dtype=p.dtype), z, jnp.zeros((P, P), dtype=p.dtype)
-        n = jnp.asarray(self.observations if obs is None else obs, dtype=p.dtype)
+            z = xp.zeros(P, dtype=p.dtype)
+            return xp.zeros((), dtype=p.dtype), z, (xp.zeros((P, P), dtype=p.dtype) if hessian else None)
+        n = xp.asarray(self.observations if obs is None else obs, dtype=p.dtype)
         E, K = self._mult_idx.shape
         mi, er, eb = self._mult_idx, self._e_row, self._e_bin  # mi: parameter per slot; P = the constant 1
-        N = jnp.asarray(self._nominal)
+        N = xp.asarray(self._nominal)
         hs = self._hs_par
         if len(hs):
-            ones = jnp.ones(len(hs), dtype=p.dtype)
-
-            def d1(x):
-                return jax.jvp(self._shifts, (x,), (ones,))
-
-            (shift, D1), (_, D2) = jax.jvp(d1, (p[hs],), (ones,))  # (E, Ph) each
-            N = N + jnp.sum(shift, axis=1)
-        x = self._gathered(p)  # (E, K)
+            a = p[hs][None, :]
+            shift, D1, D2 = code4p_delta_derivatives(a, xp.asarray(self._hs_up), xp.asarray(self._hs_dn), xp=xp)
+            N = N + xp.sum(shift, axis=1)  # D1, D2: (E, Ph)
+        x = self._gathered(p, xp)  # (E, K)
         eye = np.eye(K, dtype=bool)
-        L = jnp.stack([jnp.prod(jnp.where(eye[k], 1.0, x), axis=-1) for k in range(K)], axis=-1)
-        G = jnp.prod(x, axis=-1)
-        T = self._row_factors(p)
-        JT = jax.jacfwd(self._row_factors)(p)  # (R, P)
+        L = xp.stack([xp.prod(xp.where(eye[k], 1.0, x), axis=-1) for k in range(K)], axis=-1)
+        G = xp.prod(x, axis=-1)
+        T, JT, row_hessian = self._row_factor_derivatives(p, xp)  # JT: (R, P)
         Te, JTe = T[er], JT[er]
         F = G * Te
-        lam = self._bin_sum(N * F)
-        ratio = jnp.where(n > 0, n / lam, 0.0)
+        lam = self._bin_sum(N * F, xp)
+        ratio = xp.where(n > 0, n / lam, 0.0)
         c = ratio - 1.0
         ce = c[eb]
 
         def to_params(shape, index, values):  # scatter-add onto parameter columns, drop the constant
-            return jnp.zeros(shape + (P + 1,), dtype=p.dtype).at[index].add(values)[..., :P]
+            return scatter_add(shape + (P + 1,), index, values, xp, p.dtype)[..., :P]
 
         # dlam_b/dp (B, P)
         J = to_params((self.nbins,), (eb[:, None], mi), (N * Te)[:, None] * L)
-        J = J + self._bin_sum((N * G)[:, None] * JTe)
+        J = J + self._bin_sum((N * G)[:, None] * JTe, xp)
         if len(hs):
-            J = J.at[:, hs].add(self._bin_sum(F[:, None] * D1))
-        value = jnp.sum(poisson_logpdf(n, lam))
+            J = J + scatter_add((self.nbins, P), (slice(None), hs), self._bin_sum(F[:, None] * D1, xp), xp, p.dtype)
+        value = xp.sum(poisson_logpdf(n, lam, xp))
         grad = J.T @ c
+        if not hessian:
+            return value, grad, None
         hess = -(J * (ratio / lam)[:, None]).T @ J
         # sum_b c_b d2lam_b, with w = c N per entry
         w = ce * N
         if K > 1:  # G: leave-two-out products for every pair of distinct slots
             pairs = [(k, q) for k in range(K) for q in range(K) if k != q]
-            LL = jnp.stack([jnp.prod(jnp.where(eye[k] | eye[q], 1.0, x), axis=-1) for k, q in pairs], axis=-1)
+            LL = xp.stack([xp.prod(xp.where(eye[k] | eye[q], 1.0, x), axis=-1) for k, q in pairs], axis=-1)
             rows = np.stack([mi[:, k] for k, _ in pairs], axis=-1)
             cols = np.stack([mi[:, q] for _, q in pairs], axis=-1)
-            hess = hess + jnp.zeros((P + 1, P + 1), dtype=p.dtype).at[rows, cols].add((w * Te)[:, None] * LL)[:P, :P]
+            hess = hess + scatter_add((P + 1, P + 1), (rows, cols), (w * Te)[:, None] * LL, xp, p.dtype)[:P, :P]
         A = to_params((len(self.rows),), (er[:, None], mi), w[:, None] * L)  # (R, P): sum_e w dG/dp
         cross = A.T @ JT
         hess = hess + cross + cross.T
-        u = jax.lax.stop_gradient(jax.ops.segment_sum(w * G, er, num_segments=len(self.rows)))
-        hess = hess + jax.hessian(lambda q: jnp.dot(u, self._row_factors(q)))(p)
+        u = segment_sum(w * G, er, len(self.rows), xp)
+        if is_jax(xp):
+            u = jax.lax.stop_gradient(u)
+        hess = hess + row_hessian(u)
         if len(hs):
             Dc = ce[:, None] * D1  # (E, Ph)
             X = (Dc * G[:, None]).T @ JTe
             X = (
                 X
-                + jnp.zeros((len(hs), P + 1), dtype=p.dtype)
-                .at[:, mi]
-                .add((Dc * Te[:, None]).T[:, :, None] * L[None, :, :])[:, :P]
+                + scatter_add(
+                    (len(hs), P + 1), (slice(None), mi), (Dc * Te[:, None]).T[:, :, None] * L[None, :, :], xp, p.dtype
+                )[:, :P]
             )
-            hess = hess.at[hs, :].add(X).at[:, hs].add(X.T)
-            hess = hess.at[hs, hs].add(jnp.sum((ce * F)[:, None] * D2, axis=0))
+            hess = hess + scatter_add((P, P), (hs, slice(None)), X, xp, p.dtype)
+            hess = hess + scatter_add((P, P), (slice(None), hs), X.T, xp, p.dtype)
+            hess = hess + scatter_add((P, P), (hs, hs), xp.sum((ce * F)[:, None] * D2, axis=0), xp, p.dtype)
         return value, grad, hess
 
     def expected(self, pars) -> dict[str, dict[str, np.ndarray]]:
         """Expected counts per channel and sample at ``pars``."""
-        rates = np.asarray(self.rates(jnp.asarray(pars, dtype=float))) if self.rows else None
+        xp = jnp if self.has_morphing else np
+        rates = np.asarray(self.rates(xp.asarray(pars, dtype=float), xp)) if self.rows else None
         out: dict[str, dict[str, np.ndarray]] = {}
         for r, (ch, s) in enumerate(self.rows):
             o, nb = self.offsets[ch]

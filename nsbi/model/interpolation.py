@@ -51,6 +51,7 @@ __all__ = [
     "CODE4_MATRIX_INV",
     "code4",
     "code4_from_logs",
+    "code4_from_logs_derivatives",
     "code4_mean",
     "code4_mean_nodes",
     "code4_coefficients",
@@ -60,6 +61,7 @@ __all__ = [
     "code4_poly_weights",
     "code4p",
     "code4p_delta",
+    "code4p_delta_derivatives",
 ]
 
 
@@ -159,6 +161,24 @@ def code4_from_logs(alpha, log_up, log_down, up=None, down=None, xp=None):
     return xp.where(alpha > 1.0, hi, xp.where(alpha < -1.0, lo, poly))
 
 
+def code4_from_logs_derivatives(alpha, log_up, log_down, xp=None):
+    """:func:`code4_from_logs` and its first and second derivatives in ``alpha`` (elementwise):
+    the polynomial branch from :func:`code4_dweights` / :func:`code4_d2weights`, the
+    exponential branches ``kappa^alpha`` differentiated in closed form. Returns (f, f', f'')."""
+    xp = xp or _xp_of(alpha, log_up, log_down)
+    up, down = xp.exp(log_up), xp.exp(log_down)
+    poly = [
+        code4_poly_factor(code4_poly_weights(alpha, xp), log_up, log_down, up, down),
+        code4_poly_factor(code4_dweights(alpha), log_up, log_down, up, down, derivative=True),
+        code4_poly_factor(code4_d2weights(alpha), log_up, log_down, up, down, derivative=True),
+    ]
+    hi = xp.exp(alpha * log_up)
+    lo = xp.exp(-alpha * log_down)
+    his = [hi, log_up * hi, log_up * log_up * hi]
+    los = [lo, -log_down * lo, log_down * log_down * lo]
+    return tuple(xp.where(alpha > 1.0, h, xp.where(alpha < -1.0, lw, q)) for q, h, lw in zip(poly, his, los))
+
+
 def code4(alpha, kappa_up, kappa_down, xp=None):
     """Code-4 multiplicative factor for kappa_up = hi/nom, kappa_down = lo/nom (> 0)."""
     xp = xp or _xp_of(alpha, kappa_up, kappa_down)
@@ -173,6 +193,25 @@ def code4p_delta(alpha, delta_up, delta_down, xp=None):
     a2 = alpha * alpha
     inside = alpha * s + a * a2 * (15.0 + a2 * (-10.0 + 3.0 * a2))
     return xp.where(alpha > 1.0, alpha * delta_up, xp.where(alpha < -1.0, alpha * delta_down, inside))
+
+
+def code4p_delta_derivatives(alpha, delta_up, delta_down, xp=None):
+    """:func:`code4p_delta` and its first and second derivatives in ``alpha`` (elementwise, in
+    closed form: the polynomial inside ``|alpha| <= 1``, linear outside). Returns (delta,
+    d delta / d alpha, d2 delta / d alpha2)."""
+    xp = xp or _xp_of(alpha, delta_up, delta_down)
+    s = 0.5 * (delta_up + delta_down)
+    a = 0.0625 * (delta_up - delta_down)
+    a2 = alpha * alpha
+    inside = [
+        alpha * s + a * a2 * (15.0 + a2 * (-10.0 + 3.0 * a2)),
+        s + a * alpha * (30.0 + a2 * (-40.0 + 18.0 * a2)),
+        a * (30.0 + a2 * (-120.0 + 90.0 * a2)),
+    ]
+    zero = 0.0 * (delta_up + alpha)
+    above = [alpha * delta_up, delta_up + 0.0 * alpha, zero]
+    below = [alpha * delta_down, delta_down + 0.0 * alpha, zero]
+    return tuple(xp.where(alpha > 1.0, h, xp.where(alpha < -1.0, lw, q)) for q, h, lw in zip(inside, above, below))
 
 
 def code4p(alpha, nominal, up, down, xp=None):

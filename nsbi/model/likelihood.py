@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nsbi.jax_setup import jax, jnp
-
+from .arrays import jax, jnp
 from .binned import BinnedChannels
 from .errors import ModelError
-from .kernels import events_hessian
 from .modifiers import register_modifier, register_staterror
 from .morphing import MorphingCoefficients
 from .parameters import ConstraintTerms, ParameterRegistry
-from .unbinned import UnbinnedChannel
+
+if TYPE_CHECKING:
+    from .unbinned import UnbinnedChannel
 
 __all__ = ["Model"]
 
@@ -34,11 +35,15 @@ class Model:
         (init, bounds and values in ``kappa``; :mod:`nsbi.model.morphing`): the coordinate in
         which interference morphing (``mu - sqrt(mu)``, ...) is polynomial, so that fits near
         ``POI = 0`` see finite, exact derivatives. Only where :attr:`sqrt_poi_possible`.
+    backend : what the numpy entry points (:meth:`twice_nll`, ...) evaluate with: ``"auto"``
+        (numpy for a pure HistFactory model, JAX otherwise; see :attr:`backend`), ``"jax"``
+        (always compiled JAX), ``"numpy"`` (an error where the model needs JAX).
 
     Attributes
     ----------
     spec, measurement, measurement_name, poi_name, poi_index : the inputs and the POI.
     sqrt_poi : whether the POI's entry of the parameter vector is its square root;
+    backend : ``"numpy"`` or ``"jax"``, what the numpy entry points evaluate with.
     sqrt_poi_possible : whether it may be: the POI enters only morphing expressions, at least
         one of them as ``sqrt(POI)``, and its lower bound is >= 0.
     parsets, par_slices, npars, par_names : the parameter sets (:class:`ParameterSet`), their
@@ -54,7 +59,12 @@ class Model:
     """
 
     def __init__(
-        self, spec: Mapping, observations: Mapping[str, Any], measurement: Mapping | None = None, sqrt_poi=False
+        self,
+        spec: Mapping,
+        observations: Mapping[str, Any],
+        measurement: Mapping | None = None,
+        sqrt_poi=False,
+        backend: str = "auto",
     ):
         self.spec = spec
         measurement = measurement or {"name": "default", "config": {"poi": None, "parameters": []}}
@@ -118,6 +128,8 @@ class Model:
         self.binned_offsets = self._binned.offsets
         self.nbins = self._binned.nbins
         unb = []
+        if self.unbinned_channels:  # JAX from here on (kernels with a custom VJP, event arrays on the device)
+            from .unbinned import UnbinnedChannel
         for ch in self.unbinned_channels:
             ev = observations.get(ch["name"])
             if ev is None:
@@ -128,12 +140,42 @@ class Model:
         # large per-event arrays are passed as arguments (never baked into the compiled
         # function as constants: that makes XLA compilation slow and memory hungry)
         self._data = [u.arrays for u in self._unbinned]
-        self._twice_nll = jax.jit(self.twice_nll_jax)
-        self._vg = jax.jit(jax.value_and_grad(self.twice_nll_jax))
-        # Hessian: autodiff for the cheap parts, the unbinned event sums from a one-pass kernel
-        self._hess = jax.jit(self._hessian_jax)
-        self._vgh = jax.jit(self.value_grad_hessian_with)
-        self._hess_autodiff = jax.jit(jax.hessian(lambda p, d: self.twice_nll_jax(p, d, False)))
+        # a pure HistFactory model (binned, no morphing) is evaluated with numpy: no JAX import,
+        # tracing or compilation for a one-off fit; JAX for everything else (see _jitted)
+        if backend not in ("auto", "numpy", "jax"):
+            raise ModelError(f"backend must be 'auto', 'numpy' or 'jax', not {backend!r}")
+        numpy_possible = not self._unbinned and not self._binned.has_morphing
+        if backend == "numpy" and not numpy_possible:
+            raise ModelError("backend 'numpy' needs a binned model without morphing coefficients")
+        self._numpy = numpy_possible and backend != "jax"
+
+    @cached_property
+    def _jitted(self) -> dict[str, Any]:
+        """The compiled entry points, made on first use (importing JAX then)."""
+        return {
+            "twice_nll": jax.jit(self.twice_nll_jax),
+            "vg": jax.jit(jax.value_and_grad(self.twice_nll_jax)),
+            # Hessian: closed forms and autodiff for the cheap parts, the unbinned event sums
+            # from a one-pass kernel
+            "hess": jax.jit(self._hessian_jax),
+            "vgh": jax.jit(self.value_grad_hessian_with),
+            "hess_autodiff": jax.jit(jax.hessian(lambda p, d: self.twice_nll_jax(p, d, False))),
+        }
+
+    @property
+    def backend(self) -> str:
+        """What the numpy entry points (:meth:`twice_nll`, ...) evaluate with: ``"numpy"`` for a
+        pure HistFactory model (binned channels without morphing coefficients), else ``"jax"``.
+        The pure JAX functions (:meth:`twice_nll_jax`, ...) are there in both cases."""
+        return "numpy" if self._numpy else "jax"
+
+    def _numpy_terms(self, pars, hessian: bool):
+        """-2 ln L, gradient and Hessian (``None`` with ``hessian=False``) of a pure HistFactory
+        model with numpy, from the same closed forms as the JAX path."""
+        p = np.asarray(pars, dtype=float)
+        v, g, h = self.constraints.logpdf_grad_hessian(p, xp=np, hessian=hessian)
+        vb, gb, hb = self._binned.logpdf_grad_hessian(p, xp=np, hessian=hessian)
+        return -2.0 * float(v + vb), -2.0 * (g + gb), (-2.0 * (h + hb) if hessian else None)
 
     def _sqrt_poi_possible(self, channels, reg) -> bool:
         poi = self.poi_name
@@ -205,14 +247,17 @@ class Model:
         :func:`nsbi.model.kernels.events_hessian` (one pass over the events instead of
         forward-over-reverse autodiff through the event scan)."""
 
-        def rest(q):
-            lp = self.constraints.logpdf(q, aux_normal, aux_poisson)
+        def yields(q):
+            lp = jnp.zeros((), dtype=q.dtype)
             for u in self._unbinned:
                 lp = lp - jnp.sum(u.yields(q))
             return lp
 
-        v, G = jax.value_and_grad(rest)(p)
-        H = jax.hessian(rest)(p)
+        v, G, H = self.constraints.logpdf_grad_hessian(p, aux_normal, aux_poisson, xp=jnp)
+        if self._unbinned:
+            from .kernels import events_hessian
+
+            v, G, H = v + yields(p), G + jax.grad(yields)(p), H + jax.hessian(yields)(p)
         if len(self._binned):  # the binned Poisson terms from their structured kernel
             vb, gb, hb = self._binned.logpdf_grad_hessian(p, binned_obs)
             v, G, H = v + vb, G + gb, H + hb
@@ -251,26 +296,35 @@ class Model:
 
     def twice_nll(self, pars) -> float:
         """-2 ln L at ``pars`` (binned part identical to pyhf's ``-2 model.logpdf``)."""
-        return float(self._twice_nll(jnp.asarray(pars, dtype=float), self._data))
+        if self._numpy:
+            p = np.asarray(pars, dtype=float)
+            return -2.0 * float(self.constraints.logpdf(p, xp=np) + self._binned.logpdf(p, xp=np))
+        return float(self._jitted["twice_nll"](jnp.asarray(pars, dtype=float), self._data))
 
     def twice_nll_and_grad(self, pars) -> tuple[float, np.ndarray]:
         """-2 ln L and its gradient at ``pars`` (one pass over the events)."""
-        v, g = self._vg(jnp.asarray(pars, dtype=float), self._data)
+        if self._numpy:
+            return self._numpy_terms(pars, hessian=False)[:2]
+        v, g = self._jitted["vg"](jnp.asarray(pars, dtype=float), self._data)
         return float(v), np.asarray(g)
 
     def hessian(self, pars) -> np.ndarray:
         """Exact Hessian of -2 ln L at ``pars``."""
-        return np.asarray(self._hess(jnp.asarray(pars, dtype=float), self._data))
+        if self._numpy:
+            return self._numpy_terms(pars, hessian=True)[2]
+        return np.asarray(self._jitted["hess"](jnp.asarray(pars, dtype=float), self._data))
 
     def hessian_autodiff(self, pars) -> np.ndarray:
         """Hessian of -2 ln L at ``pars`` by plain forward-over-reverse autodiff of the whole
-        likelihood (reference for :meth:`hessian`; much slower on many events)."""
-        return np.asarray(self._hess_autodiff(jnp.asarray(pars, dtype=float), self._data))
+        likelihood with JAX (reference for :meth:`hessian`; much slower on many events)."""
+        return np.asarray(self._jitted["hess_autodiff"](jnp.asarray(pars, dtype=float), self._data))
 
     def twice_nll_grad_hessian(self, pars) -> tuple[float, np.ndarray, np.ndarray]:
         """-2 ln L, gradient and exact Hessian at ``pars`` from one pass over the events
         (about the cost of :meth:`hessian`; used by the Newton minimiser in :mod:`nsbi.fit`)."""
-        v, g, H = self._vgh(jnp.asarray(pars, dtype=float), self._data)
+        if self._numpy:
+            return self._numpy_terms(pars, hessian=True)
+        v, g, H = self._jitted["vgh"](jnp.asarray(pars, dtype=float), self._data)
         return float(v), np.asarray(g), np.asarray(H)
 
     def index(self, label: str) -> int:

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nsbi.jax_setup import jnp
-
+from .arrays import jnp, scatter_add
 from .errors import ModelError
-from .interpolation import code4_from_logs
+from .interpolation import code4_from_logs, code4_from_logs_derivatives
 from .parameters import ALPHA_KINDS, ParameterRegistry, ParameterSet
 
 __all__ = [
@@ -161,7 +160,37 @@ class NormsysFactors:
     def __len__(self) -> int:
         return len(self.par)
 
-    def product(self, p):
-        """Per-sample factor (samples,) at the parameter vector ``p`` (JAX); use only if ``len(self)``."""
+    def product(self, p, xp=jnp):
+        """Per-sample factor (samples,) at the parameter vector ``p``; use only if ``len(self)``."""
         a = p[self.par][None, :]
-        return jnp.prod(code4_from_logs(a, jnp.asarray(self.log_ku), jnp.asarray(self.log_kd), xp=jnp), axis=1)
+        return xp.prod(code4_from_logs(a, xp.asarray(self.log_ku), xp.asarray(self.log_kd), xp=xp), axis=1)
+
+    def derivatives(self, p, xp=jnp):
+        """The per-sample factors T (samples,), their Jacobian dT/dp (samples, len(p)) and what
+        :meth:`weighted_hessian` needs, in closed form (:func:`code4_from_logs_derivatives`).
+
+        T = prod_j f_j with f_j depending on alpha_j only: dT/dalpha_j = f'_j L_j with the
+        leave-one-out products L_j = prod_{k != j} f_k (from running products, no division)."""
+        a = p[self.par][None, :]
+        f, f1, f2 = code4_from_logs_derivatives(a, xp.asarray(self.log_ku), xp.asarray(self.log_kd), xp=xp)
+        ones = xp.ones_like(f[:, :1])
+        before = xp.cumprod(xp.concatenate([ones, f[:, :-1]], axis=1), axis=1)
+        after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(f[:, 1:], axis=1)], axis=1), axis=1), axis=1)
+        loo = before * after
+        T = loo[:, 0] * f[:, 0]
+        J = scatter_add((f.shape[0], p.shape[0]), (slice(None), self.par), f1 * loo, xp, p.dtype)
+        return T, J, (f, f1, f2, loo)
+
+    def weighted_hessian(self, parts, u, npars: int, xp=jnp):
+        """sum_s u_s d2T_s/dp dp^T (npars, npars) from the ``parts`` of :meth:`derivatives`:
+        f''_j L_j on the diagonal, f'_j f'_k L_j / f_k = f'_j f'_k prod_{l != j, k} f_l off it.
+
+        The division assumes f_k != 0: a code-4 factor is positive except for kappas far
+        outside any published use (kappa_up = 0.001 with kappa_down = 1000), and exactly zero
+        only at isolated alpha."""
+        f, f1, f2, loo = parts
+        A = (u[:, None] * f1 * loo).T @ (f1 / f)  # (Pn, Pn), symmetric
+        diag = xp.sum(u[:, None] * f2 * loo, axis=0)
+        eye = np.eye(len(self.par), dtype=bool)
+        H = xp.where(eye, diag[None, :], A)
+        return scatter_add((npars, npars), (self.par[:, None], self.par[None, :]), H, xp, f.dtype)

@@ -15,33 +15,44 @@ derivatives are exact at ``kappa = 0`` (:class:`_Squared`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from nsbi.expr import parse
-from nsbi.jax_setup import jax, jnp
+
+from .arrays import jax, jnp
 
 __all__ = ["MORPH_XP", "MorphingCoefficients", "sqrt_finite"]
 
 
-@jax.custom_jvp
+@functools.cache
+def _sqrt_with_finite_slope():
+    """The JAX function behind :func:`sqrt_finite`, made on first use (JAX imported then)."""
+
+    @jax.custom_jvp
+    def f(x):
+        return jnp.sqrt(x)
+
+    @f.defjvp
+    def _jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        safe = jnp.where(x > 1e-200, x, 1e-200)
+        # the primal through f again, so that higher derivatives use this rule as well
+        return f(x), t * (0.5 / f(safe))
+
+    return f
+
+
 def sqrt_finite(x):
-    """sqrt with a finite derivative at 0 (0.5/sqrt(1e-200) = 5e99 instead of inf).
+    """sqrt with a finite derivative at 0 (0.5/sqrt(1e-200) = 5e99 instead of inf), JAX.
 
     Morphing coefficients such as mu - sqrt(mu) are not differentiable at mu = 0. With the
     exact derivative, forward-mode autodiff (Hessians, Jacobians) multiplies inf by the zero
     tangent of every *other* parameter and the whole Hessian becomes NaN, e.g. in a profile
     scan at the fixed point mu = 0. The large finite slope keeps those products 0 and still
     points the way for a free mu at its bound."""
-    return jnp.sqrt(x)
-
-
-@sqrt_finite.defjvp
-def _sqrt_finite_jvp(primals, tangents):
-    (x,), (t,) = primals, tangents
-    safe = jnp.where(x > 1e-200, x, 1e-200)
-    # the primal through sqrt_finite again, so that higher derivatives use this rule as well
-    return sqrt_finite(x), t * (0.5 / sqrt_finite(safe))
+    return _sqrt_with_finite_slope()(x)
 
 
 class _Squared:

@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from jax.scipy.special import gammaln, xlogy
 
-from nsbi.jax_setup import jnp
-
+from .arrays import gammaln, jnp, scatter_add, xlogy
 from .errors import ModelError
 
 __all__ = ["ConstraintTerms", "ParameterRegistry", "ParameterSet", "normal_logpdf", "poisson_logpdf"]
@@ -142,15 +140,15 @@ class ParameterRegistry:
             raise ModelError(f"POI {poi!r} is not a parameter of the model (known: {sorted(self.sets)})")
 
 
-def normal_logpdf(x, mu, sigma):
-    """ln N(x | mu, sigma), elementwise (JAX)."""
+def normal_logpdf(x, mu, sigma, xp=jnp):
+    """ln N(x | mu, sigma), elementwise."""
     z = (x - mu) / sigma
-    return -0.5 * z * z - jnp.log(sigma) - _LOG_SQRT_2PI
+    return -0.5 * z * z - xp.log(sigma) - _LOG_SQRT_2PI
 
 
-def poisson_logpdf(n, lam):
-    """Continuous Poisson ln P(n | lam) = n ln lam - lam - ln Gamma(n + 1), as pyhf (JAX)."""
-    return xlogy(n, lam) - lam - gammaln(n + 1.0)
+def poisson_logpdf(n, lam, xp=jnp):
+    """Continuous Poisson ln P(n | lam) = n ln lam - lam - ln Gamma(n + 1), as pyhf."""
+    return xlogy(n, lam, xp) - lam - gammaln(n + 1.0, xp)
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,15 +198,39 @@ class ConstraintTerms:
         """Auxiliary data in pyhf's order: the Gaussian ones, then the Poisson ones."""
         return np.concatenate([self.normal_aux, self.poisson_aux])
 
-    def logpdf(self, p, aux_normal=None, aux_poisson=None):
-        """Sum of the constraint log-densities at ``p`` (JAX); ``aux_*`` replace the auxdata."""
+    def logpdf(self, p, aux_normal=None, aux_poisson=None, xp=jnp):
+        """Sum of the constraint log-densities at ``p``; ``aux_*`` replace the auxdata."""
         out = 0.0
         idx, aux, sig = self.normal_index, self.normal_aux, self.normal_sigma
         if len(idx):
             aux = aux if aux_normal is None else aux_normal
-            out = out + jnp.sum(normal_logpdf(jnp.asarray(aux), p[idx], jnp.asarray(sig)))
+            out = out + xp.sum(normal_logpdf(xp.asarray(aux), p[idx], xp.asarray(sig), xp))
         idx, aux, fac = self.poisson_index, self.poisson_aux, self.poisson_factor
         if len(idx):
             aux = aux if aux_poisson is None else aux_poisson
-            out = out + jnp.sum(poisson_logpdf(jnp.asarray(aux), p[idx] * jnp.asarray(fac)))
+            out = out + xp.sum(poisson_logpdf(xp.asarray(aux), p[idx] * xp.asarray(fac), xp))
         return out
+
+    def logpdf_grad_hessian(self, p, aux_normal=None, aux_poisson=None, xp=jnp, hessian=True):
+        """:meth:`logpdf`, its gradient and its (diagonal) Hessian in closed form; the
+        Hessian is ``None`` with ``hessian=False``.
+
+        Gaussian: d/dtheta = (aux - theta) / sigma^2, d2 = -1/sigma^2; Poisson with
+        lam = theta tau: d/dtheta = aux/theta - tau, d2 = -aux/theta^2."""
+        P = p.shape[0]
+        value = self.logpdf(p, aux_normal, aux_poisson, xp)
+        grad = xp.zeros(P, dtype=p.dtype)
+        curv = xp.zeros(P, dtype=p.dtype)
+        idx, aux, sig = self.normal_index, self.normal_aux, self.normal_sigma
+        if len(idx):
+            aux = xp.asarray(aux if aux_normal is None else aux_normal)
+            inv2 = 1.0 / xp.asarray(sig) ** 2
+            grad = grad + scatter_add(P, idx, (aux - p[idx]) * inv2, xp, p.dtype)
+            curv = curv - scatter_add(P, idx, inv2 + 0.0 * aux, xp, p.dtype)
+        idx, aux, fac = self.poisson_index, self.poisson_aux, self.poisson_factor
+        if len(idx):
+            aux = xp.asarray(aux if aux_poisson is None else aux_poisson)
+            theta = p[idx]
+            grad = grad + scatter_add(P, idx, aux / theta - xp.asarray(fac), xp, p.dtype)
+            curv = curv - scatter_add(P, idx, aux / theta**2, xp, p.dtype)
+        return value, grad, (xp.diag(curv) if hessian else None)
