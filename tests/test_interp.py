@@ -153,3 +153,42 @@ def test_code4_mean_is_smooth_at_the_knots():
         lo, hi = knot - 1e-9, knot + 1e-9
         for fun in (f, d1, d2):
             assert float(fun(hi)) == pytest.approx(float(fun(lo)), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["code4p", "code4"])
+def test_closed_form_derivatives_equal_autodiff(kind):
+    """code4p_delta_derivatives / code4_from_logs_derivatives: the value and the first two
+    derivatives in alpha equal JAX autodiff of code4p_delta / code4_from_logs, in both
+    exponential (linear) branches, inside, and at the knots, with numpy and with JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    from nsbi.model.interpolation import (
+        code4_from_logs,
+        code4_from_logs_derivatives,
+        code4p_delta,
+        code4p_delta_derivatives,
+    )
+
+    alpha = np.array([-3.2, -1.0, -0.999, -0.45, 0.0, 0.2, 0.999, 1.0, 1.0001, 2.7])
+    # (up, down) pairs: symmetric, asymmetric, one-sided
+    pairs = [(0.3, 0.3), (1.7, -0.4), (0.0, 0.9)] if kind == "code4p" else [(0.1, -0.1), (0.4, -0.05), (-0.2, -0.3)]
+    for up, dn in pairs:
+        if kind == "code4p":
+
+            def f(a, up=up, dn=dn):
+                return code4p_delta(a, up, dn, xp=jnp)
+
+            got = code4p_delta_derivatives(alpha, up, dn, xp=np)
+            got_jax = code4p_delta_derivatives(jnp.asarray(alpha), up, dn, xp=jnp)
+        else:
+
+            def f(a, up=up, dn=dn):
+                return code4_from_logs(a, up, dn, xp=jnp)
+
+            got = code4_from_logs_derivatives(alpha, up, dn, xp=np)
+            got_jax = code4_from_logs_derivatives(jnp.asarray(alpha), up, dn, xp=jnp)
+        ref = [jax.vmap(g)(jnp.asarray(alpha)) for g in (f, jax.grad(f), jax.grad(jax.grad(f)))]
+        for k in range(3):
+            np.testing.assert_allclose(got[k], np.asarray(ref[k]), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(got_jax[k]), np.asarray(ref[k]), rtol=1e-12, atol=1e-12)

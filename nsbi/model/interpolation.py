@@ -208,9 +208,8 @@ def code4p_delta_derivatives(alpha, delta_up, delta_down, xp=None):
         s + a * alpha * (30.0 + a2 * (-40.0 + 18.0 * a2)),
         a * (30.0 + a2 * (-120.0 + 90.0 * a2)),
     ]
-    zero = 0.0 * (delta_up + alpha)
-    above = [alpha * delta_up, delta_up + 0.0 * alpha, zero]
-    below = [alpha * delta_down, delta_down + 0.0 * alpha, zero]
+    above = [alpha * delta_up, delta_up, 0.0]
+    below = [alpha * delta_down, delta_down, 0.0]
     return tuple(xp.where(alpha > 1.0, h, xp.where(alpha < -1.0, lw, q)) for q, h, lw in zip(inside, above, below))
 
 

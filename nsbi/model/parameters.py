@@ -226,7 +226,7 @@ class ConstraintTerms:
             aux = xp.asarray(aux if aux_normal is None else aux_normal)
             inv2 = 1.0 / xp.asarray(sig) ** 2
             grad = grad + scatter_add(P, idx, (aux - p[idx]) * inv2, xp, p.dtype)
-            curv = curv - scatter_add(P, idx, inv2 + 0.0 * aux, xp, p.dtype)
+            curv = curv - scatter_add(P, idx, inv2, xp, p.dtype)
         idx, aux, fac = self.poisson_index, self.poisson_aux, self.poisson_factor
         if len(idx):
             aux = xp.asarray(aux if aux_poisson is None else aux_poisson)
