@@ -145,6 +145,27 @@ def code4_coefficients(kappa_up, kappa_down):
     return b @ CODE4_MATRIX_INV.T
 
 
+def _by_branch(alpha, parts, xp):
+    """Select, for each (polynomial, above, below) triple of ``parts``, the branch of ``alpha``:
+    above for alpha > 1, below for alpha < -1, the polynomial inside (the knots included)."""
+    return tuple(xp.where(alpha > 1.0, hi, xp.where(alpha < -1.0, lo, poly)) for poly, hi, lo in parts)
+
+
+def _code4_orders(alpha, log_up, log_down, up, down, xp, order: int):
+    """The code-4 factor and its derivatives in alpha up to ``order`` (0-2): the polynomial
+    from :func:`code4_poly_factor`, the exponential branches ``kappa^alpha`` in closed form."""
+    hi = xp.exp(alpha * log_up)
+    lo = xp.exp(-alpha * log_down)
+    parts = [(code4_poly_factor(code4_poly_weights(alpha, xp), log_up, log_down, up, down), hi, lo)]
+    if order >= 1:
+        d1 = code4_poly_factor(code4_dweights(alpha), log_up, log_down, up, down, derivative=True)
+        parts.append((d1, log_up * hi, -log_down * lo))
+    if order >= 2:
+        d2 = code4_poly_factor(code4_d2weights(alpha), log_up, log_down, up, down, derivative=True)
+        parts.append((d2, log_up * log_up * hi, log_down * log_down * lo))
+    return _by_branch(alpha, parts, xp)
+
+
 def code4_from_logs(alpha, log_up, log_down, up=None, down=None, xp=None):
     """Code-4 factor given ln(kappa_up), ln(kappa_down) (elementwise, broadcasting).
 
@@ -155,10 +176,7 @@ def code4_from_logs(alpha, log_up, log_down, up=None, down=None, xp=None):
     xp = xp or _xp_of(alpha, log_up, log_down)
     up = xp.exp(log_up) if up is None else up
     down = xp.exp(log_down) if down is None else down
-    poly = code4_poly_factor(code4_poly_weights(alpha, xp), log_up, log_down, up, down)
-    hi = xp.exp(alpha * log_up)
-    lo = xp.exp(-alpha * log_down)
-    return xp.where(alpha > 1.0, hi, xp.where(alpha < -1.0, lo, poly))
+    return _code4_orders(alpha, log_up, log_down, up, down, xp, 0)[0]
 
 
 def code4_from_logs_derivatives(alpha, log_up, log_down, xp=None):
@@ -166,17 +184,7 @@ def code4_from_logs_derivatives(alpha, log_up, log_down, xp=None):
     the polynomial branch from :func:`code4_dweights` / :func:`code4_d2weights`, the
     exponential branches ``kappa^alpha`` differentiated in closed form. Returns (f, f', f'')."""
     xp = xp or _xp_of(alpha, log_up, log_down)
-    up, down = xp.exp(log_up), xp.exp(log_down)
-    poly = [
-        code4_poly_factor(code4_poly_weights(alpha, xp), log_up, log_down, up, down),
-        code4_poly_factor(code4_dweights(alpha), log_up, log_down, up, down, derivative=True),
-        code4_poly_factor(code4_d2weights(alpha), log_up, log_down, up, down, derivative=True),
-    ]
-    hi = xp.exp(alpha * log_up)
-    lo = xp.exp(-alpha * log_down)
-    his = [hi, log_up * hi, log_up * log_up * hi]
-    los = [lo, -log_down * lo, log_down * log_down * lo]
-    return tuple(xp.where(alpha > 1.0, h, xp.where(alpha < -1.0, lw, q)) for q, h, lw in zip(poly, his, los))
+    return _code4_orders(alpha, log_up, log_down, xp.exp(log_up), xp.exp(log_down), xp, 2)
 
 
 def code4(alpha, kappa_up, kappa_down, xp=None):
@@ -185,14 +193,24 @@ def code4(alpha, kappa_up, kappa_down, xp=None):
     return code4_from_logs(alpha, xp.log(kappa_up), xp.log(kappa_down), kappa_up, kappa_down, xp=xp)
 
 
-def code4p_delta(alpha, delta_up, delta_down, xp=None):
-    """Code-4p additive shift; delta_up = up - nom, delta_down = nom - down."""
-    xp = xp or _xp_of(alpha, delta_up, delta_down)
+def _code4p_orders(alpha, delta_up, delta_down, xp, order: int):
+    """The code-4p shift and its derivatives in alpha up to ``order`` (0-2): the polynomial
+    ``alpha s + a alpha^2 (15 - 10 alpha^2 + 3 alpha^4)`` inside, linear outside."""
     s = 0.5 * (delta_up + delta_down)
     a = 0.0625 * (delta_up - delta_down)
     a2 = alpha * alpha
-    inside = alpha * s + a * a2 * (15.0 + a2 * (-10.0 + 3.0 * a2))
-    return xp.where(alpha > 1.0, alpha * delta_up, xp.where(alpha < -1.0, alpha * delta_down, inside))
+    parts = [(alpha * s + a * a2 * (15.0 + a2 * (-10.0 + 3.0 * a2)), alpha * delta_up, alpha * delta_down)]
+    if order >= 1:
+        parts.append((s + a * alpha * (30.0 + a2 * (-40.0 + 18.0 * a2)), delta_up, delta_down))
+    if order >= 2:
+        parts.append((a * (30.0 + a2 * (-120.0 + 90.0 * a2)), 0.0, 0.0))
+    return _by_branch(alpha, parts, xp)
+
+
+def code4p_delta(alpha, delta_up, delta_down, xp=None):
+    """Code-4p additive shift; delta_up = up - nom, delta_down = nom - down."""
+    xp = xp or _xp_of(alpha, delta_up, delta_down)
+    return _code4p_orders(alpha, delta_up, delta_down, xp, 0)[0]
 
 
 def code4p_delta_derivatives(alpha, delta_up, delta_down, xp=None):
@@ -200,17 +218,7 @@ def code4p_delta_derivatives(alpha, delta_up, delta_down, xp=None):
     closed form: the polynomial inside ``|alpha| <= 1``, linear outside). Returns (delta,
     d delta / d alpha, d2 delta / d alpha2)."""
     xp = xp or _xp_of(alpha, delta_up, delta_down)
-    s = 0.5 * (delta_up + delta_down)
-    a = 0.0625 * (delta_up - delta_down)
-    a2 = alpha * alpha
-    inside = [
-        alpha * s + a * a2 * (15.0 + a2 * (-10.0 + 3.0 * a2)),
-        s + a * alpha * (30.0 + a2 * (-40.0 + 18.0 * a2)),
-        a * (30.0 + a2 * (-120.0 + 90.0 * a2)),
-    ]
-    above = [alpha * delta_up, delta_up, 0.0]
-    below = [alpha * delta_down, delta_down, 0.0]
-    return tuple(xp.where(alpha > 1.0, h, xp.where(alpha < -1.0, lw, q)) for q, h, lw in zip(inside, above, below))
+    return _code4p_orders(alpha, delta_up, delta_down, xp, 2)
 
 
 def code4p(alpha, nominal, up, down, xp=None):
@@ -291,4 +299,4 @@ def code4_mean(alpha, up_log, up_p, down_log, down_p, xp=None):
     # branch stays finite
     hi = xp.sum(up_p * xp.exp(xp.maximum(a, 1.0) * up_log), axis=-1)
     lo = xp.sum(down_p * xp.exp(-xp.minimum(a, -1.0) * down_log), axis=-1)
-    return xp.where(alpha > 1.0, hi, xp.where(alpha < -1.0, lo, poly))
+    return _by_branch(alpha, [(poly, hi, lo)], xp)[0]

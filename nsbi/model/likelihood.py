@@ -257,7 +257,8 @@ class Model:
         if self._unbinned:
             from .kernels import events_hessian
 
-            v, G, H = v + yields(p), G + jax.grad(yields)(p), H + jax.hessian(yields)(p)
+            v_yields, g_yields = jax.value_and_grad(yields)(p)
+            v, G, H = v + v_yields, G + g_yields, H + jax.hessian(yields)(p)
         if len(self._binned):  # the binned Poisson terms from their structured kernel
             vb, gb, hb = self._binned.logpdf_grad_hessian(p, binned_obs)
             v, G, H = v + vb, G + gb, H + hb
