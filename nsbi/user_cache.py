@@ -38,7 +38,10 @@ def cache_root() -> Path:
 
 
 def compiled_schema_check(
-    name: str, schema_doc: Mapping, handlers: Mapping[str, Callable[[str], Any]] | None = None, sources=()
+    name: str,
+    schema_doc: Mapping,
+    handlers: Mapping[str, Callable[[str], Any]] | None = None,
+    sources: Sequence[bytes] = (),
 ) -> Callable[[Any], Any]:
     """fastjsonschema's validator of ``schema_doc`` (raises ``fastjsonschema.JsonSchemaException``).
 
@@ -49,9 +52,12 @@ def compiled_schema_check(
     covers ``schema_doc``, ``sources`` and fastjsonschema's version, changes with them."""
     import fastjsonschema
 
+    def in_memory():
+        return fastjsonschema.compile(dict(schema_doc), handlers=dict(handlers or {}))
+
     digest = hashlib.sha256()
-    for part in (fastjsonschema.VERSION, json_text(schema_doc, indent=None), *_as_text(sources)):
-        digest.update(part.encode() + b"\0")
+    for part in (fastjsonschema.VERSION.encode(), json_text(schema_doc, indent=None).encode(), *sources):
+        digest.update(bytes(part) + b"\0")
     path = cache_root() / "schemas" / f"{name}-{digest.hexdigest()[:20]}.py"
     if not path.is_file():
         code = fastjsonschema.compile_to_code(dict(schema_doc), handlers=dict(handlers or {}))
@@ -62,7 +68,7 @@ def compiled_schema_check(
             with atomic_path(path) as tmp:
                 tmp.write_text(code)
         except OSError:  # a cache that cannot be written: the check compiled in memory
-            return fastjsonschema.compile(dict(schema_doc), handlers=dict(handlers or {}))
+            return in_memory()
     try:
         spec = importlib.util.spec_from_file_location(f"nsbi_schema_check_{path.stem.replace('-', '_')}", path)
         module = importlib.util.module_from_spec(spec)
@@ -70,8 +76,4 @@ def compiled_schema_check(
         return module.validate
     except (OSError, SyntaxError, AttributeError):  # unreadable or damaged: the next process rewrites it
         path.unlink(missing_ok=True)
-        return fastjsonschema.compile(dict(schema_doc), handlers=dict(handlers or {}))
-
-
-def _as_text(sources: Sequence) -> list[str]:
-    return [s.decode() if isinstance(s, bytes) else str(s) for s in sources]
+        return in_memory()
